@@ -1,0 +1,214 @@
+//! Presence entries (topic, key, pid, meta) and the limits every entry obeys.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use rustc_hash::FxBuildHasher;
+use serde_json::Value;
+
+use crate::replica::Tag;
+
+/// The longest topic, key or pid, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The deepest metadata allowed: a scalar is depth 0, `[]` or `{}` depth 1.
+pub const MAX_META_DEPTH: usize = 64;
+
+/// One presence: a pid of a key on a topic, with its metadata.
+///
+/// Entries are immutable and shared (`Arc<Entry>`) between the state, its
+/// indexes, diffs and payloads, so a merge moves pointers, not strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The channel, e.g. `room:lobby`.
+    pub topic: Arc<str>,
+    /// Who is present, e.g. a user id.
+    pub key: Arc<str>,
+    /// The connection of that key.
+    pub pid: Arc<str>,
+    /// Arbitrary JSON metadata, at most [`MAX_META_DEPTH`] levels deep.
+    pub meta: Value,
+    /// For an entry made by an update: the clock of the entry it replaced, an
+    /// entry of the same replica. It renders as `phx_ref_prev`.
+    pub replaces: Option<u64>,
+    /// Hashes of topic, key and pid, computed once when the entry is made, so
+    /// that indexing it never reads the strings again.
+    pub(crate) hashes: NameHashes,
+}
+
+/// Hashes of an entry's topic, key and pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NameHashes {
+    pub(crate) topic: u64,
+    pub(crate) key: u64,
+    pub(crate) pid: u64,
+}
+
+/// The hash of a topic, key or pid, as the indexes use it.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+/// Why an entry is not allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryError {
+    /// A topic, key or pid is empty.
+    EmptyName {
+        /// Which field: `topic`, `key` or `pid`.
+        field: &'static str,
+    },
+    /// A topic, key or pid is longer than [`MAX_NAME_LEN`] bytes.
+    NameTooLong {
+        /// Which field: `topic`, `key` or `pid`.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The metadata nests deeper than [`MAX_META_DEPTH`].
+    MetaTooDeep,
+}
+
+impl std::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EmptyName { field } => write!(f, "{field} is empty"),
+            Self::NameTooLong { field, len } => {
+                write!(f, "{field} is {len} bytes, more than {MAX_NAME_LEN}")
+            }
+            Self::MetaTooDeep => write!(f, "meta nests deeper than {MAX_META_DEPTH} levels"),
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+impl Entry {
+    /// A new entry, checked against the limits.
+    pub fn new(topic: &str, key: &str, pid: &str, meta: Value) -> Result<Self, EntryError> {
+        check_name("topic", topic)?;
+        check_name("key", key)?;
+        check_name("pid", pid)?;
+        check_meta_depth(&meta)?;
+        Ok(Self::from_checked(
+            Arc::from(topic),
+            Arc::from(key),
+            Arc::from(pid),
+            meta,
+            None,
+        ))
+    }
+
+    /// An entry from parts already checked against the limits.
+    pub(crate) fn from_checked(
+        topic: Arc<str>,
+        key: Arc<str>,
+        pid: Arc<str>,
+        meta: Value,
+        replaces: Option<u64>,
+    ) -> Self {
+        let hashes = NameHashes {
+            topic: name_hash(&topic),
+            key: name_hash(&key),
+            pid: name_hash(&pid),
+        };
+        Self {
+            topic,
+            key,
+            pid,
+            meta,
+            replaces,
+            hashes,
+        }
+    }
+}
+
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<(), EntryError> {
+    if name.is_empty() {
+        return Err(EntryError::EmptyName { field });
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(EntryError::NameTooLong {
+            field,
+            len: name.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the nesting depth of `meta` without recursion (an explicit stack).
+pub fn check_meta_depth(meta: &Value) -> Result<(), EntryError> {
+    let mut stack: Vec<(&Value, usize)> = vec![(meta, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        let child_depth = depth + 1;
+        if child_depth > MAX_META_DEPTH {
+            return Err(EntryError::MetaTooDeep);
+        }
+        stack.extend(children.map(|child| (child, child_depth)));
+    }
+    Ok(())
+}
+
+/// One visible presence: its tag and its entry. Views, queries and diffs are
+/// made of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presence {
+    /// The join that made it.
+    pub tag: Tag,
+    /// What was joined.
+    pub entry: Arc<Entry>,
+}
+
+impl PartialOrd for Presence {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Presence {
+    /// Presences order by tag: a tag names exactly one entry.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.tag.cmp(&other.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(depth: usize) -> Value {
+        let mut value = json!(1);
+        for _ in 0..depth {
+            value = Value::Array(vec![value]);
+        }
+        value
+    }
+
+    #[test]
+    fn meta_depth_limit_is_inclusive() {
+        assert_eq!(check_meta_depth(&nested(MAX_META_DEPTH)), Ok(()));
+        assert_eq!(
+            check_meta_depth(&nested(MAX_META_DEPTH + 1)),
+            Err(EntryError::MetaTooDeep)
+        );
+        assert_eq!(check_meta_depth(&json!({"a": {"b": [1, 2]}})), Ok(()));
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert_eq!(
+            Entry::new("", "k", "p", json!({})),
+            Err(EntryError::EmptyName { field: "topic" })
+        );
+        let long = "k".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(
+            Entry::new("t", &long, "p", json!({})),
+            Err(EntryError::NameTooLong { field: "key", .. })
+        ));
+    }
+}

@@ -1,0 +1,619 @@
+//! The invariants of SPEC section 7 as named functions: the one definition
+//! that unit tests, the simulator and the stateright models all call.
+//!
+//! Each `check_*` returns `Ok(())` or a [`Violation`] naming the invariant and
+//! what broke. Ground truth that a single state cannot know (what was really
+//! joined, what each replica issued) is kept by a [`History`], which the
+//! caller feeds with every local operation's diff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::diff::{presence_state, PresenceState};
+use crate::entry::{Entry, Presence};
+use crate::mirror::ClientMirror;
+use crate::replica::{ReplicaId, Tag};
+use crate::state::State;
+
+/// A replica's view: its visible presences by tag.
+pub type View = BTreeMap<Tag, Arc<Entry>>;
+
+/// The view of `state`: every visible presence.
+pub fn view(state: &State) -> View {
+    state
+        .online_list()
+        .into_iter()
+        .map(|presence| (presence.tag, presence.entry))
+        .collect()
+}
+
+/// The invariants, by their SPEC names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// I1: diffs are exact; a mirror fed by them equals the view.
+    DiffExactness,
+    /// I2: once faults heal, live replicas converge on the ground truth.
+    Convergence,
+    /// I3: a removal once observed is never undone; retired replicas stay dead.
+    NoResurrection,
+    /// I4: every visible entry was really joined by its owner, with that meta.
+    Provenance,
+    /// I5: a replica's own entries are exactly those it joined and not left.
+    OwnAuthority,
+    /// I6: clocks are sane: never reused, contexts within what was issued,
+    /// clouds above and apart from the context.
+    CausalSanity,
+    /// I7: memory is bounded: nothing names a retired replica, indexes match
+    /// the values, clouds stay within their bound.
+    BoundedMemory,
+    /// I8: merge is commutative, associative and idempotent.
+    CrdtLaws,
+}
+
+impl Invariant {
+    /// The short id used in SPEC, e.g. `I1`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::DiffExactness => "I1",
+            Self::Convergence => "I2",
+            Self::NoResurrection => "I3",
+            Self::Provenance => "I4",
+            Self::OwnAuthority => "I5",
+            Self::CausalSanity => "I6",
+            Self::BoundedMemory => "I7",
+            Self::CrdtLaws => "I8",
+        }
+    }
+
+    /// The prose name, e.g. `diff exactness`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DiffExactness => "diff exactness",
+            Self::Convergence => "convergence",
+            Self::NoResurrection => "no resurrection",
+            Self::Provenance => "provenance",
+            Self::OwnAuthority => "own authority",
+            Self::CausalSanity => "causal sanity",
+            Self::BoundedMemory => "bounded memory",
+            Self::CrdtLaws => "CRDT laws",
+        }
+    }
+}
+
+/// A broken invariant and what broke it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: Invariant,
+    /// What was found, for a person.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} violated: {}",
+            self.invariant.id(),
+            self.invariant.name(),
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn violation(invariant: Invariant, detail: impl Into<String>) -> Result<(), Violation> {
+    Err(Violation {
+        invariant,
+        detail: detail.into(),
+    })
+}
+
+/// Ground truth about what replicas really did, fed with every local
+/// operation: the joins each replica issued (tag -> entry), which of them are
+/// still live, and the highest clock each replica issued.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    joined: BTreeMap<Tag, Arc<Entry>>,
+    live: BTreeSet<Tag>,
+    issued: BTreeMap<ReplicaId, u64>,
+    dead_replicas: BTreeSet<ReplicaId>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a local operation of `state`'s replica, given its diff and the
+    /// state after it. A join under a tag issued before is a reused clock (I6).
+    pub fn record_local(&mut self, state: &State, diff: &crate::diff::Diff) -> Result<(), Violation> {
+        let replica = state.replica();
+        for presence in &diff.joins {
+            if presence.tag.replica != *replica {
+                return violation(
+                    Invariant::OwnAuthority,
+                    format!("local operation of {replica} joined foreign tag {}", presence.tag),
+                );
+            }
+            if self
+                .joined
+                .insert(presence.tag.clone(), Arc::clone(&presence.entry))
+                .is_some()
+            {
+                return violation(
+                    Invariant::CausalSanity,
+                    format!("clock reused: tag {} joined twice", presence.tag),
+                );
+            }
+            self.live.insert(presence.tag.clone());
+        }
+        for presence in &diff.leaves {
+            self.live.remove(&presence.tag);
+        }
+        let context = state.log(replica).map_or(0, |log| log.context());
+        let issued = self.issued.entry(replica.clone()).or_insert(0);
+        *issued = (*issued).max(context);
+        Ok(())
+    }
+
+    /// Records that `replica` is gone (crashed, superseded or permdowned for
+    /// good): its live entries are dead.
+    pub fn record_dead(&mut self, replica: &ReplicaId) {
+        self.dead_replicas.insert(replica.clone());
+        self.live.retain(|tag| tag.replica != *replica);
+    }
+
+    /// Records that `old` re-asserted its presences as `new` (see
+    /// [`State::reincarnate`]): the reincarnation's diff joins the new tags.
+    pub fn record_reincarnation(
+        &mut self,
+        old: &ReplicaId,
+        state: &State,
+        diff: &crate::diff::Diff,
+    ) -> Result<(), Violation> {
+        self.record_dead(old);
+        self.record_local(state, diff)
+    }
+
+    /// Every tag ever joined.
+    pub fn joined(&self) -> impl Iterator<Item = (&Tag, &Arc<Entry>)> {
+        self.joined.iter()
+    }
+
+    /// The ground truth of I2: presences joined by live replicas and not left.
+    pub fn live_view(&self) -> View {
+        self.live
+            .iter()
+            .map(|tag| (tag.clone(), Arc::clone(&self.joined[tag])))
+            .collect()
+    }
+
+    /// The highest clock `replica` issued, if it issued any.
+    pub fn issued(&self, replica: &ReplicaId) -> Option<u64> {
+        self.issued.get(replica).copied()
+    }
+}
+
+// ----- I1 -------------------------------------------------------------------------
+
+/// I1, step form: `diff` is exactly `after - before` (joins) and
+/// `before - after` (leaves), each presence once.
+pub fn check_diff_exact(before: &View, diff: &crate::diff::Diff, after: &View) -> Result<(), Violation> {
+    let expected_joins: BTreeSet<&Tag> = after.keys().filter(|tag| !before.contains_key(*tag)).collect();
+    let expected_leaves: BTreeSet<&Tag> = before.keys().filter(|tag| !after.contains_key(*tag)).collect();
+    let joins = distinct_tags(&diff.joins, "join")?;
+    let leaves = distinct_tags(&diff.leaves, "leave")?;
+    if let Some(tag) = joins.difference(&expected_joins).next() {
+        let why = if before.contains_key(*tag) {
+            "already visible"
+        } else {
+            "not visible after"
+        };
+        return violation(Invariant::DiffExactness, format!("diff joins {tag}, {why}"));
+    }
+    if let Some(tag) = expected_joins.difference(&joins).next() {
+        return violation(
+            Invariant::DiffExactness,
+            format!("{tag} became visible without a join"),
+        );
+    }
+    if let Some(tag) = leaves.difference(&expected_leaves).next() {
+        let why = if before.contains_key(*tag) {
+            "still visible"
+        } else {
+            "not visible before"
+        };
+        return violation(Invariant::DiffExactness, format!("diff leaves {tag}, {why}"));
+    }
+    if let Some(tag) = expected_leaves.difference(&leaves).next() {
+        return violation(
+            Invariant::DiffExactness,
+            format!("{tag} stopped being visible without a leave"),
+        );
+    }
+    for presence in &diff.joins {
+        if after.get(&presence.tag) != Some(&presence.entry) {
+            return violation(
+                Invariant::DiffExactness,
+                format!("join of {} carries another entry", presence.tag),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn distinct_tags<'a>(presences: &'a [Presence], what: &str) -> Result<BTreeSet<&'a Tag>, Violation> {
+    let mut tags = BTreeSet::new();
+    for presence in presences {
+        if !tags.insert(&presence.tag) {
+            return Err(Violation {
+                invariant: Invariant::DiffExactness,
+                detail: format!("diff has the {what} of {} twice", presence.tag),
+            });
+        }
+    }
+    Ok(tags)
+}
+
+/// I1, judged by the client: a mirror that applied every diff of `state`
+/// from its initial view holds exactly the presences of its view (metas
+/// compared by `phx_ref`, in any order).
+pub fn check_mirror_matches(mirror: &ClientMirror, state: &State) -> Result<(), Violation> {
+    let mut expected: BTreeMap<String, PresenceState> = BTreeMap::new();
+    let visible = state.online_list();
+    let mut by_topic: BTreeMap<&str, Vec<&Presence>> = BTreeMap::new();
+    for presence in &visible {
+        by_topic.entry(&presence.entry.topic).or_default().push(presence);
+    }
+    for (topic, presences) in by_topic {
+        expected.insert(topic.to_owned(), normalized(presence_state(presences)));
+    }
+    let actual: BTreeMap<String, PresenceState> = mirror
+        .topics()
+        .map(|(topic, presences)| (topic.to_owned(), normalized(presences.clone())))
+        .collect();
+    if actual == expected {
+        return Ok(());
+    }
+    let topics: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
+    for topic in topics {
+        if actual.get(topic) != expected.get(topic) {
+            return violation(
+                Invariant::DiffExactness,
+                format!(
+                    "mirror of {} differs from its view on topic {topic:?}",
+                    state.replica()
+                ),
+            );
+        }
+    }
+    unreachable!("maps differ, so some topic differs")
+}
+
+fn normalized(mut state: PresenceState) -> PresenceState {
+    for metas in state.values_mut() {
+        metas.metas.sort_by_key(Value::to_string);
+    }
+    state
+}
+
+// ----- I2 -------------------------------------------------------------------------
+
+/// I2: every given (live, healed, quiescent) replica's view equals `truth`.
+pub fn check_convergence<'a>(
+    states: impl IntoIterator<Item = &'a State>,
+    truth: &View,
+) -> Result<(), Violation> {
+    for state in states {
+        let seen = view(state);
+        if seen == *truth {
+            continue;
+        }
+        let missing = truth.keys().find(|tag| !seen.contains_key(*tag));
+        let extra = seen.keys().find(|tag| !truth.contains_key(*tag));
+        let detail = match (missing, extra) {
+            (Some(tag), _) => format!("{} misses {tag}", state.replica()),
+            (None, Some(tag)) => format!("{} still shows {tag}", state.replica()),
+            (None, None) => format!("{} shows another entry under a true tag", state.replica()),
+        };
+        return violation(Invariant::Convergence, detail);
+    }
+    Ok(())
+}
+
+// ----- I3 -------------------------------------------------------------------------
+
+/// I3: no tag that `state` has once seen removed (recorded in `seen_removed`
+/// by earlier calls) is held again; then records the joined tags it now
+/// knows to be removed (observed but not held, or of a retired replica).
+pub fn check_no_resurrection(
+    seen_removed: &mut BTreeSet<Tag>,
+    history: &History,
+    state: &State,
+) -> Result<(), Violation> {
+    if let Some(tag) = seen_removed.iter().find(|tag| state.holds(tag)) {
+        return violation(
+            Invariant::NoResurrection,
+            format!("{} holds {tag} again after it was removed there", state.replica()),
+        );
+    }
+    for (tag, _) in history.joined() {
+        if !seen_removed.contains(tag) && state.is_observed(tag) && !state.holds(tag) {
+            seen_removed.insert(tag.clone());
+        }
+    }
+    Ok(())
+}
+
+// ----- I4 -------------------------------------------------------------------------
+
+/// I4: every entry `state` holds was joined by its owner with exactly that
+/// entry, and none is held alongside the entry that replaced it.
+pub fn check_provenance(history: &History, state: &State) -> Result<(), Violation> {
+    for (replica, log, _) in state.replicas() {
+        for (&clock, entry) in log.values() {
+            let tag = Tag::new(replica.clone(), clock);
+            match history.joined.get(&tag) {
+                None => {
+                    return violation(
+                        Invariant::Provenance,
+                        format!("{} holds {tag}, never joined", state.replica()),
+                    )
+                }
+                Some(joined) if **joined != **entry => {
+                    return violation(
+                        Invariant::Provenance,
+                        format!("{} holds {tag} with another entry", state.replica()),
+                    )
+                }
+                Some(_) => {}
+            }
+            if let Some(previous) = entry.replaces {
+                if log.values().contains_key(&previous) {
+                    return violation(
+                        Invariant::Provenance,
+                        format!(
+                            "{} holds {tag} and {replica}:{previous}, which it replaced",
+                            state.replica()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ----- I5 -------------------------------------------------------------------------
+
+/// I5: `state`'s own entries are exactly the live joins of its replica.
+pub fn check_own_authority(history: &History, state: &State) -> Result<(), Violation> {
+    let own = state.replica();
+    let held: BTreeSet<u64> = state
+        .log(own)
+        .map(|log| log.values().keys().copied().collect())
+        .unwrap_or_default();
+    let live: BTreeSet<u64> = history
+        .live
+        .iter()
+        .filter(|tag| tag.replica == *own)
+        .map(|tag| tag.clock)
+        .collect();
+    if let Some(clock) = held.difference(&live).next() {
+        return violation(
+            Invariant::OwnAuthority,
+            format!("{own} holds own clock {clock}, not a live join of its own"),
+        );
+    }
+    if let Some(clock) = live.difference(&held).next() {
+        return violation(
+            Invariant::OwnAuthority,
+            format!("{own} lost its own live clock {clock}"),
+        );
+    }
+    Ok(())
+}
+
+// ----- I6 -------------------------------------------------------------------------
+
+/// I6: every context lies within what its replica issued, every cloud lies
+/// strictly above its context and never at `context + 1`, and every held
+/// clock is observed.
+pub fn check_causal_sanity(history: &History, state: &State) -> Result<(), Violation> {
+    let who = state.replica();
+    for (replica, log, _) in state.replicas() {
+        if let Some(issued) = history.issued(replica) {
+            if log.context() > issued {
+                return violation(
+                    Invariant::CausalSanity,
+                    format!(
+                        "{who} has context {} for {replica}, which issued only {issued}",
+                        log.context()
+                    ),
+                );
+            }
+        }
+        if let Some(&first) = log.cloud().first() {
+            if first <= log.context().saturating_add(1) {
+                return violation(
+                    Invariant::CausalSanity,
+                    format!(
+                        "{who} keeps cloud clock {first} of {replica} at or next to context {}",
+                        log.context()
+                    ),
+                );
+            }
+        }
+        if let Some(clock) = log.values().keys().find(|&&clock| !log.observed(clock)) {
+            return violation(
+                Invariant::CausalSanity,
+                format!("{who} holds {replica}:{clock} without observing it"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// I6 at quiescence: every cloud is empty.
+pub fn check_clouds_empty(state: &State) -> Result<(), Violation> {
+    match state.replicas().find(|(_, log, _)| !log.cloud().is_empty()) {
+        None => Ok(()),
+        Some((replica, log, _)) => violation(
+            Invariant::CausalSanity,
+            format!(
+                "{} keeps a cloud of {} clocks for {replica} at quiescence",
+                state.replica(),
+                log.cloud().len()
+            ),
+        ),
+    }
+}
+
+// ----- I7 -------------------------------------------------------------------------
+
+/// Bounds for I7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBounds {
+    /// The most clocks one replica's cloud may hold.
+    pub max_cloud: usize,
+}
+
+impl Default for MemoryBounds {
+    fn default() -> Self {
+        Self { max_cloud: 10_000 }
+    }
+}
+
+/// I7: no structure names a retired replica (its own id excepted, until it
+/// reincarnates), the indexes hold exactly the held entries, the replica
+/// table has no orphan slot, and every cloud is within its bound.
+pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), Violation> {
+    let who = state.replica();
+    for (replica, log, _) in state.replicas() {
+        if replica != who && state.is_retired_id(replica) {
+            return violation(
+                Invariant::BoundedMemory,
+                format!("{who} still names retired replica {replica}"),
+            );
+        }
+        if log.cloud().len() > bounds.max_cloud {
+            return violation(
+                Invariant::BoundedMemory,
+                format!(
+                    "{who} keeps {} cloud clocks for {replica}, over {}",
+                    log.cloud().len(),
+                    bounds.max_cloud
+                ),
+            );
+        }
+    }
+    let held: usize = state.replicas().map(|(_, log, _)| log.values().len()).sum();
+    let (by_topic, by_pid) = state.indexes.census();
+    if held != state.len() || by_topic != held || by_pid != held {
+        return violation(
+            Invariant::BoundedMemory,
+            format!(
+                "{who} holds {held} entries (counted {}) but indexes {by_topic} by topic, {by_pid} by pid",
+                state.len()
+            ),
+        );
+    }
+    let live_slots = state.slots.iter().filter(|slot| slot.is_some()).count();
+    if live_slots != state.slot_of.len() || state.slots.len() != live_slots + state.free_slots.len() {
+        return violation(
+            Invariant::BoundedMemory,
+            format!("{who} has orphan replica slots"),
+        );
+    }
+    Ok(())
+}
+
+// ----- I8 -------------------------------------------------------------------------
+
+/// What a state knows of one replica, comparable across states: context,
+/// cloud and values.
+pub type LogData = (u64, BTreeSet<u64>, BTreeMap<u64, Arc<Entry>>);
+
+/// The replicated data of a state, comparable across replicas: retirement
+/// watermarks and, per replica not retired, its context, cloud and values.
+/// Local liveness and the state's own name are not part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicatedData {
+    /// base -> highest retired incarnation.
+    pub retired: BTreeMap<Arc<str>, u64>,
+    /// replica -> (context, cloud, values).
+    pub logs: BTreeMap<ReplicaId, LogData>,
+}
+
+/// The replicated data of `state`. A state's own log under a retired id is
+/// left out: every peer already discards it.
+pub fn replicated_data(state: &State) -> ReplicatedData {
+    ReplicatedData {
+        retired: state.retired().clone(),
+        logs: state
+            .replicas()
+            .filter(|(replica, _, _)| !state.is_retired_id(replica))
+            .filter(|(_, log, _)| log.context() > 0 || !log.cloud().is_empty())
+            .map(|(replica, log, _)| {
+                (
+                    replica.clone(),
+                    (log.context(), log.cloud().clone(), log.values().clone()),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn merged(into: &State, from: &State) -> State {
+    let mut result = into.clone();
+    result.merge(from);
+    result
+}
+
+/// I8: `a ⊔ b` and `b ⊔ a` hold the same replicated data.
+pub fn check_merge_commutative(a: &State, b: &State) -> Result<(), Violation> {
+    if replicated_data(&merged(a, b)) != replicated_data(&merged(b, a)) {
+        return violation(
+            Invariant::CrdtLaws,
+            format!("merge of {} and {} is not commutative", a.replica(), b.replica()),
+        );
+    }
+    Ok(())
+}
+
+/// I8: `(a ⊔ b) ⊔ c` and `a ⊔ (b ⊔ c)` hold the same replicated data.
+pub fn check_merge_associative(a: &State, b: &State, c: &State) -> Result<(), Violation> {
+    let left = merged(&merged(a, b), c);
+    let right = merged(a, &merged(b, c));
+    if replicated_data(&left) != replicated_data(&right) {
+        return violation(
+            Invariant::CrdtLaws,
+            format!(
+                "merge of {}, {} and {} is not associative",
+                a.replica(),
+                b.replica(),
+                c.replica()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// I8: `a ⊔ a` equals `a`, view and replicated data, with an empty diff.
+pub fn check_merge_idempotent(a: &State) -> Result<(), Violation> {
+    let mut twice = a.clone();
+    let diff = twice.merge(a);
+    if !diff.is_empty() || replicated_data(&twice) != replicated_data(a) || view(&twice) != view(a) {
+        return violation(
+            Invariant::CrdtLaws,
+            format!("merge of {} with itself changed it", a.replica()),
+        );
+    }
+    Ok(())
+}

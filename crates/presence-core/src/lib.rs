@@ -1,0 +1,72 @@
+//! Presence as a CRDT: who is present on which topic, through which
+//! connections, replicated across nodes with no coordinator.
+//!
+//! - [`single`]: single-node presence, a pure value (SPEC layer 1).
+//! - [`State`]: one replica of a delta-state add-wins observed-remove set with
+//!   a causal context, in the line of Phoenix's `Phoenix.Tracker.State`
+//!   (layer 2). Every operation returns the exact [`Diff`] of the replica's
+//!   view; merges of full states, [`Snapshot`]s and [`Delta`]s, and
+//!   [`State::extract`] for peers that lag.
+//! - [`ClientMirror`]: what Phoenix's JavaScript client does with the
+//!   `presence_state` / `presence_diff` payloads (layer 4).
+//! - [`wire`]: the validated JSON format of states and deltas.
+//! - [`invariants`]: SPEC section 7 as named check functions.
+//!
+//! The core does no I/O, reads no clock and draws no randomness.
+//!
+//! # Example
+//!
+//! ```
+//! use presence_core::{ClientMirror, ReplicaId, State};
+//! use serde_json::json;
+//!
+//! let mut a = State::new(ReplicaId::new("node-a", 1));
+//! let mut b = State::new(ReplicaId::new("node-b", 1));
+//! a.join("pid-1", "room:lobby", "alice", json!({"device": "phone"})).unwrap();
+//! b.join("pid-2", "room:lobby", "bob", json!({})).unwrap();
+//!
+//! // b catches up with a's change through a delta, as a heartbeat carries it.
+//! let delta = a.take_delta();
+//! let diff = b.merge_delta(&delta).unwrap();
+//! assert_eq!(diff.joins.len(), 1);
+//!
+//! // A client of b keeps a mirror from b's diffs.
+//! let mut mirror = ClientMirror::new();
+//! mirror.apply(&diff);
+//! assert_eq!(mirror.keys("room:lobby"), ["alice"]);
+//!
+//! // b believes a is down: a's presences are hidden and reported as leaves.
+//! let diff = b.replica_down(a.replica());
+//! mirror.apply(&diff);
+//! assert_eq!(b.online_keys("room:lobby").len(), 1);
+//! assert!(mirror.keys("room:lobby").is_empty());
+//!
+//! // States travel as JSON.
+//! let payload = a.to_json();
+//! let snapshot = presence_core::Snapshot::from_json(&payload).unwrap();
+//! assert_eq!(snapshot.len(), 1);
+//! ```
+
+pub mod delta;
+pub mod diff;
+pub mod entry;
+pub mod invariants;
+pub mod log;
+pub mod merge;
+pub mod mirror;
+pub mod replica;
+pub mod single;
+pub mod state;
+pub mod wire;
+
+mod index;
+
+pub use delta::{Delta, DeltaError};
+pub use diff::{presence_state, render_meta, Diff, PresenceDiff, PresenceMetas, PresenceState};
+pub use entry::{Entry, EntryError, Presence, MAX_META_DEPTH, MAX_NAME_LEN};
+pub use log::ReplicaLog;
+pub use merge::Snapshot;
+pub use mirror::ClientMirror;
+pub use replica::{ReplicaId, Tag};
+pub use state::{LocalError, RetireError, State, Status};
+pub use wire::{DecodeError, DecodeLimits};

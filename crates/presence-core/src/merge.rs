@@ -1,0 +1,271 @@
+//! Merging: full states, snapshots and deltas into a state, and extracts for
+//! peers.
+//!
+//! The rules, per replica `r` of the remote payload (never our own, never a
+//! retired one):
+//! - a remote entry joins when its tag is not yet observed here;
+//! - a local entry leaves when the remote has observed its tag but no longer
+//!   holds it (add wins: an unobserved removal cannot remove);
+//! - contexts and clouds take their union, then compact.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::delta::{Delta, DeltaError};
+use crate::diff::Diff;
+use crate::entry::Presence;
+use crate::index::{Dot, Slot};
+use crate::log::{above, span, ReplicaLog};
+use crate::replica::{ReplicaId, Tag};
+use crate::state::State;
+
+/// The replicated data of a state, without indexes or local liveness: what an
+/// extract or a decoded payload holds, and what [`State::merge_snapshot`]
+/// takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub(crate) replica: ReplicaId,
+    pub(crate) retired: BTreeMap<Arc<str>, u64>,
+    pub(crate) logs: BTreeMap<ReplicaId, ReplicaLog>,
+}
+
+impl Snapshot {
+    /// The replica that produced it.
+    pub fn replica(&self) -> &ReplicaId {
+        &self.replica
+    }
+
+    /// Retirement watermarks: base -> highest dead incarnation.
+    pub fn retired(&self) -> &BTreeMap<Arc<str>, u64> {
+        &self.retired
+    }
+
+    /// Per replica, what the producer knows of its joins.
+    pub fn logs(&self) -> &BTreeMap<ReplicaId, ReplicaLog> {
+        &self.logs
+    }
+
+    /// How many entries it carries.
+    pub fn len(&self) -> usize {
+        self.logs.values().map(|log| log.values.len()).sum()
+    }
+
+    /// Whether it carries no entry.
+    pub fn is_empty(&self) -> bool {
+        self.logs.values().all(|log| log.values.is_empty())
+    }
+}
+
+impl State {
+    /// Merges another replica's full state; returns the exact diff of this
+    /// replica's view.
+    pub fn merge(&mut self, remote: &State) -> Diff {
+        let logs = remote.slot_of.values().map(|&slot| {
+            let known = remote.known(slot);
+            (&known.id, &known.log)
+        });
+        self.merge_parts(&remote.retired, logs)
+    }
+
+    /// Merges a snapshot (an extract or a decoded payload).
+    pub fn merge_snapshot(&mut self, remote: &Snapshot) -> Diff {
+        self.merge_parts(&remote.retired, remote.logs.iter())
+    }
+
+    fn merge_parts<'a>(
+        &mut self,
+        retired: &BTreeMap<Arc<str>, u64>,
+        logs: impl Iterator<Item = (&'a ReplicaId, &'a ReplicaLog)>,
+    ) -> Diff {
+        let mut diff = Diff::default();
+        for (base, &incarnation) in retired {
+            let newer = self.retired.get(base).is_none_or(|&known| known < incarnation);
+            if newer {
+                diff.append(self.retire(base, incarnation));
+            }
+        }
+        for (id, remote) in logs {
+            // Own entries are authoritative (I5); retired ones stay dead (I3).
+            if *id == self.replica || self.is_retired_id(id) {
+                continue;
+            }
+            let slot = self.intern(id);
+            self.merge_log(slot, remote, &mut diff);
+        }
+        diff.sorted()
+    }
+
+    fn merge_log(&mut self, slot: Slot, remote: &ReplicaLog, diff: &mut Diff) {
+        let visible = self.is_visible(slot);
+        let id = self.known(slot).id.clone();
+
+        // Removals first: local entries the remote has observed but lost.
+        let removed = removed_by(&self.known(slot).log, remote);
+        for clock in removed {
+            let presence = self.remove_value(Dot { slot, clock }).expect("clock was held");
+            if visible {
+                diff.leaves.push(presence);
+            }
+        }
+
+        // Additions: remote entries not observed here. Everything at or below
+        // the local context is observed, so start above it.
+        let local_context = self.known(slot).log.context;
+        let incoming = remote.values.range(above(local_context)).count();
+        self.indexes.reserve(incoming);
+        diff.joins.reserve(if visible { incoming } else { 0 });
+        for (&clock, entry) in remote.values.range(above(local_context)) {
+            if self.known(slot).log.cloud.contains(&clock) {
+                continue;
+            }
+            self.insert_value(Dot { slot, clock }, entry);
+            if visible {
+                diff.joins.push(Presence {
+                    tag: Tag::new(id.clone(), clock),
+                    entry: Arc::clone(entry),
+                });
+            }
+        }
+
+        let log = &mut self.known_mut(slot).log;
+        log.context = log.context.max(remote.context);
+        log.cloud.extend(remote.cloud.iter().copied());
+        log.compact();
+    }
+
+    /// Merges a delta of a peer in O(size of the delta).
+    ///
+    /// A delta whose range starts above what is observed here of its replica
+    /// is refused whole with [`DeltaError::Gap`] and changes nothing. Deltas of
+    /// this replica and of retired replicas are ignored (empty diff).
+    pub fn merge_delta(&mut self, delta: &Delta) -> Result<Diff, DeltaError> {
+        if delta.replica == self.replica || self.is_retired_id(&delta.replica) {
+            return Ok(Diff::default());
+        }
+        let have = self.log(&delta.replica).map_or(0, |log| log.context);
+        if delta.from > have {
+            return Err(DeltaError::Gap {
+                replica: delta.replica.clone(),
+                have,
+                from: delta.from,
+            });
+        }
+        let slot = self.intern(&delta.replica);
+        let visible = self.is_visible(slot);
+        let mut diff = Diff::default();
+
+        // Removals: explicit leaves below the range, and clocks of the range
+        // held here that the delta no longer holds.
+        let log = &self.known(slot).log;
+        let mut removed: Vec<u64> = delta
+            .leaves
+            .iter()
+            .copied()
+            .filter(|clock| log.values.contains_key(clock))
+            .collect();
+        removed.extend(
+            log.values
+                .range(span(delta.from, delta.to))
+                .map(|(&clock, _)| clock)
+                .filter(|clock| !delta.joins.contains_key(clock)),
+        );
+        for clock in removed {
+            let presence = self.remove_value(Dot { slot, clock }).expect("clock was held");
+            if visible {
+                diff.leaves.push(presence);
+            }
+        }
+
+        for (&clock, entry) in &delta.joins {
+            if self.known(slot).log.observed(clock) {
+                continue;
+            }
+            self.insert_value(Dot { slot, clock }, entry);
+            if visible {
+                diff.joins.push(Presence {
+                    tag: Tag::new(delta.replica.clone(), clock),
+                    entry: Arc::clone(entry),
+                });
+            }
+        }
+
+        let log = &mut self.known_mut(slot).log;
+        log.context = log.context.max(delta.to);
+        log.compact();
+        Ok(diff)
+    }
+
+    /// What `for_replica`, whose contexts are `remote_clocks`, needs to catch
+    /// up: the retirement watermarks, and the full log of every replica the
+    /// receiver knows (names in `remote_clocks`) whose context here is ahead of
+    /// the receiver's. Replicas the receiver does not know are left out, so a
+    /// transfer never plants entries of a replica the receiver cannot watch
+    /// (bug class B6). Our own log is always offered when the receiver lags.
+    pub fn extract(&self, for_replica: &ReplicaId, remote_clocks: &BTreeMap<ReplicaId, u64>) -> Snapshot {
+        let mut logs = BTreeMap::new();
+        for (id, &slot) in &self.slot_of {
+            if id == for_replica {
+                continue;
+            }
+            let remote_context = remote_clocks.get(id);
+            if remote_context.is_none() && *id != self.replica {
+                continue;
+            }
+            let log = &self.known(slot).log;
+            let receiver_has_all =
+                remote_context.is_some_and(|&context| context >= log.context) && log.cloud.is_empty();
+            if !receiver_has_all {
+                logs.insert(id.clone(), log.clone());
+            }
+        }
+        Snapshot {
+            replica: self.replica.clone(),
+            retired: self.retired.clone(),
+            logs,
+        }
+    }
+
+    /// The whole replicated data of this state.
+    pub fn snapshot(&self) -> Snapshot {
+        let logs = self
+            .slot_of
+            .values()
+            .map(|&slot| {
+                let known = self.known(slot);
+                (known.id.clone(), known.log.clone())
+            })
+            .collect();
+        Snapshot {
+            replica: self.replica.clone(),
+            retired: self.retired.clone(),
+            logs,
+        }
+    }
+}
+
+/// Clocks `local` holds that `remote` has observed but does not hold, found by
+/// walking both value maps in step (no per-entry lookups).
+fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
+    let mut removed = Vec::new();
+    let mut remote_clocks = remote
+        .values
+        .range(..=remote.context)
+        .map(|(&clock, _)| clock)
+        .peekable();
+    for (&clock, _) in local.values.range(..=remote.context) {
+        while remote_clocks
+            .next_if(|&remote_clock| remote_clock < clock)
+            .is_some()
+        {}
+        if remote_clocks.peek() != Some(&clock) {
+            removed.push(clock);
+        }
+    }
+    for &clock in &remote.cloud {
+        if clock > remote.context && local.values.contains_key(&clock) && !remote.values.contains_key(&clock)
+        {
+            removed.push(clock);
+        }
+    }
+    removed
+}

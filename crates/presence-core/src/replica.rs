@@ -1,0 +1,179 @@
+//! Replica identities and tags: who issued a join, and which join it was.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The identity of one replica: a node's base name plus its incarnation.
+///
+/// A node that restarts comes back as a *new replica* of the same base with a
+/// greater incarnation. Everything the old incarnation issued is then dead: a
+/// state never revives it, neither as a foreign entry nor as its own.
+///
+/// Incarnations of one base must increase with every start (a counter kept on
+/// disk, or the start time in microseconds). The state relies on that order: it
+/// remembers, per base, the highest incarnation it has retired, and rejects
+/// anything at or below it.
+///
+/// The text form is `base@incarnation` (for example `node-a@3`); a bare `base`
+/// with no `@` reads as incarnation 0, so payloads of the seed format decode.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId {
+    base: Arc<str>,
+    incarnation: u64,
+}
+
+/// The longest base name a replica may have, in bytes.
+pub const MAX_BASE_LEN: usize = 255;
+
+impl ReplicaId {
+    /// A replica of `base` at `incarnation`.
+    ///
+    /// # Panics
+    /// Panics if `base` is empty, longer than [`MAX_BASE_LEN`] bytes or contains
+    /// `@`. Use [`ReplicaId::parse`] for untrusted text.
+    pub fn new(base: &str, incarnation: u64) -> Self {
+        match Self::checked(base, incarnation) {
+            Ok(id) => id,
+            Err(problem) => panic!("invalid replica base {base:?}: {problem}"),
+        }
+    }
+
+    /// A replica of `base` at `incarnation`, or why the base is not allowed.
+    pub fn checked(base: &str, incarnation: u64) -> Result<Self, &'static str> {
+        if base.is_empty() {
+            return Err("empty base name");
+        }
+        if base.len() > MAX_BASE_LEN {
+            return Err("base name longer than 255 bytes");
+        }
+        if base.contains('@') {
+            return Err("base name contains '@'");
+        }
+        Ok(Self {
+            base: Arc::from(base),
+            incarnation,
+        })
+    }
+
+    /// Reads the text form `base@incarnation` (or a bare `base`, incarnation 0).
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        match text.rsplit_once('@') {
+            None => Self::checked(text, 0),
+            Some((base, incarnation)) => {
+                if incarnation.is_empty() || !incarnation.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("incarnation after '@' is not a decimal number");
+                }
+                let incarnation: u64 = incarnation
+                    .parse()
+                    .map_err(|_| "incarnation does not fit in 64 bits")?;
+                Self::checked(base, incarnation)
+            }
+        }
+    }
+
+    /// The node's base name, shared by all its incarnations.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The shared base name, cheap to clone.
+    pub(crate) fn base_arc(&self) -> &Arc<str> {
+        &self.base
+    }
+
+    /// Which start of the node this is.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The same base at another incarnation.
+    pub fn with_incarnation(&self, incarnation: u64) -> Self {
+        Self {
+            base: Arc::clone(&self.base),
+            incarnation,
+        }
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.base, self.incarnation)
+    }
+}
+
+impl fmt::Debug for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The unique id of one join (a *dot*): the replica that issued it and the
+/// clock it took. Tags are never reused.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag {
+    /// The replica that issued the join and owns the entry.
+    pub replica: ReplicaId,
+    /// The replica's clock at the join, starting at 1.
+    pub clock: u64,
+}
+
+impl Tag {
+    /// The tag `(replica, clock)`.
+    pub fn new(replica: ReplicaId, clock: u64) -> Self {
+        Self { replica, clock }
+    }
+
+    /// The Phoenix `phx_ref` of this presence version: unique per tag.
+    pub fn phx_ref(&self) -> String {
+        format!("{}:{}", self.replica, self.clock)
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.replica, self.clock)
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_round_trips() {
+        let id = ReplicaId::new("node-a", 3);
+        assert_eq!(id.to_string(), "node-a@3");
+        assert_eq!(ReplicaId::parse("node-a@3"), Ok(id));
+    }
+
+    #[test]
+    fn bare_base_is_incarnation_zero() {
+        assert_eq!(ReplicaId::parse("node-a"), Ok(ReplicaId::new("node-a", 0)));
+    }
+
+    #[test]
+    fn bad_text_forms_are_rejected() {
+        assert!(ReplicaId::parse("").is_err());
+        assert!(ReplicaId::parse("@3").is_err());
+        assert!(ReplicaId::parse("a@").is_err());
+        assert!(ReplicaId::parse("a@-1").is_err());
+        assert!(ReplicaId::parse("a@b@1").is_err());
+        assert!(ReplicaId::parse("a@99999999999999999999999").is_err());
+        assert!(ReplicaId::parse(&"x".repeat(MAX_BASE_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn order_is_base_then_incarnation() {
+        let a1 = ReplicaId::new("a", 1);
+        let a2 = ReplicaId::new("a", 2);
+        let b0 = ReplicaId::new("b", 0);
+        assert!(a1 < a2);
+        assert!(a2 < b0);
+    }
+}

@@ -1,0 +1,638 @@
+//! One replica's state: the delta-state add-wins observed-remove set of
+//! presences, its indexes, local replica liveness and the outgoing delta.
+//!
+//! Local operations, queries, liveness and retirement live here; merging,
+//! deltas from peers and extracts live in `merge.rs`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::delta::Delta;
+use crate::diff::Diff;
+use crate::entry::{Entry, EntryError, Presence};
+use crate::index::{Dot, Indexes, Slot};
+use crate::log::ReplicaLog;
+use crate::replica::{ReplicaId, Tag};
+
+/// Local, never replicated belief about a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Its entries are visible.
+    Up,
+    /// Believed unreachable: its entries are kept but hidden.
+    Down,
+}
+
+/// A replica known to a state: its id, what is known of its joins, and
+/// whether it is believed up.
+#[derive(Clone, Debug)]
+pub(crate) struct Known {
+    pub(crate) id: ReplicaId,
+    pub(crate) log: ReplicaLog,
+    pub(crate) status: Status,
+}
+
+/// Why a local join or update was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalError {
+    /// The entry breaks a limit (empty or long name, deep meta).
+    Invalid(EntryError),
+    /// This replica already tracks that (pid, topic, key).
+    AlreadyTracked,
+    /// This replica does not track that (pid, topic, key).
+    NotTracked,
+    /// The replica has issued `u64::MAX` clocks; restart with a new incarnation.
+    ClocksExhausted,
+}
+
+impl std::fmt::Display for LocalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(problem) => write!(f, "invalid presence: {problem}"),
+            Self::AlreadyTracked => write!(f, "presence already tracked"),
+            Self::NotTracked => write!(f, "presence not tracked"),
+            Self::ClocksExhausted => write!(f, "replica clocks exhausted"),
+        }
+    }
+}
+
+impl std::error::Error for LocalError {}
+
+impl From<EntryError> for LocalError {
+    fn from(problem: EntryError) -> Self {
+        Self::Invalid(problem)
+    }
+}
+
+/// Why a retirement request (permdown or reincarnation) was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetireError {
+    /// A replica cannot permdown itself; restart it with a new incarnation.
+    OwnReplica,
+    /// A new incarnation must exceed the current one and every retired one.
+    StaleIncarnation {
+        /// The incarnation offered.
+        offered: u64,
+        /// The lowest incarnation that would be accepted.
+        minimum: u64,
+    },
+}
+
+impl std::fmt::Display for RetireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OwnReplica => write!(f, "a replica cannot permdown itself"),
+            Self::StaleIncarnation { offered, minimum } => {
+                write!(f, "incarnation {offered} is stale; use {minimum} or more")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RetireError {}
+
+/// One replica of the presence CRDT.
+///
+/// Entries are owned by the replica that joined them: only the owner removes
+/// them (invariant I5), and peers hide them by marking the owner down.
+/// Every operation that can change the view returns the exact [`Diff`].
+///
+/// Retirement: per base name, the state keeps the highest incarnation known
+/// to be dead (`retired`). Permdown and a restart both retire; retired
+/// replicas' entries are dropped and never accepted again (I3, bug classes B8,
+/// B10, B11), and the watermark is replicated with full states so that a
+/// lagging peer cannot bring them back. A replica that learns it has been
+/// retired itself keeps its entries (own authority) but reports
+/// [`State::is_retired`]; its node must then call [`State::reincarnate`].
+#[derive(Clone, Debug)]
+pub struct State {
+    pub(crate) replica: ReplicaId,
+    pub(crate) own: Slot,
+    pub(crate) slots: Vec<Option<Known>>,
+    pub(crate) slot_of: BTreeMap<ReplicaId, Slot>,
+    pub(crate) free_slots: Vec<Slot>,
+    pub(crate) retired: BTreeMap<Arc<str>, u64>,
+    pub(crate) indexes: Indexes,
+    pub(crate) delta: Delta,
+    pub(crate) held: usize,
+}
+
+impl State {
+    /// A fresh replica. Every lower incarnation of its base is retired at once:
+    /// a restarted node never revives what its former self issued.
+    pub fn new(replica: ReplicaId) -> Self {
+        let mut retired = BTreeMap::new();
+        if replica.incarnation() > 0 {
+            retired.insert(Arc::clone(replica.base_arc()), replica.incarnation() - 1);
+        }
+        let mut state = Self {
+            replica: replica.clone(),
+            own: 0,
+            slots: Vec::new(),
+            slot_of: BTreeMap::new(),
+            free_slots: Vec::new(),
+            retired,
+            indexes: Indexes::default(),
+            delta: Delta::empty(replica.clone(), 0),
+            held: 0,
+        };
+        state.own = state.intern(&replica);
+        state
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> &ReplicaId {
+        &self.replica
+    }
+
+    // ----- local operations -------------------------------------------------
+
+    /// Joins `pid` of `key` on `topic` with `meta`, under the next own clock.
+    pub fn join(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
+        let entry = Entry::new(topic, key, pid, meta)?;
+        if self.own_dot(pid, topic, key).is_some() {
+            return Err(LocalError::AlreadyTracked);
+        }
+        let presence = self.insert_own(entry)?;
+        Ok(Diff {
+            joins: vec![presence],
+            leaves: Vec::new(),
+        })
+    }
+
+    /// Removes this replica's presence of `pid` under `key` on `topic`. An
+    /// absent presence gives an empty diff. Foreign entries are never touched.
+    ///
+    /// A leave takes an own clock too, though it adds no entry: so a removal
+    /// advances the context, and a peer that missed it can tell by clocks
+    /// alone that it lacks something (anti-entropy then repairs it).
+    pub fn leave(&mut self, pid: &str, topic: &str, key: &str) -> Diff {
+        match self.own_dot(pid, topic, key) {
+            Some(dot) => self.remove_own(&[dot.clock]),
+            None => Diff::default(),
+        }
+    }
+
+    /// Removes every presence of `pid` this replica owns.
+    pub fn leave_by_pid(&mut self, pid: &str) -> Diff {
+        let own = self.own;
+        let mut clocks: Vec<u64> = self
+            .indexes
+            .by_pid(pid)
+            .iter()
+            .filter(|dot| dot.slot == own)
+            .map(|dot| dot.clock)
+            .collect();
+        clocks.sort_unstable();
+        self.remove_own(&clocks)
+    }
+
+    /// Replaces the meta of this replica's presence of `pid` under `key`: one
+    /// atomic leave and join whose diff, and delta, carry both halves (bug
+    /// class B7). The new presence's `phx_ref_prev` names the old one.
+    pub fn update(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
+        let old = self.own_dot(pid, topic, key).ok_or(LocalError::NotTracked)?;
+        let mut entry = Entry::new(topic, key, pid, meta)?;
+        entry.replaces = Some(old.clock);
+        // The new join's clock is also the event clock of the removal.
+        let joined = self.insert_own(entry)?;
+        self.delta.record_leave(old.clock, joined.tag.clock);
+        let left = self.take_own_value(old.clock);
+        Ok(Diff {
+            joins: vec![joined],
+            leaves: vec![left],
+        })
+    }
+
+    /// The next own clock: above everything observed of this replica, the
+    /// cloud included, so no clock is ever issued twice (bug class B9).
+    fn next_clock(&self) -> Result<u64, LocalError> {
+        self.known(self.own)
+            .log
+            .max_observed()
+            .checked_add(1)
+            .ok_or(LocalError::ClocksExhausted)
+    }
+
+    /// Issues the next own clock and marks it observed.
+    fn tick(&mut self) -> Result<u64, LocalError> {
+        let clock = self.next_clock()?;
+        let own = self.own;
+        let log = &mut self.known_mut(own).log;
+        log.cloud.insert(clock);
+        log.compact();
+        Ok(clock)
+    }
+
+    fn insert_own(&mut self, entry: Entry) -> Result<Presence, LocalError> {
+        let clock = self.tick()?;
+        let entry = Arc::new(entry);
+        let own = self.own;
+        let known = self.known_mut(own);
+        known.log.values.insert(clock, Arc::clone(&entry));
+        self.indexes.insert(Dot { slot: own, clock }, &entry);
+        self.held += 1;
+        self.delta.record_join(clock, Arc::clone(&entry));
+        Ok(Presence {
+            tag: Tag::new(self.replica.clone(), clock),
+            entry,
+        })
+    }
+
+    /// Removes own entries (sorted clocks) as one leave event with one clock.
+    fn remove_own(&mut self, clocks: &[u64]) -> Diff {
+        if clocks.is_empty() {
+            return Diff::default();
+        }
+        // 2^64 local operations cannot happen; no untrusted input reaches here.
+        let event = self.tick().expect("own clocks are never exhausted by leaves");
+        let mut leaves = Vec::with_capacity(clocks.len());
+        for &clock in clocks {
+            self.delta.record_leave(clock, event);
+            leaves.push(self.take_own_value(clock));
+        }
+        Diff {
+            joins: Vec::new(),
+            leaves,
+        }
+    }
+
+    fn take_own_value(&mut self, clock: u64) -> Presence {
+        self.remove_value(Dot {
+            slot: self.own,
+            clock,
+        })
+        .expect("own dot taken from the index is held")
+    }
+
+    /// Removes a held value and its index entries; returns it as a presence.
+    pub(crate) fn remove_value(&mut self, dot: Dot) -> Option<Presence> {
+        let known = self.slots[dot.slot as usize].as_mut()?;
+        let entry = known.log.values.remove(&dot.clock)?;
+        let tag = Tag::new(known.id.clone(), dot.clock);
+        self.indexes.remove(dot, &entry);
+        self.held -= 1;
+        Some(Presence { tag, entry })
+    }
+
+    /// Inserts a value of a foreign replica and its index entries.
+    pub(crate) fn insert_value(&mut self, dot: Dot, entry: &Arc<Entry>) {
+        let known = self.known_mut(dot.slot);
+        known.log.values.insert(dot.clock, Arc::clone(entry));
+        self.indexes.insert(dot, entry);
+        self.held += 1;
+    }
+
+    fn own_dot(&self, pid: &str, topic: &str, key: &str) -> Option<Dot> {
+        let own = self.known(self.own);
+        self.indexes.by_key(topic, key).iter().copied().find(|dot| {
+            dot.slot == self.own && own.log.values.get(&dot.clock).is_some_and(|e| &*e.pid == pid)
+        })
+    }
+
+    // ----- queries (hide replicas marked down) ------------------------------
+
+    /// Visible presences on `topic`, ordered by key, then tag.
+    pub fn get_by_topic(&self, topic: &str) -> Vec<Presence> {
+        let mut presences = self.visible(self.indexes.by_topic(topic));
+        presences.sort_unstable_by(|a, b| a.entry.key.cmp(&b.entry.key).then_with(|| a.tag.cmp(&b.tag)));
+        presences
+    }
+
+    /// Visible presences of `key` on `topic`, ordered by tag.
+    pub fn get_by_key(&self, topic: &str, key: &str) -> Vec<Presence> {
+        let mut presences = self.visible(self.indexes.by_key(topic, key).iter().copied());
+        presences.sort_unstable();
+        presences
+    }
+
+    /// Visible presences of `pid` (on every topic), ordered by tag.
+    pub fn get_by_pid(&self, pid: &str) -> Vec<Presence> {
+        let mut presences = self.visible(self.indexes.by_pid(pid).iter().copied());
+        presences.sort_unstable();
+        presences
+    }
+
+    /// Keys with at least one visible presence on `topic`, sorted.
+    pub fn online_keys(&self, topic: &str) -> Vec<Arc<str>> {
+        let mut keys: Vec<Arc<str>> = self
+            .get_by_topic(topic)
+            .into_iter()
+            .map(|presence| Arc::clone(&presence.entry.key))
+            .collect();
+        keys.dedup();
+        keys
+    }
+
+    /// Distinct keys with a visible presence on `topic`.
+    pub fn count_keys(&self, topic: &str) -> usize {
+        self.online_keys(topic).len()
+    }
+
+    /// Visible presences on `topic`.
+    pub fn count_presences(&self, topic: &str) -> usize {
+        self.indexes
+            .by_topic(topic)
+            .filter(|dot| self.is_visible(dot.slot))
+            .count()
+    }
+
+    /// Every visible presence, ordered by tag: the replica's *view*.
+    pub fn online_list(&self) -> Vec<Presence> {
+        let mut presences = Vec::with_capacity(self.held);
+        for &slot in self.slot_of.values() {
+            if !self.is_visible(slot) {
+                continue;
+            }
+            let known = self.known(slot);
+            presences.extend(known.log.values.iter().map(|(&clock, entry)| Presence {
+                tag: Tag::new(known.id.clone(), clock),
+                entry: Arc::clone(entry),
+            }));
+        }
+        presences
+    }
+
+    /// How many entries the state holds, hidden ones included.
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    /// Whether the state holds no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    fn visible(&self, dots: impl Iterator<Item = Dot>) -> Vec<Presence> {
+        dots.filter(|dot| self.is_visible(dot.slot))
+            .map(|dot| self.presence(dot))
+            .collect()
+    }
+
+    pub(crate) fn presence(&self, dot: Dot) -> Presence {
+        let known = self.known(dot.slot);
+        let entry = known.log.values.get(&dot.clock).expect("indexed dot is held");
+        Presence {
+            tag: Tag::new(known.id.clone(), dot.clock),
+            entry: Arc::clone(entry),
+        }
+    }
+
+    // ----- replicas, liveness and retirement ---------------------------------
+
+    /// Marks `replica` down: its entries are hidden and returned as leaves.
+    /// Marking self, a retired replica, or an already-down replica down changes
+    /// nothing. An unknown replica becomes known, down.
+    pub fn replica_down(&mut self, replica: &ReplicaId) -> Diff {
+        self.set_status(replica, Status::Down)
+    }
+
+    /// Marks `replica` up: its entries are shown again and returned as joins.
+    /// An unknown replica becomes known (so extracts for peers include it).
+    pub fn replica_up(&mut self, replica: &ReplicaId) -> Diff {
+        self.set_status(replica, Status::Up)
+    }
+
+    fn set_status(&mut self, replica: &ReplicaId, status: Status) -> Diff {
+        if *replica == self.replica || self.is_retired_id(replica) {
+            return Diff::default();
+        }
+        let slot = self.intern(replica);
+        let known = self.known_mut(slot);
+        if known.status == status {
+            return Diff::default();
+        }
+        known.status = status;
+        let known = self.known(slot);
+        let presences = known
+            .log
+            .values
+            .iter()
+            .map(|(&clock, entry)| Presence {
+                tag: Tag::new(known.id.clone(), clock),
+                entry: Arc::clone(entry),
+            })
+            .collect();
+        match status {
+            Status::Up => Diff {
+                joins: presences,
+                leaves: Vec::new(),
+            },
+            Status::Down => Diff {
+                joins: Vec::new(),
+                leaves: presences,
+            },
+        }
+    }
+
+    /// The local belief about `replica`, if it is known.
+    pub fn status(&self, replica: &ReplicaId) -> Option<Status> {
+        self.slot_of.get(replica).map(|&slot| self.known(slot).status)
+    }
+
+    /// Permdown: `replica` is gone for good. Its entries (and those of every
+    /// older incarnation of its base) are discarded and returned as leaves if
+    /// they were visible; every structure that names it is cleared; the
+    /// retirement watermark keeps a lagging peer from bringing them back.
+    pub fn remove_down_replica(&mut self, replica: &ReplicaId) -> Result<Diff, RetireError> {
+        if replica.base() == self.replica.base() && replica.incarnation() >= self.replica.incarnation() {
+            return Err(RetireError::OwnReplica);
+        }
+        Ok(self.retire(replica.base_arc(), replica.incarnation()))
+    }
+
+    /// Retires every incarnation of `base` up to `incarnation`.
+    pub(crate) fn retire(&mut self, base: &Arc<str>, incarnation: u64) -> Diff {
+        let watermark = self.retired.entry(Arc::clone(base)).or_insert(incarnation);
+        *watermark = (*watermark).max(incarnation);
+        let doomed: Vec<Slot> = self
+            .slot_of
+            .range(ReplicaId::new(base, 0)..=ReplicaId::new(base, incarnation))
+            .map(|(_, &slot)| slot)
+            .filter(|&slot| slot != self.own)
+            .collect();
+        let mut diff = Diff::default();
+        for slot in doomed {
+            diff.append(self.drop_replica(slot));
+        }
+        diff.sorted()
+    }
+
+    /// Discards a foreign replica and everything that names it.
+    fn drop_replica(&mut self, slot: Slot) -> Diff {
+        let known = self.slots[slot as usize].take().expect("slot to drop is live");
+        self.slot_of.remove(&known.id);
+        self.free_slots.push(slot);
+        let mut leaves = Vec::new();
+        for (&clock, entry) in &known.log.values {
+            self.indexes.remove(Dot { slot, clock }, entry);
+            self.held -= 1;
+            if known.status == Status::Up {
+                leaves.push(Presence {
+                    tag: Tag::new(known.id.clone(), clock),
+                    entry: Arc::clone(entry),
+                });
+            }
+        }
+        Diff {
+            joins: Vec::new(),
+            leaves,
+        }
+    }
+
+    /// Whether this replica has learned that it was retired (permdowned by a
+    /// peer, or superseded). Peers ignore its entries until it reincarnates.
+    pub fn is_retired(&self) -> bool {
+        self.retired
+            .get(self.replica.base())
+            .is_some_and(|&watermark| watermark >= self.replica.incarnation())
+    }
+
+    /// Whether `replica` is at or below its base's retirement watermark.
+    pub fn is_retired_id(&self, replica: &ReplicaId) -> bool {
+        self.retired
+            .get(replica.base())
+            .is_some_and(|&watermark| replica.incarnation() <= watermark)
+    }
+
+    /// The retirement watermarks: base -> highest dead incarnation.
+    pub fn retired(&self) -> &BTreeMap<Arc<str>, u64> {
+        &self.retired
+    }
+
+    /// The lowest incarnation this replica could take next.
+    pub fn next_incarnation(&self) -> u64 {
+        let watermark = self.retired.get(self.replica.base()).copied().unwrap_or(0);
+        self.replica.incarnation().max(watermark).saturating_add(1)
+    }
+
+    /// Re-asserts this replica's presences under a new incarnation, after it
+    /// learned it was retired (for example permdowned during a partition).
+    /// Own presences are re-joined with fresh tags in clock order; the old
+    /// incarnation is retired. The diff has the old tags as leaves and the new
+    /// ones as joins; the outgoing delta starts afresh for the new replica.
+    pub fn reincarnate(&mut self, incarnation: u64) -> Result<Diff, RetireError> {
+        let minimum = self.next_incarnation();
+        if incarnation < minimum {
+            return Err(RetireError::StaleIncarnation {
+                offered: incarnation,
+                minimum,
+            });
+        }
+        let old_slot = self.own;
+        let old = self.known(old_slot).log.values.clone();
+        let new_id = self.replica.with_incarnation(incarnation);
+        let mut diff = Diff::default();
+        for &clock in old.keys() {
+            diff.leaves.push(
+                self.remove_value(Dot {
+                    slot: old_slot,
+                    clock,
+                })
+                .expect("own value is held"),
+            );
+        }
+        let old_known = self.slots[old_slot as usize].take().expect("own slot is live");
+        self.slot_of.remove(&old_known.id);
+        self.free_slots.push(old_slot);
+        self.replica = new_id.clone();
+        self.own = self.intern(&new_id);
+        self.delta = Delta::empty(new_id, 0);
+        for entry in old.values() {
+            let mut fresh = Entry::clone(entry);
+            fresh.replaces = None;
+            let presence = self
+                .insert_own(fresh)
+                .expect("a fresh incarnation has clocks to spare");
+            diff.joins.push(presence);
+        }
+        // Retire the old incarnation (and drop stale copies of even older ones).
+        diff.append(self.retire(&Arc::clone(self.replica.base_arc()), incarnation - 1));
+        Ok(diff)
+    }
+
+    // ----- context and delta --------------------------------------------------
+
+    /// Per known replica, its contiguous observed clock (what heartbeats carry).
+    pub fn clocks(&self) -> BTreeMap<ReplicaId, u64> {
+        self.slot_of
+            .iter()
+            .map(|(id, &slot)| (id.clone(), self.known(slot).log.context))
+            .collect()
+    }
+
+    /// What this state knows of `replica`'s joins, if it knows it.
+    pub fn log(&self, replica: &ReplicaId) -> Option<&ReplicaLog> {
+        self.slot_of.get(replica).map(|&slot| &self.known(slot).log)
+    }
+
+    /// Known replicas in id order, with their logs and local status.
+    pub fn replicas(&self) -> impl Iterator<Item = (&ReplicaId, &ReplicaLog, Status)> + '_ {
+        self.slot_of.values().map(|&slot| {
+            let known = self.known(slot);
+            (&known.id, &known.log, known.status)
+        })
+    }
+
+    /// The local changes since the delta was last taken.
+    pub fn delta(&self) -> &Delta {
+        &self.delta
+    }
+
+    /// Takes the local changes since the delta was last taken (for a
+    /// heartbeat); the next delta starts where this one ends.
+    pub fn take_delta(&mut self) -> Delta {
+        let at = self.delta.to;
+        std::mem::replace(&mut self.delta, Delta::empty(self.replica.clone(), at))
+    }
+
+    /// Whether `tag` has been observed here.
+    pub fn is_observed(&self, tag: &Tag) -> bool {
+        self.is_retired_id(&tag.replica) || self.log(&tag.replica).is_some_and(|log| log.observed(tag.clock))
+    }
+
+    /// Whether the entry of `tag` is held here (visible or hidden).
+    pub fn holds(&self, tag: &Tag) -> bool {
+        self.log(&tag.replica)
+            .is_some_and(|log| log.values.contains_key(&tag.clock))
+    }
+
+    // ----- slots ------------------------------------------------------------
+
+    pub(crate) fn intern(&mut self, replica: &ReplicaId) -> Slot {
+        if let Some(&slot) = self.slot_of.get(replica) {
+            return slot;
+        }
+        let known = Known {
+            id: replica.clone(),
+            log: ReplicaLog::default(),
+            status: Status::Up,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(known);
+                slot
+            }
+            None => {
+                self.slots.push(Some(known));
+                Slot::try_from(self.slots.len() - 1).expect("fewer than 2^32 known replicas")
+            }
+        };
+        self.slot_of.insert(replica.clone(), slot);
+        slot
+    }
+
+    pub(crate) fn known(&self, slot: Slot) -> &Known {
+        self.slots[slot as usize].as_ref().expect("slot is live")
+    }
+
+    pub(crate) fn known_mut(&mut self, slot: Slot) -> &mut Known {
+        self.slots[slot as usize].as_mut().expect("slot is live")
+    }
+
+    pub(crate) fn is_visible(&self, slot: Slot) -> bool {
+        self.known(slot).status == Status::Up
+    }
+}

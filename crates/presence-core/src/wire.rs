@@ -1,0 +1,607 @@
+//! The JSON wire format of states, snapshots and deltas, with validation.
+//!
+//! State (and snapshot, and extract) — the seed's field names, plus an
+//! optional `retired` map:
+//!
+//! ```json
+//! {"replica": "node-a@1",
+//!  "context": {"node-a@1": 3, "node-b@2": 1},
+//!  "clouds": {"node-b@2": [4]},
+//!  "values": [{"tag": {"replica": "node-a@1", "clock": 1},
+//!              "entry": {"topic": "room:lobby", "key": "alice", "pid": "p1",
+//!                        "meta": {"device": "phone"}}}],
+//!  "retired": {"node-c": 4}}
+//! ```
+//!
+//! An entry made by an update carries `"replaces": <clock>`. A replica is
+//! written `base@incarnation`. Local liveness (up / down) is never written.
+//!
+//! Delta: `{"replica", "from", "to", "joins": [{"clock", "entry"}], "leaves": [clock]}`,
+//! covering the replica's clocks in `(from, to]` (see the `delta` module).
+//!
+//! Decoding never panics and never recurses without bound: serde_json stops
+//! nesting at 128 levels, metadata is then held to [`crate::MAX_META_DEPTH`], and the
+//! input size is capped by [`DecodeLimits`] before parsing, which bounds every
+//! allocation. Every problem is a [`DecodeError`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::delta::Delta;
+use crate::entry::{Entry, EntryError};
+use crate::log::ReplicaLog;
+use crate::merge::Snapshot;
+use crate::replica::ReplicaId;
+use crate::state::State;
+
+/// Bounds applied before a payload is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The largest payload accepted, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    /// 256 MiB: room for a few million entries.
+    fn default() -> Self {
+        Self { max_bytes: 256 << 20 }
+    }
+}
+
+/// Why a payload was refused. Nothing was merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The payload is larger than [`DecodeLimits::max_bytes`].
+    TooLarge {
+        /// Its size in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not well-formed JSON of the expected shape: syntax, non-UTF-8 text,
+    /// missing or unknown fields, wrong types, duplicate object keys, or
+    /// nesting beyond serde_json's limit.
+    Json {
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// 1-based column of the problem (0 when unknown).
+        column: usize,
+        /// What serde_json said.
+        message: String,
+    },
+    /// A replica name that is not `base@incarnation`.
+    InvalidReplica {
+        /// The text, cut to 64 characters.
+        text: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A clock out of its range: context clocks and incarnations must be
+    /// `>= 0`, cloud, tag and delta clocks `> 0`.
+    InvalidClock {
+        /// Where: `context`, `clouds`, `tag`, `replaces`, `retired`, `from`, `to`,
+        /// `joins` or `leaves`.
+        field: &'static str,
+        /// The value found.
+        clock: i64,
+    },
+    /// An entry breaks a limit (names, meta depth).
+    InvalidEntry {
+        /// The entry's tag, `replica:clock`.
+        tag: String,
+        /// Which limit.
+        problem: EntryError,
+    },
+    /// Two values carry the same tag.
+    DuplicateTag {
+        /// The tag, `replica:clock`.
+        tag: String,
+    },
+    /// A value's tag is not observed by the payload's own context or cloud.
+    UnobservedTag {
+        /// The tag, `replica:clock`.
+        tag: String,
+    },
+    /// A `replaces` clock that is not below the entry's own clock.
+    InvalidReplaces {
+        /// The tag, `replica:clock`.
+        tag: String,
+    },
+    /// The payload carries data of a replica its own watermarks retire.
+    RetiredReplica {
+        /// The replica.
+        replica: String,
+    },
+    /// A delta whose clocks do not fit its range.
+    InvalidDelta {
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { len, max } => write!(f, "payload of {len} bytes exceeds the limit of {max}"),
+            Self::Json {
+                line,
+                column,
+                message,
+            } => {
+                write!(f, "malformed payload at line {line} column {column}: {message}")
+            }
+            Self::InvalidReplica { text, problem } => write!(f, "invalid replica {text:?}: {problem}"),
+            Self::InvalidClock { field, clock } => write!(f, "clock {clock} out of range in {field}"),
+            Self::InvalidEntry { tag, problem } => write!(f, "invalid entry {tag}: {problem}"),
+            Self::DuplicateTag { tag } => write!(f, "duplicate tag {tag}"),
+            Self::UnobservedTag { tag } => write!(f, "tag {tag} is not observed by the payload's context"),
+            Self::InvalidReplaces { tag } => write!(f, "entry {tag} replaces a clock not below its own"),
+            Self::RetiredReplica { replica } => write!(f, "payload holds data of retired replica {replica}"),
+            Self::InvalidDelta { problem } => write!(f, "invalid delta: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<serde_json::Error> for DecodeError {
+    fn from(error: serde_json::Error) -> Self {
+        let message = error.to_string();
+        Self::Json {
+            line: error.line(),
+            column: error.column(),
+            message: cut(&message, 200),
+        }
+    }
+}
+
+fn cut(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+// ----- encoding ---------------------------------------------------------------
+
+impl Serialize for ReplicaId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    topic: &'a str,
+    key: &'a str,
+    pid: &'a str,
+    meta: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replaces: Option<u64>,
+}
+
+impl<'a> From<&'a Entry> for EntryOut<'a> {
+    fn from(entry: &'a Entry) -> Self {
+        Self {
+            topic: &entry.topic,
+            key: &entry.key,
+            pid: &entry.pid,
+            meta: &entry.meta,
+            replaces: entry.replaces,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TagOut<'a> {
+    replica: &'a ReplicaId,
+    clock: u64,
+}
+
+#[derive(Serialize)]
+struct ValueOut<'a> {
+    tag: TagOut<'a>,
+    entry: EntryOut<'a>,
+}
+
+/// Logs in replica order, serialized as the parts of the state shape.
+struct Logs<'a>(Vec<(&'a ReplicaId, &'a ReplicaLog)>);
+
+struct ContextOut<'a>(&'a Logs<'a>);
+struct CloudsOut<'a>(&'a Logs<'a>);
+struct ValuesOut<'a>(&'a Logs<'a>);
+
+impl Serialize for ContextOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0 .0.len()))?;
+        for (id, log) in &self.0 .0 {
+            map.serialize_entry(id, &log.context)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for CloudsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let clouds: Vec<_> = self
+            .0
+             .0
+            .iter()
+            .filter(|(_, log)| !log.cloud.is_empty())
+            .collect();
+        let mut map = serializer.serialize_map(Some(clouds.len()))?;
+        for (id, log) in clouds {
+            map.serialize_entry(id, &log.cloud)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for ValuesOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0 .0.iter().flat_map(|&(replica, log)| {
+            log.values.iter().map(move |(&clock, entry)| ValueOut {
+                tag: TagOut { replica, clock },
+                entry: EntryOut::from(&**entry),
+            })
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct StateOut<'a> {
+    replica: &'a ReplicaId,
+    context: ContextOut<'a>,
+    clouds: CloudsOut<'a>,
+    values: ValuesOut<'a>,
+    retired: &'a BTreeMap<Arc<str>, u64>,
+}
+
+fn encode_state(replica: &ReplicaId, retired: &BTreeMap<Arc<str>, u64>, logs: &Logs<'_>) -> Vec<u8> {
+    let out = StateOut {
+        replica,
+        context: ContextOut(logs),
+        clouds: CloudsOut(logs),
+        values: ValuesOut(logs),
+        retired,
+    };
+    serde_json::to_vec(&out).expect("states always serialize: string keys, finite numbers")
+}
+
+impl State {
+    /// The state's replicated data as JSON (never its local liveness).
+    pub fn to_json(&self) -> Vec<u8> {
+        let logs = Logs(self.replicas().map(|(id, log, _)| (id, log)).collect());
+        encode_state(&self.replica, &self.retired, &logs)
+    }
+}
+
+impl Snapshot {
+    /// The snapshot as JSON, in the state shape.
+    pub fn to_json(&self) -> Vec<u8> {
+        let logs = Logs(self.logs.iter().collect());
+        encode_state(&self.replica, &self.retired, &logs)
+    }
+
+    /// Decodes and validates a state-shaped payload with default limits.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_json_with(bytes, DecodeLimits::default())
+    }
+
+    /// Decodes and validates a state-shaped payload.
+    pub fn from_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        check_size(bytes, limits)?;
+        let wire: StateIn = serde_json::from_slice(bytes)?;
+        wire.validate()
+    }
+}
+
+#[derive(Serialize)]
+struct JoinOut<'a> {
+    clock: u64,
+    entry: EntryOut<'a>,
+}
+
+struct JoinsOut<'a>(&'a BTreeMap<u64, Arc<Entry>>);
+
+impl Serialize for JoinsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(&clock, entry)| JoinOut {
+            clock,
+            entry: EntryOut::from(&**entry),
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    replica: &'a ReplicaId,
+    from: u64,
+    to: u64,
+    joins: JoinsOut<'a>,
+    leaves: &'a BTreeSet<u64>,
+}
+
+impl Delta {
+    /// The delta as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let out = DeltaOut {
+            replica: &self.replica,
+            from: self.from,
+            to: self.to,
+            joins: JoinsOut(&self.joins),
+            leaves: &self.leaves,
+        };
+        serde_json::to_vec(&out).expect("deltas always serialize")
+    }
+
+    /// Decodes and validates a delta with default limits.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_json_with(bytes, DecodeLimits::default())
+    }
+
+    /// Decodes and validates a delta.
+    pub fn from_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        check_size(bytes, limits)?;
+        let wire: DeltaIn = serde_json::from_slice(bytes)?;
+        wire.validate()
+    }
+}
+
+fn check_size(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: limits.max_bytes,
+        });
+    }
+    Ok(())
+}
+
+// ----- decoding -----------------------------------------------------------------
+
+/// A JSON object read into ordered pairs, refusing duplicate keys (serde's
+/// maps would keep the last silently).
+struct UniqueMap<V>(BTreeMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UniqueVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueVisitor<V> {
+            type Value = UniqueMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with distinct keys")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = BTreeMap::new();
+                while let Some((key, value)) = access.next_entry::<String, V>()? {
+                    if map.contains_key(&key) {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate key {:?}",
+                            cut(&key, 64)
+                        )));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+        deserializer.deserialize_map(UniqueVisitor(PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn {
+    topic: String,
+    key: String,
+    pid: String,
+    meta: Value,
+    #[serde(default)]
+    replaces: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagIn {
+    replica: String,
+    clock: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValueIn {
+    tag: TagIn,
+    entry: EntryIn,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateIn {
+    replica: String,
+    context: UniqueMap<i64>,
+    clouds: UniqueMap<Vec<i64>>,
+    values: Vec<ValueIn>,
+    #[serde(default)]
+    retired: Option<UniqueMap<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinIn {
+    clock: i64,
+    entry: EntryIn,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeltaIn {
+    replica: String,
+    from: i64,
+    to: i64,
+    joins: Vec<JoinIn>,
+    leaves: Vec<i64>,
+}
+
+fn replica(text: &str) -> Result<ReplicaId, DecodeError> {
+    ReplicaId::parse(text).map_err(|problem| DecodeError::InvalidReplica {
+        text: cut(text, 64),
+        problem,
+    })
+}
+
+/// A clock that must be `>= 0` (`positive == false`) or `> 0`.
+fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeError> {
+    let minimum = i64::from(positive);
+    if value < minimum {
+        return Err(DecodeError::InvalidClock { field, clock: value });
+    }
+    Ok(value.unsigned_abs())
+}
+
+/// Shares one `Arc<str>` per distinct topic, key and pid text, so a decoded
+/// payload costs one allocation per distinct name, not per entry.
+#[derive(Default)]
+struct Names(rustc_hash::FxHashMap<String, Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.0.get(&name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(name.as_str());
+        self.0.insert(name, Arc::clone(&shared));
+        shared
+    }
+}
+
+impl EntryIn {
+    fn validate(
+        self,
+        tag: impl Fn() -> String,
+        own_clock: u64,
+        names: &mut Names,
+    ) -> Result<Entry, DecodeError> {
+        let invalid = |problem| DecodeError::InvalidEntry { tag: tag(), problem };
+        crate::entry::check_name("topic", &self.topic).map_err(invalid)?;
+        crate::entry::check_name("key", &self.key).map_err(invalid)?;
+        crate::entry::check_name("pid", &self.pid).map_err(invalid)?;
+        crate::entry::check_meta_depth(&self.meta).map_err(invalid)?;
+        let replaces = match self.replaces {
+            None => None,
+            Some(value) => {
+                let replaced = clock("replaces", value, true)?;
+                if replaced >= own_clock {
+                    return Err(DecodeError::InvalidReplaces { tag: tag() });
+                }
+                Some(replaced)
+            }
+        };
+        Ok(Entry::from_checked(
+            names.get(self.topic),
+            names.get(self.key),
+            names.get(self.pid),
+            self.meta,
+            replaces,
+        ))
+    }
+}
+
+impl StateIn {
+    fn validate(self) -> Result<Snapshot, DecodeError> {
+        let producer = replica(&self.replica)?;
+        let mut retired = BTreeMap::new();
+        for (base, incarnation) in self.retired.map(|map| map.0).unwrap_or_default() {
+            let id = replica(&base)?;
+            if id.incarnation() != 0 || base.contains('@') {
+                return Err(DecodeError::InvalidReplica {
+                    text: cut(&base, 64),
+                    problem: "retired keys are base names, without '@'",
+                });
+            }
+            retired.insert(Arc::clone(id.base_arc()), clock("retired", incarnation, false)?);
+        }
+        let is_retired = |id: &ReplicaId| {
+            retired
+                .get(id.base())
+                .is_some_and(|&mark| id.incarnation() <= mark)
+        };
+
+        let mut logs: BTreeMap<ReplicaId, ReplicaLog> = BTreeMap::new();
+        for (text, context) in self.context.0 {
+            let id = replica(&text)?;
+            logs.entry(id).or_default().context = clock("context", context, false)?;
+        }
+        for (text, cloud) in self.clouds.0 {
+            let id = replica(&text)?;
+            let log = logs.entry(id).or_default();
+            for value in cloud {
+                log.cloud.insert(clock("clouds", value, true)?);
+            }
+        }
+        let mut names = Names::default();
+        let mut ids: BTreeMap<String, ReplicaId> = BTreeMap::new();
+        for value in self.values {
+            let id = match ids.get(&value.tag.replica) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = replica(&value.tag.replica)?;
+                    ids.insert(value.tag.replica.clone(), id.clone());
+                    id
+                }
+            };
+            let tag_clock = clock("tag", value.tag.clock, true)?;
+            let tag_text = || format!("{id}:{tag_clock}");
+            let log = logs.entry(id.clone()).or_default();
+            if !log.observed(tag_clock) {
+                return Err(DecodeError::UnobservedTag { tag: tag_text() });
+            }
+            let entry = value.entry.validate(tag_text, tag_clock, &mut names)?;
+            if log.values.insert(tag_clock, Arc::new(entry)).is_some() {
+                return Err(DecodeError::DuplicateTag { tag: tag_text() });
+            }
+        }
+        for (id, log) in &mut logs {
+            if is_retired(id) {
+                return Err(DecodeError::RetiredReplica {
+                    replica: id.to_string(),
+                });
+            }
+            // Clouds at or next to the context are folded in: harmless redundancy.
+            log.compact();
+        }
+        Ok(Snapshot {
+            replica: producer,
+            retired,
+            logs,
+        })
+    }
+}
+
+impl DeltaIn {
+    fn validate(self) -> Result<Delta, DecodeError> {
+        let id = replica(&self.replica)?;
+        let from = clock("from", self.from, false)?;
+        let to = clock("to", self.to, false)?;
+        let mut names = Names::default();
+        let mut joins = BTreeMap::new();
+        for join in self.joins {
+            let join_clock = clock("joins", join.clock, true)?;
+            let tag_text = || format!("{id}:{join_clock}");
+            let entry = join.entry.validate(tag_text, join_clock, &mut names)?;
+            if joins.insert(join_clock, Arc::new(entry)).is_some() {
+                return Err(DecodeError::DuplicateTag { tag: tag_text() });
+            }
+        }
+        let mut leaves = BTreeSet::new();
+        for leave in self.leaves {
+            leaves.insert(clock("leaves", leave, true)?);
+        }
+        Delta::from_parts(id, from, to, joins, leaves)
+            .map_err(|problem| DecodeError::InvalidDelta { problem })
+    }
+}
