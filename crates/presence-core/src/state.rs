@@ -636,3 +636,29 @@ impl State {
         self.known(slot).status == Status::Up
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn next_clock_skips_the_own_cloud() {
+        // beryl #23 (B9): a clock parked in the own cloud must not be reissued.
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let own = state.own;
+        state.known_mut(own).log.cloud.insert(5);
+        let diff = state.join("p", "t", "k", json!({})).unwrap();
+        assert_eq!(diff.joins[0].tag.clock, 6);
+    }
+
+    #[test]
+    fn a_retired_replica_cannot_be_marked_up_or_down() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let old = ReplicaId::new("b", 1);
+        state.replica_up(&old);
+        state.remove_down_replica(&old).unwrap();
+        assert!(state.replica_up(&old).is_empty());
+        assert!(state.status(&old).is_none(), "nothing names the retired replica");
+    }
+}

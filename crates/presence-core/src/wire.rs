@@ -465,6 +465,8 @@ fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeE
 
 /// Shares one `Arc<str>` per distinct topic, key and pid text, so a decoded
 /// payload costs one allocation per distinct name, not per entry.
+// Lookups only: this map is never iterated, so its order reaches nothing.
+#[allow(clippy::disallowed_types)]
 #[derive(Default)]
 struct Names(rustc_hash::FxHashMap<String, Arc<str>>);
 

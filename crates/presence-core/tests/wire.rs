@@ -1,0 +1,354 @@
+//! The JSON wire format: round trips, and a typed error (never a panic, never
+//! a stack overflow) for every kind of bad input.
+
+use presence_core::invariants::{replicated_data, view};
+use presence_core::{DecodeError, DecodeLimits, Delta, ReplicaId, Snapshot, State};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn sample() -> State {
+    let mut peer = State::new(ReplicaId::new("node-b", 2));
+    peer.join(
+        "pb",
+        "room:lobby",
+        "bob",
+        json!({"nested": {"list": [1, 2.5, null, "x"]}}),
+    )
+    .unwrap();
+    let mut state = State::new(ReplicaId::new("node-a", 1));
+    state
+        .join("p1", "room:lobby", "alice", json!({"device": "phone"}))
+        .unwrap();
+    state
+        .join("p2", "room:\"quoted\"\n", "ключ", json!("not an object"))
+        .unwrap();
+    state
+        .update("p1", "room:lobby", "alice", json!({"device": "laptop"}))
+        .unwrap();
+    state.merge(&peer);
+    state
+}
+
+fn decode_into_fresh(bytes: &[u8]) -> State {
+    let mut fresh = State::new(ReplicaId::new("reader", 1));
+    fresh.merge_snapshot(&Snapshot::from_json(bytes).unwrap());
+    fresh
+}
+
+#[test]
+fn state_round_trips_through_json() {
+    let state = sample();
+    let bytes = state.to_json();
+    let snapshot = Snapshot::from_json(&bytes).unwrap();
+    assert_eq!(snapshot, state.snapshot());
+    assert_eq!(snapshot.to_json(), bytes, "encoding is deterministic");
+    let mut direct = State::new(ReplicaId::new("reader", 1));
+    direct.merge(&state);
+    let decoded = decode_into_fresh(&bytes);
+    assert_eq!(view(&decoded), view(&direct));
+    assert_eq!(replicated_data(&decoded), replicated_data(&direct));
+}
+
+#[test]
+fn wire_uses_the_seed_field_names_and_embeds_meta() {
+    let value: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+    assert_eq!(value["replica"], "node-a@1");
+    assert_eq!(
+        value["context"]["node-a@1"], 3,
+        "two joins and an update, one clock each"
+    );
+    assert!(value["clouds"].as_object().unwrap().is_empty());
+    let first = &value["values"][0];
+    assert_eq!(first["tag"], json!({"replica": "node-a@1", "clock": 2}));
+    assert_eq!(first["entry"]["meta"], "not an object");
+    assert_eq!(value["values"][1]["entry"]["meta"], json!({"device": "laptop"}));
+    assert_eq!(value["values"][1]["entry"]["replaces"], 1);
+    assert_eq!(value["retired"], json!({"node-a": 0, "node-b": 1}));
+    assert!(
+        value.get("status").is_none() && value.get("replicas").is_none(),
+        "liveness is local"
+    );
+}
+
+#[test]
+fn seed_format_without_retired_or_incarnations_decodes() {
+    let payload = br#"{"replica":"node-a","context":{"node-a":1},"clouds":{},
+        "values":[{"tag":{"replica":"node-a","clock":1},
+                   "entry":{"topic":"room:lobby","key":"alice","pid":"pid-1","meta":{}}}]}"#;
+    let snapshot = Snapshot::from_json(payload).unwrap();
+    assert_eq!(snapshot.replica(), &ReplicaId::new("node-a", 0));
+    assert_eq!(snapshot.len(), 1);
+}
+
+#[test]
+fn delta_round_trips_through_json() {
+    let mut state = State::new(ReplicaId::new("node-a", 1));
+    state.join("p1", "t", "alice", json!({})).unwrap();
+    state.take_delta();
+    state.join("p2", "t", "bob", json!({"x": 1})).unwrap();
+    state.leave("p1", "t", "alice");
+    let delta = state.take_delta();
+    let bytes = delta.to_json();
+    assert_eq!(Delta::from_json(&bytes).unwrap(), delta);
+    let value: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        value,
+        json!({"replica": "node-a@1", "from": 1, "to": 3,
+        "joins": [{"clock": 2, "entry": {"topic": "t", "key": "bob", "pid": "p2", "meta": {"x": 1}}}],
+        "leaves": [1]})
+    );
+}
+
+fn state_error(payload: &str) -> DecodeError {
+    Snapshot::from_json(payload.as_bytes()).expect_err("payload must be refused")
+}
+
+fn with_value(tag_clock: &str, entry: &str) -> String {
+    format!(
+        r#"{{"replica":"a@1","context":{{"a@1":2}},"clouds":{{}},
+        "values":[{{"tag":{{"replica":"a@1","clock":{tag_clock}}},"entry":{entry}}}]}}"#
+    )
+}
+
+const ENTRY: &str = r#"{"topic":"t","key":"k","pid":"p","meta":{}}"#;
+
+#[test]
+fn malformed_json_is_a_typed_error() {
+    assert!(matches!(state_error("{"), DecodeError::Json { .. }));
+    assert!(matches!(state_error(""), DecodeError::Json { .. }));
+    assert!(matches!(state_error("[]"), DecodeError::Json { .. }));
+}
+
+#[test]
+fn missing_and_unknown_fields_are_refused() {
+    let missing = state_error(r#"{"replica":"a@1","context":{},"values":[]}"#);
+    assert!(matches!(&missing, DecodeError::Json { message, .. } if message.contains("clouds")));
+    let unknown = state_error(r#"{"replica":"a@1","context":{},"clouds":{},"values":[],"extra":1}"#);
+    assert!(matches!(&unknown, DecodeError::Json { message, .. } if message.contains("extra")));
+}
+
+#[test]
+fn negative_and_zero_clocks_are_refused_where_forbidden() {
+    let negative_context = state_error(r#"{"replica":"a@1","context":{"a@1":-1},"clouds":{},"values":[]}"#);
+    assert_eq!(
+        negative_context,
+        DecodeError::InvalidClock {
+            field: "context",
+            clock: -1
+        }
+    );
+    let zero_cloud = state_error(r#"{"replica":"a@1","context":{},"clouds":{"a@1":[0]},"values":[]}"#);
+    assert_eq!(
+        zero_cloud,
+        DecodeError::InvalidClock {
+            field: "clouds",
+            clock: 0
+        }
+    );
+    let zero_tag = state_error(&with_value("0", ENTRY));
+    assert_eq!(
+        zero_tag,
+        DecodeError::InvalidClock {
+            field: "tag",
+            clock: 0
+        }
+    );
+    let zero_context = r#"{"replica":"a@1","context":{"a@1":0},"clouds":{},"values":[]}"#;
+    assert!(
+        Snapshot::from_json(zero_context.as_bytes()).is_ok(),
+        "a zero context is allowed"
+    );
+}
+
+#[test]
+fn duplicate_tags_and_keys_are_refused() {
+    let duplicate = format!(
+        r#"{{"replica":"a@1","context":{{"a@1":2}},"clouds":{{}},"values":[
+        {{"tag":{{"replica":"a@1","clock":1}},"entry":{ENTRY}}},
+        {{"tag":{{"replica":"a@1","clock":1}},"entry":{ENTRY}}}]}}"#
+    );
+    assert_eq!(
+        state_error(&duplicate),
+        DecodeError::DuplicateTag { tag: "a@1:1".into() }
+    );
+    let duplicate_key =
+        state_error(r#"{"replica":"a@1","context":{"a@1":1,"a@1":2},"clouds":{},"values":[]}"#);
+    assert!(matches!(&duplicate_key, DecodeError::Json { message, .. } if message.contains("duplicate key")));
+}
+
+#[test]
+fn unobserved_tags_and_bad_replaces_are_refused() {
+    assert_eq!(
+        state_error(&with_value("3", ENTRY)),
+        DecodeError::UnobservedTag { tag: "a@1:3".into() }
+    );
+    let replaces_self = r#"{"topic":"t","key":"k","pid":"p","meta":{},"replaces":2}"#;
+    assert_eq!(
+        state_error(&with_value("2", replaces_self)),
+        DecodeError::InvalidReplaces { tag: "a@1:2".into() }
+    );
+}
+
+#[test]
+fn bad_replica_names_are_refused() {
+    let bad = state_error(r#"{"replica":"a@x","context":{},"clouds":{},"values":[]}"#);
+    assert!(matches!(bad, DecodeError::InvalidReplica { .. }));
+    let retired_key =
+        state_error(r#"{"replica":"a@1","context":{},"clouds":{},"values":[],"retired":{"b@1":0}}"#);
+    assert!(matches!(retired_key, DecodeError::InvalidReplica { .. }));
+}
+
+#[test]
+fn payload_holding_its_own_retired_replica_is_refused() {
+    let payload = r#"{"replica":"a@2","context":{"a@1":1},"clouds":{},"values":[],"retired":{"a":1}}"#;
+    assert_eq!(
+        state_error(payload),
+        DecodeError::RetiredReplica {
+            replica: "a@1".into()
+        }
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_without_overflowing_the_stack() {
+    let depth = 100_000;
+    let meta = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let entry = format!(r#"{{"topic":"t","key":"k","pid":"p","meta":{meta}}}"#);
+    assert!(matches!(
+        state_error(&with_value("1", &entry)),
+        DecodeError::Json { .. }
+    ));
+
+    // Within serde_json's limit but over ours: refused by the depth check.
+    let meta = format!("{}{}", "[".repeat(65), "]".repeat(65));
+    let entry = format!(r#"{{"topic":"t","key":"k","pid":"p","meta":{meta}}}"#);
+    assert!(matches!(
+        state_error(&with_value("1", &entry)),
+        DecodeError::InvalidEntry {
+            problem: presence_core::EntryError::MetaTooDeep,
+            ..
+        }
+    ));
+    let meta = format!("{}{}", "[".repeat(64), "]".repeat(64));
+    let entry = format!(r#"{{"topic":"t","key":"k","pid":"p","meta":{meta}}}"#);
+    assert!(
+        Snapshot::from_json(with_value("1", &entry).as_bytes()).is_ok(),
+        "64 levels are allowed"
+    );
+}
+
+#[test]
+fn non_utf8_bytes_are_refused() {
+    let mut bytes = with_value("1", ENTRY).into_bytes();
+    let at = bytes.windows(3).position(|window| window == b"\"k\"").unwrap() + 1;
+    bytes[at] = 0xff;
+    assert!(matches!(
+        Snapshot::from_json(&bytes),
+        Err(DecodeError::Json { .. })
+    ));
+}
+
+#[test]
+fn oversized_payloads_are_refused_before_parsing() {
+    let limits = DecodeLimits { max_bytes: 16 };
+    let refused = Snapshot::from_json_with(with_value("1", ENTRY).as_bytes(), limits);
+    assert!(matches!(refused, Err(DecodeError::TooLarge { max: 16, .. })));
+}
+
+#[test]
+fn empty_names_are_refused() {
+    let entry = r#"{"topic":"","key":"k","pid":"p","meta":{}}"#;
+    assert!(matches!(
+        state_error(&with_value("1", entry)),
+        DecodeError::InvalidEntry { .. }
+    ));
+}
+
+#[test]
+fn malformed_deltas_are_refused() {
+    let delta = |text: &str| Delta::from_json(text.as_bytes()).expect_err("delta must be refused");
+    assert!(matches!(
+        delta(r#"{"replica":"a@1","from":3,"to":2,"joins":[],"leaves":[]}"#),
+        DecodeError::InvalidDelta { .. }
+    ));
+    assert!(matches!(
+        delta(&format!(
+            r#"{{"replica":"a@1","from":0,"to":1,"joins":[{{"clock":2,"entry":{ENTRY}}}],"leaves":[]}}"#
+        )),
+        DecodeError::InvalidDelta { .. }
+    ));
+    assert!(matches!(
+        delta(r#"{"replica":"a@1","from":1,"to":2,"joins":[],"leaves":[2]}"#),
+        DecodeError::InvalidDelta { .. }
+    ));
+    assert_eq!(
+        delta(r#"{"replica":"a@1","from":-1,"to":2,"joins":[],"leaves":[]}"#),
+        DecodeError::InvalidClock {
+            field: "from",
+            clock: -1
+        }
+    );
+}
+
+#[test]
+fn an_empty_range_delta_merges_without_panicking() {
+    let empty = Delta::from_json(br#"{"replica":"a@1","from":0,"to":0,"joins":[],"leaves":[]}"#).unwrap();
+    let mut state = State::new(ReplicaId::new("r", 1));
+    assert!(state.merge_delta(&empty).unwrap().is_empty());
+}
+
+/// Arbitrary JSON values up to a small depth.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[a-z@:0-9]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("replica".to_owned()),
+                    Just("context".to_owned()),
+                    Just("clouds".to_owned()),
+                    Just("values".to_owned()),
+                    Just("tag".to_owned()),
+                    Just("entry".to_owned()),
+                    Just("clock".to_owned()),
+                    "[a-z]{1,5}"
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn prop_arbitrary_bytes_never_panic_the_decoders(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Snapshot::from_json(&bytes);
+        let _ = Delta::from_json(&bytes);
+    }
+
+    #[test]
+    fn prop_arbitrary_json_never_panics_the_decoders(value in json_value()) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let _ = Snapshot::from_json(&bytes);
+        let _ = Delta::from_json(&bytes);
+    }
+
+    #[test]
+    fn prop_mutated_valid_payloads_never_panic(position in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = sample().to_json();
+        let at = position.index(bytes.len());
+        bytes[at] = byte;
+        if let Ok(snapshot) = Snapshot::from_json(&bytes) {
+            let mut state = State::new(ReplicaId::new("reader", 1));
+            state.merge_snapshot(&snapshot);
+        }
+    }
+}
