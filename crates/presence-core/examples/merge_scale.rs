@@ -112,6 +112,16 @@ fn main() {
     });
     println!("full_merge_100k_ms={:.2}", full.as_secs_f64() * 1e3);
 
+    // The wire path: a decoded snapshot carries no indexes, so they are built.
+    let snapshot = presence_core::Snapshot::from_json(&b.to_json()).expect("own encoding decodes");
+    let from_snapshot = time_on_clone(&a, 7, |state| {
+        state.merge_snapshot(&snapshot);
+    });
+    println!(
+        "full_merge_snapshot_100k_ms={:.2}",
+        from_snapshot.as_secs_f64() * 1e3
+    );
+
     let mut merged = a.clone();
     merged.merge(&b);
     let remerge = time_on_clone(&merged, 7, |state| {
@@ -133,12 +143,24 @@ fn main() {
     });
     println!("permdown_100k_ms={:.2}", permdown.as_secs_f64() * 1e3);
 
-    let clocks = a.clocks();
-    let extract_start = Instant::now();
-    let extract = merged.extract(a.replica(), &clocks);
-    let extract_time = extract_start.elapsed();
-    println!("extract_100k_ms={:.2}", extract_time.as_secs_f64() * 1e3);
-    drop(extract);
+    // A peer that knows both replicas and lags by 1% of the state: 2,000
+    // clocks behind on b. Extracts go per replica, so b's whole log is sent.
+    let mut clocks = merged.clocks();
+    *clocks.get_mut(&b_id).expect("merged knows b") -= (2 * size / 100) as u64;
+    let peer = ReplicaId::new("node-p", 1);
+    let extract_samples = (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            let extract = merged.extract(&peer, &clocks);
+            let elapsed = start.elapsed();
+            assert_eq!(extract.len(), size, "b's log is offered whole");
+            elapsed
+        })
+        .collect();
+    println!(
+        "extract_lag_1pct_ms={:.2}",
+        median(extract_samples).as_secs_f64() * 1e3
+    );
 
     let small = delta_merge(10_000, 41);
     let large = delta_merge(1_000_000, 41);

@@ -85,12 +85,28 @@ impl std::error::Error for EntryError {}
 impl Entry {
     /// A new entry, checked against the limits.
     pub fn new(topic: &str, key: &str, pid: &str, meta: Value) -> Result<Self, EntryError> {
+        Self::with_topic(topic, None, key, pid, meta)
+    }
+
+    /// A new entry whose topic reuses `shared` when it is given (and equal to
+    /// `topic`), checked against the limits.
+    pub(crate) fn with_topic(
+        topic: &str,
+        shared: Option<&Arc<str>>,
+        key: &str,
+        pid: &str,
+        meta: Value,
+    ) -> Result<Self, EntryError> {
         check_name("topic", topic)?;
         check_name("key", key)?;
         check_name("pid", pid)?;
         check_meta_depth(&meta)?;
+        let topic = match shared {
+            Some(shared) if **shared == *topic => Arc::clone(shared),
+            _ => Arc::from(topic),
+        };
         Ok(Self::from_checked(
-            Arc::from(topic),
+            topic,
             Arc::from(key),
             Arc::from(pid),
             meta,

@@ -1,9 +1,15 @@
-//! Secondary indexes of a state: by topic and key, and by pid.
+//! Secondary indexes of one replica's entries within a state: by topic and
+//! key, and by pid. Each known replica has its own, holding clocks.
 //!
-//! Architecture invariant: the indexes hold exactly the dots of the entries the
-//! state holds, no more and no fewer (checked by `invariants::check_bounded_memory`).
-//! They are hash tables for speed, so nothing may iterate them into output
-//! without sorting first: queries sort what they return.
+//! Per-replica indexes make permdown a matter of dropping a table, let a first
+//! full merge copy a peer's tables whole, and keep own-entry lookups small.
+//! Queries visit the indexes of each visible replica.
+//!
+//! Architecture invariant: a replica's indexes hold exactly the clocks of its
+//! held entries, no more and no fewer (checked by
+//! `invariants::check_bounded_memory`). They are hash tables for speed, so
+//! nothing may iterate them into output without sorting first: queries sort
+//! what they return.
 
 use std::sync::Arc;
 
@@ -21,16 +27,18 @@ pub(crate) struct Dot {
     pub(crate) clock: u64,
 }
 
-/// A small set of dots; most keys and pids have exactly one, so that case does
-/// not allocate.
+/// A small set of clocks; most keys and pids have exactly one, so that case
+/// does not allocate.
 #[derive(Clone, Debug)]
-pub(crate) enum DotSet {
-    One(Dot),
-    Many(Vec<Dot>),
+pub(crate) enum ClockSet {
+    One(u64),
+    Many(Vec<u64>),
 }
 
-impl DotSet {
-    fn insert(&mut self, dot: Dot) {
+type Clock = u64;
+
+impl ClockSet {
+    fn insert(&mut self, dot: Clock) {
         match self {
             Self::One(existing) => *self = Self::Many(vec![*existing, dot]),
             Self::Many(dots) => dots.push(dot),
@@ -38,7 +46,7 @@ impl DotSet {
     }
 
     /// Removes `dot`; returns true when the set is now empty.
-    fn remove(&mut self, dot: Dot) -> bool {
+    fn remove(&mut self, dot: Clock) -> bool {
         match self {
             Self::One(existing) => *existing == dot,
             Self::Many(dots) => {
@@ -55,7 +63,7 @@ impl DotSet {
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[Dot] {
+    pub(crate) fn as_slice(&self) -> &[Clock] {
         match self {
             Self::One(dot) => std::slice::from_ref(dot),
             Self::Many(dots) => dots,
@@ -75,7 +83,7 @@ impl DotSet {
 struct NameSlot {
     hash: u64,
     representative: Arc<Entry>,
-    dots: DotSet,
+    dots: ClockSet,
 }
 
 /// A topic: its hash, a representative entry, and its keys.
@@ -106,15 +114,15 @@ fn same_name(a: &Entry, b: &Entry, name_of: NameOf) -> bool {
     std::ptr::eq(a, b) || Arc::ptr_eq(name_of(a), name_of(b)) || name_of(a) == name_of(b)
 }
 
-/// The lookups queries need without scanning: topic -> key -> dots, and
-/// pid -> dots.
+/// The lookups queries need without scanning, for one replica's entries:
+/// topic -> key -> clocks, and pid -> clocks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Indexes {
     topics: HashTable<TopicSlot>,
     pids: HashTable<NameSlot>,
 }
 
-fn insert_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Arc<Entry>, name_of: NameOf, dot: Dot) {
+fn insert_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Arc<Entry>, name_of: NameOf, dot: Clock) {
     let found = table.entry(
         hash,
         |slot| slot.hash == hash && same_name(&slot.representative, entry, name_of),
@@ -126,14 +134,14 @@ fn insert_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Arc<Entry>, n
             vacant.insert(NameSlot {
                 hash,
                 representative: Arc::clone(entry),
-                dots: DotSet::One(dot),
+                dots: ClockSet::One(dot),
             });
         }
     }
 }
 
 /// Removes `dot` filed under `entry`'s name; drops the name when it has no dot left.
-fn remove_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Entry, name_of: NameOf, dot: Dot) {
+fn remove_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Entry, name_of: NameOf, dot: Clock) {
     let found = table.find_entry(hash, |slot| {
         slot.hash == hash && same_name(&slot.representative, entry, name_of)
     });
@@ -152,7 +160,7 @@ fn find_name<'a>(table: &'a HashTable<NameSlot>, name: &str, name_of: NameOf) ->
 }
 
 impl Indexes {
-    pub(crate) fn insert(&mut self, dot: Dot, entry: &Arc<Entry>) {
+    pub(crate) fn insert(&mut self, dot: Clock, entry: &Arc<Entry>) {
         let hash = entry.hashes.topic;
         let topic = self
             .topics
@@ -173,7 +181,7 @@ impl Indexes {
 
     /// Removes `dot` of `entry`, and any key, topic or pid left with no dot, so
     /// the indexes never outgrow the values.
-    pub(crate) fn remove(&mut self, dot: Dot, entry: &Entry) {
+    pub(crate) fn remove(&mut self, dot: Clock, entry: &Entry) {
         let hash = entry.hashes.topic;
         let topic = self.topics.find_entry(hash, |slot| {
             slot.hash == hash && same_name(&slot.representative, entry, topic_of)
@@ -200,18 +208,24 @@ impl Indexes {
         })
     }
 
-    pub(crate) fn by_key(&self, topic: &str, key: &str) -> &[Dot] {
+    /// The shared `Arc` of `topic` if an entry indexed here carries it, so a
+    /// new entry on a known topic need not allocate its name again.
+    pub(crate) fn topic_name(&self, topic: &str) -> Option<&Arc<str>> {
+        self.topic(topic).map(|slot| &slot.representative.topic)
+    }
+
+    pub(crate) fn by_key(&self, topic: &str, key: &str) -> &[Clock] {
         self.topic(topic)
             .and_then(|slot| find_name(&slot.keys, key, key_of))
             .map_or(&[], |slot| slot.dots.as_slice())
     }
 
-    pub(crate) fn by_pid(&self, pid: &str) -> &[Dot] {
+    pub(crate) fn by_pid(&self, pid: &str) -> &[Clock] {
         find_name(&self.pids, pid, pid_of).map_or(&[], |slot| slot.dots.as_slice())
     }
 
-    /// Every dot of a topic, in no particular order: callers sort.
-    pub(crate) fn by_topic(&self, topic: &str) -> impl Iterator<Item = Dot> + '_ {
+    /// Every clock of a topic, in no particular order: callers sort.
+    pub(crate) fn by_topic(&self, topic: &str) -> impl Iterator<Item = Clock> + '_ {
         self.topic(topic).into_iter().flat_map(|slot| {
             slot.keys
                 .iter()
@@ -219,7 +233,7 @@ impl Indexes {
         })
     }
 
-    /// (dots indexed by topic and key, dots indexed by pid).
+    /// (clocks indexed by topic and key, clocks indexed by pid).
     pub(crate) fn census(&self) -> (usize, usize) {
         let by_topic = self
             .topics
@@ -236,24 +250,24 @@ impl Indexes {
 mod tests {
     use super::*;
 
-    fn dot(clock: u64) -> Dot {
-        Dot { slot: 0, clock }
+    fn dot(clock: u64) -> u64 {
+        clock
     }
 
     #[test]
     fn dot_set_grows_and_shrinks_back_to_one() {
-        let mut set = DotSet::One(dot(1));
+        let mut set = ClockSet::One(dot(1));
         set.insert(dot(2));
         set.insert(dot(3));
         assert!(!set.remove(dot(2)));
         assert!(!set.remove(dot(1)));
-        assert!(matches!(set, DotSet::One(d) if d == dot(3)));
+        assert!(matches!(set, ClockSet::One(d) if d == dot(3)));
         assert!(set.remove(dot(3)));
     }
 
     #[test]
     fn removing_an_absent_dot_keeps_the_set() {
-        let mut set = DotSet::One(dot(1));
+        let mut set = ClockSet::One(dot(1));
         assert!(!set.remove(dot(9)));
         assert_eq!(set.as_slice(), &[dot(1)]);
     }

@@ -514,15 +514,25 @@ pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), V
         }
     }
     let held: usize = state.replicas().map(|(_, log, _)| log.values().len()).sum();
-    let (by_topic, by_pid) = state.indexes.census();
-    if held != state.len() || by_topic != held || by_pid != held {
+    if held != state.len() {
         return violation(
             Invariant::BoundedMemory,
-            format!(
-                "{who} holds {held} entries (counted {}) but indexes {by_topic} by topic, {by_pid} by pid",
-                state.len()
-            ),
+            format!("{who} holds {held} entries but counts {}", state.len()),
         );
+    }
+    for &slot in state.slot_of.values() {
+        let known = state.known(slot);
+        let (by_topic, by_pid) = known.indexes.census();
+        let values = known.log.values().len();
+        if by_topic != values || by_pid != values {
+            return violation(
+                Invariant::BoundedMemory,
+                format!(
+                    "{who} holds {values} entries of {} but indexes {by_topic} by topic, {by_pid} by pid",
+                    known.id
+                ),
+            );
+        }
     }
     let live_slots = state.slots.iter().filter(|slot| slot.is_some()).count();
     if live_slots != state.slot_of.len() || state.slots.len() != live_slots + state.free_slots.len() {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::delta::{Delta, DeltaError};
 use crate::diff::Diff;
-use crate::entry::Presence;
-use crate::index::{Dot, Slot};
+use crate::entry::{Entry, Presence};
+use crate::index::{Dot, Indexes, Slot};
 use crate::log::{above, span, ReplicaLog};
 use crate::replica::{ReplicaId, Tag};
 use crate::state::State;
@@ -62,20 +62,23 @@ impl State {
     pub fn merge(&mut self, remote: &State) -> Diff {
         let logs = remote.slot_of.values().map(|&slot| {
             let known = remote.known(slot);
-            (&known.id, &known.log)
+            (&known.id, &known.log, Some(&known.indexes))
         });
         self.merge_parts(&remote.retired, logs)
     }
 
     /// Merges a snapshot (an extract or a decoded payload).
     pub fn merge_snapshot(&mut self, remote: &Snapshot) -> Diff {
-        self.merge_parts(&remote.retired, remote.logs.iter())
+        self.merge_parts(
+            &remote.retired,
+            remote.logs.iter().map(|(id, log)| (id, log, None)),
+        )
     }
 
     fn merge_parts<'a>(
         &mut self,
         retired: &BTreeMap<Arc<str>, u64>,
-        logs: impl Iterator<Item = (&'a ReplicaId, &'a ReplicaLog)>,
+        logs: impl Iterator<Item = (&'a ReplicaId, &'a ReplicaLog, Option<&'a Indexes>)>,
     ) -> Diff {
         let mut diff = Diff::default();
         for (base, &incarnation) in retired {
@@ -84,18 +87,27 @@ impl State {
                 diff.append(self.retire(base, incarnation));
             }
         }
-        for (id, remote) in logs {
+        for (id, remote, remote_indexes) in logs {
             // Own entries are authoritative (I5); retired ones stay dead (I3).
             if *id == self.replica || self.is_retired_id(id) {
                 continue;
             }
             let slot = self.intern(id);
-            self.merge_log(slot, remote, &mut diff);
+            self.merge_log(slot, remote, remote_indexes, &mut diff);
         }
         diff.sorted()
     }
 
-    fn merge_log(&mut self, slot: Slot, remote: &ReplicaLog, diff: &mut Diff) {
+    /// Merges what a peer knows of one replica into slot `slot`. When the
+    /// peer is an in-memory state, `remote_indexes` are its indexes of
+    /// `remote.values`, which a first full merge copies whole.
+    fn merge_log(
+        &mut self,
+        slot: Slot,
+        remote: &ReplicaLog,
+        remote_indexes: Option<&Indexes>,
+        diff: &mut Diff,
+    ) {
         let visible = self.is_visible(slot);
         let id = self.known(slot).id.clone();
 
@@ -110,20 +122,57 @@ impl State {
 
         // Additions: remote entries not observed here. Everything at or below
         // the local context is observed, so start above it.
-        let local_context = self.known(slot).log.context;
-        let incoming = remote.values.range(above(local_context)).count();
-        self.indexes.reserve(incoming);
-        diff.joins.reserve(if visible { incoming } else { 0 });
-        for (&clock, entry) in remote.values.range(above(local_context)) {
-            if self.known(slot).log.cloud.contains(&clock) {
-                continue;
-            }
-            self.insert_value(Dot { slot, clock }, entry);
+        let local = &self.known(slot).log;
+        let local_context = local.context;
+        if local.values.is_empty() && local.cloud.is_empty() {
+            // First sight of this replica's entries (a new peer, or a full
+            // transfer): every remote clock above the context is unobserved
+            // here, so take them as a whole, with the peer's indexes if they
+            // cover exactly what is taken.
+            let (values, indexes) = match remote_indexes {
+                Some(indexes) if local_context == 0 => (remote.values.clone(), indexes.clone()),
+                _ => {
+                    let values: BTreeMap<u64, Arc<Entry>> = remote
+                        .values
+                        .range(above(local_context))
+                        .map(|(&clock, entry)| (clock, Arc::clone(entry)))
+                        .collect();
+                    let mut indexes = Indexes::default();
+                    indexes.reserve(values.len());
+                    for (&clock, entry) in &values {
+                        indexes.insert(clock, entry);
+                    }
+                    (values, indexes)
+                }
+            };
             if visible {
-                diff.joins.push(Presence {
+                diff.joins.reserve(values.len());
+                diff.joins.extend(values.iter().map(|(&clock, entry)| Presence {
                     tag: Tag::new(id.clone(), clock),
                     entry: Arc::clone(entry),
-                });
+                }));
+            }
+            self.held += values.len();
+            let known = self.known_mut(slot);
+            known.log.values = values;
+            known.indexes = indexes;
+        } else {
+            let incoming = remote.values.range(above(local_context)).count();
+            self.known_mut(slot).indexes.reserve(incoming);
+            if visible {
+                diff.joins.reserve(incoming);
+            }
+            for (&clock, entry) in remote.values.range(above(local_context)) {
+                if self.known(slot).log.cloud.contains(&clock) {
+                    continue;
+                }
+                self.insert_value(Dot { slot, clock }, entry);
+                if visible {
+                    diff.joins.push(Presence {
+                        tag: Tag::new(id.clone(), clock),
+                        entry: Arc::clone(entry),
+                    });
+                }
             }
         }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 ///
 /// The text form is `base@incarnation` (for example `node-a@3`); a bare `base`
 /// with no `@` reads as incarnation 0, so payloads of the seed format decode.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone)]
 pub struct ReplicaId {
     base: Arc<str>,
     incarnation: u64,
@@ -92,6 +92,43 @@ impl ReplicaId {
             base: Arc::clone(&self.base),
             incarnation,
         }
+    }
+}
+
+// Ids of one replica usually share their base `Arc`, so equality and order
+// check the pointer before comparing text: diffs compare thousands of tags.
+impl PartialEq for ReplicaId {
+    fn eq(&self, other: &Self) -> bool {
+        self.incarnation == other.incarnation
+            && (Arc::ptr_eq(&self.base, &other.base) || self.base == other.base)
+    }
+}
+
+impl Eq for ReplicaId {}
+
+impl std::hash::Hash for ReplicaId {
+    /// Hashes the base text and incarnation, consistent with `Eq`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.base.hash(state);
+        self.incarnation.hash(state);
+    }
+}
+
+impl PartialOrd for ReplicaId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ReplicaId {
+    /// Base name first, then incarnation.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let base = if Arc::ptr_eq(&self.base, &other.base) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.base.cmp(&other.base)
+        };
+        base.then(self.incarnation.cmp(&other.incarnation))
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct Known {
     pub(crate) id: ReplicaId,
     pub(crate) log: ReplicaLog,
     pub(crate) status: Status,
+    /// Lookups over `log.values` by topic/key and by pid.
+    pub(crate) indexes: Indexes,
 }
 
 /// Why a local join or update was refused. Nothing changed.
@@ -114,7 +116,6 @@ pub struct State {
     pub(crate) slot_of: BTreeMap<ReplicaId, Slot>,
     pub(crate) free_slots: Vec<Slot>,
     pub(crate) retired: BTreeMap<Arc<str>, u64>,
-    pub(crate) indexes: Indexes,
     pub(crate) delta: Delta,
     pub(crate) held: usize,
 }
@@ -134,7 +135,6 @@ impl State {
             slot_of: BTreeMap::new(),
             free_slots: Vec::new(),
             retired,
-            indexes: Indexes::default(),
             delta: Delta::empty(replica.clone(), 0),
             held: 0,
         };
@@ -151,7 +151,8 @@ impl State {
 
     /// Joins `pid` of `key` on `topic` with `meta`, under the next own clock.
     pub fn join(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
-        let entry = Entry::new(topic, key, pid, meta)?;
+        let shared_topic = self.known(self.own).indexes.topic_name(topic);
+        let entry = Entry::with_topic(topic, shared_topic, key, pid, meta)?;
         if self.own_dot(pid, topic, key).is_some() {
             return Err(LocalError::AlreadyTracked);
         }
@@ -177,14 +178,7 @@ impl State {
 
     /// Removes every presence of `pid` this replica owns.
     pub fn leave_by_pid(&mut self, pid: &str) -> Diff {
-        let own = self.own;
-        let mut clocks: Vec<u64> = self
-            .indexes
-            .by_pid(pid)
-            .iter()
-            .filter(|dot| dot.slot == own)
-            .map(|dot| dot.clock)
-            .collect();
+        let mut clocks: Vec<u64> = self.known(self.own).indexes.by_pid(pid).to_vec();
         clocks.sort_unstable();
         self.remove_own(&clocks)
     }
@@ -194,7 +188,8 @@ impl State {
     /// class B7). The new presence's `phx_ref_prev` names the old one.
     pub fn update(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
         let old = self.own_dot(pid, topic, key).ok_or(LocalError::NotTracked)?;
-        let mut entry = Entry::new(topic, key, pid, meta)?;
+        let shared_topic = self.known(self.own).indexes.topic_name(topic);
+        let mut entry = Entry::with_topic(topic, shared_topic, key, pid, meta)?;
         entry.replaces = Some(old.clock);
         // The new join's clock is also the event clock of the removal.
         let joined = self.insert_own(entry)?;
@@ -232,7 +227,7 @@ impl State {
         let own = self.own;
         let known = self.known_mut(own);
         known.log.values.insert(clock, Arc::clone(&entry));
-        self.indexes.insert(Dot { slot: own, clock }, &entry);
+        known.indexes.insert(clock, &entry);
         self.held += 1;
         self.delta.record_join(clock, Arc::clone(&entry));
         Ok(Presence {
@@ -271,8 +266,8 @@ impl State {
     pub(crate) fn remove_value(&mut self, dot: Dot) -> Option<Presence> {
         let known = self.slots[dot.slot as usize].as_mut()?;
         let entry = known.log.values.remove(&dot.clock)?;
+        known.indexes.remove(dot.clock, &entry);
         let tag = Tag::new(known.id.clone(), dot.clock);
-        self.indexes.remove(dot, &entry);
         self.held -= 1;
         Some(Presence { tag, entry })
     }
@@ -281,36 +276,42 @@ impl State {
     pub(crate) fn insert_value(&mut self, dot: Dot, entry: &Arc<Entry>) {
         let known = self.known_mut(dot.slot);
         known.log.values.insert(dot.clock, Arc::clone(entry));
-        self.indexes.insert(dot, entry);
+        known.indexes.insert(dot.clock, entry);
         self.held += 1;
     }
 
     fn own_dot(&self, pid: &str, topic: &str, key: &str) -> Option<Dot> {
         let own = self.known(self.own);
-        self.indexes.by_key(topic, key).iter().copied().find(|dot| {
-            dot.slot == self.own && own.log.values.get(&dot.clock).is_some_and(|e| &*e.pid == pid)
-        })
+        own.indexes
+            .by_key(topic, key)
+            .iter()
+            .copied()
+            .find(|clock| own.log.values.get(clock).is_some_and(|e| &*e.pid == pid))
+            .map(|clock| Dot {
+                slot: self.own,
+                clock,
+            })
     }
 
     // ----- queries (hide replicas marked down) ------------------------------
 
     /// Visible presences on `topic`, ordered by key, then tag.
     pub fn get_by_topic(&self, topic: &str) -> Vec<Presence> {
-        let mut presences = self.visible(self.indexes.by_topic(topic));
+        let mut presences = self.visible(|indexes| indexes.by_topic(topic).collect());
         presences.sort_unstable_by(|a, b| a.entry.key.cmp(&b.entry.key).then_with(|| a.tag.cmp(&b.tag)));
         presences
     }
 
     /// Visible presences of `key` on `topic`, ordered by tag.
     pub fn get_by_key(&self, topic: &str, key: &str) -> Vec<Presence> {
-        let mut presences = self.visible(self.indexes.by_key(topic, key).iter().copied());
+        let mut presences = self.visible(|indexes| indexes.by_key(topic, key).to_vec());
         presences.sort_unstable();
         presences
     }
 
     /// Visible presences of `pid` (on every topic), ordered by tag.
     pub fn get_by_pid(&self, pid: &str) -> Vec<Presence> {
-        let mut presences = self.visible(self.indexes.by_pid(pid).iter().copied());
+        let mut presences = self.visible(|indexes| indexes.by_pid(pid).to_vec());
         presences.sort_unstable();
         presences
     }
@@ -333,10 +334,9 @@ impl State {
 
     /// Visible presences on `topic`.
     pub fn count_presences(&self, topic: &str) -> usize {
-        self.indexes
-            .by_topic(topic)
-            .filter(|dot| self.is_visible(dot.slot))
-            .count()
+        self.visible_replicas()
+            .map(|known| known.indexes.by_topic(topic).count())
+            .sum()
     }
 
     /// Every visible presence, ordered by tag: the replica's *view*.
@@ -365,19 +365,28 @@ impl State {
         self.held == 0
     }
 
-    fn visible(&self, dots: impl Iterator<Item = Dot>) -> Vec<Presence> {
-        dots.filter(|dot| self.is_visible(dot.slot))
-            .map(|dot| self.presence(dot))
-            .collect()
+    /// Known replicas believed up, in id order.
+    fn visible_replicas(&self) -> impl Iterator<Item = &Known> + '_ {
+        self.slot_of
+            .values()
+            .map(|&slot| self.known(slot))
+            .filter(|known| known.status == Status::Up)
     }
 
-    pub(crate) fn presence(&self, dot: Dot) -> Presence {
-        let known = self.known(dot.slot);
-        let entry = known.log.values.get(&dot.clock).expect("indexed dot is held");
-        Presence {
-            tag: Tag::new(known.id.clone(), dot.clock),
-            entry: Arc::clone(entry),
+    /// The presences at the clocks `lookup` finds in each visible replica's
+    /// indexes.
+    fn visible(&self, lookup: impl Fn(&Indexes) -> Vec<u64>) -> Vec<Presence> {
+        let mut presences = Vec::new();
+        for known in self.visible_replicas() {
+            for clock in lookup(&known.indexes) {
+                let entry = known.log.values.get(&clock).expect("indexed clock is held");
+                presences.push(Presence {
+                    tag: Tag::new(known.id.clone(), clock),
+                    entry: Arc::clone(entry),
+                });
+            }
         }
+        presences
     }
 
     // ----- replicas, liveness and retirement ---------------------------------
@@ -465,11 +474,12 @@ impl State {
         let known = self.slots[slot as usize].take().expect("slot to drop is live");
         self.slot_of.remove(&known.id);
         self.free_slots.push(slot);
+        // The replica's indexes go with it: no per-entry index work.
+        self.held -= known.log.values.len();
         let mut leaves = Vec::new();
-        for (&clock, entry) in &known.log.values {
-            self.indexes.remove(Dot { slot, clock }, entry);
-            self.held -= 1;
-            if known.status == Status::Up {
+        if known.status == Status::Up {
+            leaves.reserve(known.log.values.len());
+            for (&clock, entry) in &known.log.values {
                 leaves.push(Presence {
                     tag: Tag::new(known.id.clone(), clock),
                     entry: Arc::clone(entry),
@@ -609,6 +619,7 @@ impl State {
             id: replica.clone(),
             log: ReplicaLog::default(),
             status: Status::Up,
+            indexes: Indexes::default(),
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
