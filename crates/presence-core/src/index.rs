@@ -5,11 +5,18 @@
 //! full merge copy a peer's tables whole, and keep own-entry lookups small.
 //! Queries visit the indexes of each visible replica.
 //!
+//! Each index is a hash *multimap* of `(name hash, clock)` pairs, 16 bytes a
+//! slot: inserting and removing never read a string or another entry (a pair
+//! is removed by exact match), and growing never rehashes a string. A lookup
+//! by name yields candidate clocks whose entries the caller checks against the
+//! name (equal hashes do not make equal names); queries read those entries
+//! anyway.
+//!
 //! Architecture invariant: a replica's indexes hold exactly the clocks of its
 //! held entries, no more and no fewer (checked by
-//! `invariants::check_bounded_memory`). They are hash tables for speed, so
-//! nothing may iterate them into output without sorting first: queries sort
-//! what they return.
+//! `invariants::check_bounded_memory`). They are hash tables, so nothing may
+//! iterate them into output without sorting first: queries sort what they
+//! return.
 
 use std::sync::Arc;
 
@@ -27,248 +34,181 @@ pub(crate) struct Dot {
     pub(crate) clock: u64,
 }
 
-/// A small set of clocks; most keys and pids have exactly one, so that case
-/// does not allocate.
-#[derive(Clone, Debug)]
-pub(crate) enum ClockSet {
-    One(u64),
-    Many(Vec<u64>),
-}
+/// `(name hash, clock)`: one entry filed under one name.
+type Filed = (u64, u64);
 
-type Clock = u64;
+/// A multimap from name hash to clocks.
+#[derive(Clone, Debug, Default)]
+struct Multimap(HashTable<Filed>);
 
-impl ClockSet {
-    fn insert(&mut self, dot: Clock) {
-        match self {
-            Self::One(existing) => *self = Self::Many(vec![*existing, dot]),
-            Self::Many(dots) => dots.push(dot),
+impl Multimap {
+    fn insert(&mut self, hash: u64, clock: u64) {
+        self.0.insert_unique(hash, (hash, clock), |filed| filed.0);
+    }
+
+    fn remove(&mut self, hash: u64, clock: u64) {
+        if let Ok(found) = self.0.find_entry(hash, |filed| *filed == (hash, clock)) {
+            found.remove();
         }
     }
 
-    /// Removes `dot`; returns true when the set is now empty.
-    fn remove(&mut self, dot: Clock) -> bool {
-        match self {
-            Self::One(existing) => *existing == dot,
-            Self::Many(dots) => {
-                if let Some(position) = dots.iter().position(|d| *d == dot) {
-                    dots.swap_remove(position);
-                }
-                // A `Many` set holds at least two dots, so one removal
-                // leaves at least one: collapse it back to `One`.
-                if dots.len() == 1 {
-                    *self = Self::One(dots[0]);
-                }
-                false
-            }
-        }
+    /// Clocks filed under `hash`: candidates, to be checked by name.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        self.0
+            .iter_hash(hash)
+            .filter(move |filed| filed.0 == hash)
+            .map(|filed| filed.1)
     }
 
-    pub(crate) fn as_slice(&self) -> &[Clock] {
-        match self {
-            Self::One(dot) => std::slice::from_ref(dot),
-            Self::Many(dots) => dots,
-        }
+    fn clocks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|filed| filed.1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional, |filed| filed.0);
     }
 }
 
-/// One name (a key or a pid) of an index: its hash, a representative entry
-/// that carries the name, and the dots filed under it.
-///
-/// Storing the hash means growing a table never reads a string; holding an
-/// entry rather than the string means indexing an entry touches only that
-/// entry (equal names are usually the same `Arc`, compared by pointer). The
-/// representative may outlive its own dot while other dots share the name;
-/// it is dropped with the last one.
+/// One topic: its hash, its name, and its entries filed by key hash.
 #[derive(Clone, Debug)]
-struct NameSlot {
+struct Topic {
     hash: u64,
-    representative: Arc<Entry>,
-    dots: ClockSet,
-}
-
-/// A topic: its hash, a representative entry, and its keys.
-#[derive(Clone, Debug)]
-struct TopicSlot {
-    hash: u64,
-    representative: Arc<Entry>,
-    keys: HashTable<NameSlot>,
-}
-
-/// Which name of an entry a table files it under.
-type NameOf = fn(&Entry) -> &Arc<str>;
-
-fn topic_of(entry: &Entry) -> &Arc<str> {
-    &entry.topic
-}
-
-fn key_of(entry: &Entry) -> &Arc<str> {
-    &entry.key
-}
-
-fn pid_of(entry: &Entry) -> &Arc<str> {
-    &entry.pid
-}
-
-/// Whether `a` and `b` carry the same name, pointer first.
-fn same_name(a: &Entry, b: &Entry, name_of: NameOf) -> bool {
-    std::ptr::eq(a, b) || Arc::ptr_eq(name_of(a), name_of(b)) || name_of(a) == name_of(b)
+    name: Arc<str>,
+    by_key: Multimap,
 }
 
 /// The lookups queries need without scanning, for one replica's entries:
 /// topic -> key -> clocks, and pid -> clocks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Indexes {
-    topics: HashTable<TopicSlot>,
-    pids: HashTable<NameSlot>,
-}
-
-fn insert_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Arc<Entry>, name_of: NameOf, dot: Clock) {
-    let found = table.entry(
-        hash,
-        |slot| slot.hash == hash && same_name(&slot.representative, entry, name_of),
-        |slot| slot.hash,
-    );
-    match found {
-        hashbrown::hash_table::Entry::Occupied(mut slot) => slot.get_mut().dots.insert(dot),
-        hashbrown::hash_table::Entry::Vacant(vacant) => {
-            vacant.insert(NameSlot {
-                hash,
-                representative: Arc::clone(entry),
-                dots: ClockSet::One(dot),
-            });
-        }
-    }
-}
-
-/// Removes `dot` filed under `entry`'s name; drops the name when it has no dot left.
-fn remove_name(table: &mut HashTable<NameSlot>, hash: u64, entry: &Entry, name_of: NameOf, dot: Clock) {
-    let found = table.find_entry(hash, |slot| {
-        slot.hash == hash && same_name(&slot.representative, entry, name_of)
-    });
-    if let Ok(mut slot) = found {
-        if slot.get_mut().dots.remove(dot) {
-            slot.remove();
-        }
-    }
-}
-
-fn find_name<'a>(table: &'a HashTable<NameSlot>, name: &str, name_of: NameOf) -> Option<&'a NameSlot> {
-    let hash = name_hash(name);
-    table.find(hash, |slot| {
-        slot.hash == hash && &**name_of(&slot.representative) == name
-    })
+    topics: HashTable<Topic>,
+    by_pid: Multimap,
 }
 
 impl Indexes {
-    pub(crate) fn insert(&mut self, dot: Clock, entry: &Arc<Entry>) {
+    pub(crate) fn insert(&mut self, clock: u64, entry: &Entry) {
         let hash = entry.hashes.topic;
         let topic = self
             .topics
             .entry(
                 hash,
-                |slot| slot.hash == hash && same_name(&slot.representative, entry, topic_of),
-                |slot| slot.hash,
+                |topic| topic.hash == hash && topic.name == entry.topic,
+                |topic| topic.hash,
             )
-            .or_insert_with(|| TopicSlot {
+            .or_insert_with(|| Topic {
                 hash,
-                representative: Arc::clone(entry),
-                keys: HashTable::new(),
+                name: Arc::clone(&entry.topic),
+                by_key: Multimap::default(),
             })
             .into_mut();
-        insert_name(&mut topic.keys, entry.hashes.key, entry, key_of, dot);
-        insert_name(&mut self.pids, entry.hashes.pid, entry, pid_of, dot);
+        topic.by_key.insert(entry.hashes.key, clock);
+        self.by_pid.insert(entry.hashes.pid, clock);
     }
 
-    /// Removes `dot` of `entry`, and any key, topic or pid left with no dot, so
+    /// Removes `clock` of `entry`, and its topic when it has no entry left, so
     /// the indexes never outgrow the values.
-    pub(crate) fn remove(&mut self, dot: Clock, entry: &Entry) {
+    pub(crate) fn remove(&mut self, clock: u64, entry: &Entry) {
         let hash = entry.hashes.topic;
-        let topic = self.topics.find_entry(hash, |slot| {
-            slot.hash == hash && same_name(&slot.representative, entry, topic_of)
-        });
+        let topic = self
+            .topics
+            .find_entry(hash, |topic| topic.hash == hash && topic.name == entry.topic);
         if let Ok(mut topic) = topic {
-            remove_name(&mut topic.get_mut().keys, entry.hashes.key, entry, key_of, dot);
-            if topic.get().keys.is_empty() {
+            topic.get_mut().by_key.remove(entry.hashes.key, clock);
+            if topic.get().by_key.len() == 0 {
                 topic.remove();
             }
         }
-        remove_name(&mut self.pids, entry.hashes.pid, entry, pid_of, dot);
+        self.by_pid.remove(entry.hashes.pid, clock);
     }
 
     /// Makes room for `additional` more entries, so a large merge grows the
     /// pid table once instead of at every doubling.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.pids.reserve(additional, |slot| slot.hash);
+        self.by_pid.reserve(additional);
     }
 
-    fn topic(&self, topic: &str) -> Option<&TopicSlot> {
+    fn topic(&self, topic: &str) -> Option<&Topic> {
         let hash = name_hash(topic);
-        self.topics.find(hash, |slot| {
-            slot.hash == hash && &*slot.representative.topic == topic
-        })
+        self.topics
+            .find(hash, |slot| slot.hash == hash && &*slot.name == topic)
     }
 
     /// The shared `Arc` of `topic` if an entry indexed here carries it, so a
     /// new entry on a known topic need not allocate its name again.
     pub(crate) fn topic_name(&self, topic: &str) -> Option<&Arc<str>> {
-        self.topic(topic).map(|slot| &slot.representative.topic)
+        self.topic(topic).map(|slot| &slot.name)
     }
 
-    pub(crate) fn by_key(&self, topic: &str, key: &str) -> &[Clock] {
+    /// Candidate clocks of `key` on `topic`: check each entry's key.
+    pub(crate) fn by_key<'a>(&'a self, topic: &str, key: &str) -> impl Iterator<Item = u64> + 'a {
+        let hash = name_hash(key);
         self.topic(topic)
-            .and_then(|slot| find_name(&slot.keys, key, key_of))
-            .map_or(&[], |slot| slot.dots.as_slice())
+            .into_iter()
+            .flat_map(move |slot| slot.by_key.candidates(hash))
     }
 
-    pub(crate) fn by_pid(&self, pid: &str) -> &[Clock] {
-        find_name(&self.pids, pid, pid_of).map_or(&[], |slot| slot.dots.as_slice())
+    /// Candidate clocks of `pid`: check each entry's pid.
+    pub(crate) fn by_pid(&self, pid: &str) -> impl Iterator<Item = u64> + '_ {
+        self.by_pid.candidates(name_hash(pid))
     }
 
     /// Every clock of a topic, in no particular order: callers sort.
-    pub(crate) fn by_topic(&self, topic: &str) -> impl Iterator<Item = Clock> + '_ {
-        self.topic(topic).into_iter().flat_map(|slot| {
-            slot.keys
-                .iter()
-                .flat_map(|key| key.dots.as_slice().iter().copied())
-        })
+    pub(crate) fn by_topic(&self, topic: &str) -> impl Iterator<Item = u64> + '_ {
+        self.topic(topic)
+            .into_iter()
+            .flat_map(|slot| slot.by_key.clocks())
     }
 
     /// (clocks indexed by topic and key, clocks indexed by pid).
     pub(crate) fn census(&self) -> (usize, usize) {
-        let by_topic = self
-            .topics
-            .iter()
-            .flat_map(|topic| topic.keys.iter())
-            .map(|key| key.dots.as_slice().len())
-            .sum();
-        let by_pid = self.pids.iter().map(|pid| pid.dots.as_slice().len()).sum();
-        (by_topic, by_pid)
+        let by_topic = self.topics.iter().map(|topic| topic.by_key.len()).sum();
+        (by_topic, self.by_pid.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn dot(clock: u64) -> u64 {
-        clock
+    fn entry(topic: &str, key: &str, pid: &str) -> Entry {
+        Entry::new(topic, key, pid, json!({})).unwrap()
     }
 
     #[test]
-    fn dot_set_grows_and_shrinks_back_to_one() {
-        let mut set = ClockSet::One(dot(1));
-        set.insert(dot(2));
-        set.insert(dot(3));
-        assert!(!set.remove(dot(2)));
-        assert!(!set.remove(dot(1)));
-        assert!(matches!(set, ClockSet::One(d) if d == dot(3)));
-        assert!(set.remove(dot(3)));
+    fn insert_find_and_remove() {
+        let mut indexes = Indexes::default();
+        let alice = entry("t", "alice", "p1");
+        let alice_again = entry("t", "alice", "p2");
+        let bob = entry("u", "bob", "p1");
+        indexes.insert(1, &alice);
+        indexes.insert(2, &alice_again);
+        indexes.insert(3, &bob);
+        let mut alices: Vec<u64> = indexes.by_key("t", "alice").collect();
+        alices.sort_unstable();
+        assert_eq!(alices, [1, 2]);
+        let mut p1: Vec<u64> = indexes.by_pid("p1").collect();
+        p1.sort_unstable();
+        assert_eq!(p1, [1, 3]);
+        assert_eq!(indexes.census(), (3, 3));
+
+        indexes.remove(1, &alice);
+        assert_eq!(indexes.by_key("t", "alice").collect::<Vec<_>>(), [2]);
+        indexes.remove(2, &alice_again);
+        assert!(indexes.topic("t").is_none(), "an empty topic goes");
+        assert_eq!(indexes.census(), (1, 1));
     }
 
     #[test]
-    fn removing_an_absent_dot_keeps_the_set() {
-        let mut set = ClockSet::One(dot(1));
-        assert!(!set.remove(dot(9)));
-        assert_eq!(set.as_slice(), &[dot(1)]);
+    fn removing_an_absent_clock_changes_nothing() {
+        let mut indexes = Indexes::default();
+        let alice = entry("t", "alice", "p1");
+        indexes.insert(1, &alice);
+        indexes.remove(9, &alice);
+        assert_eq!(indexes.census(), (1, 1));
     }
 }

@@ -178,7 +178,12 @@ impl State {
 
     /// Removes every presence of `pid` this replica owns.
     pub fn leave_by_pid(&mut self, pid: &str) -> Diff {
-        let mut clocks: Vec<u64> = self.known(self.own).indexes.by_pid(pid).to_vec();
+        let own = self.known(self.own);
+        let mut clocks: Vec<u64> = own
+            .indexes
+            .by_pid(pid)
+            .filter(|clock| own.log.values.get(clock).is_some_and(|entry| &*entry.pid == pid))
+            .collect();
         clocks.sort_unstable();
         self.remove_own(&clocks)
     }
@@ -284,9 +289,12 @@ impl State {
         let own = self.known(self.own);
         own.indexes
             .by_key(topic, key)
-            .iter()
-            .copied()
-            .find(|clock| own.log.values.get(clock).is_some_and(|e| &*e.pid == pid))
+            .find(|clock| {
+                own.log
+                    .values
+                    .get(clock)
+                    .is_some_and(|entry| &*entry.key == key && &*entry.pid == pid)
+            })
             .map(|clock| Dot {
                 slot: self.own,
                 clock,
@@ -297,21 +305,27 @@ impl State {
 
     /// Visible presences on `topic`, ordered by key, then tag.
     pub fn get_by_topic(&self, topic: &str) -> Vec<Presence> {
-        let mut presences = self.visible(|indexes| indexes.by_topic(topic).collect());
+        let mut presences = self.visible(|indexes| indexes.by_topic(topic).collect(), |_| true);
         presences.sort_unstable_by(|a, b| a.entry.key.cmp(&b.entry.key).then_with(|| a.tag.cmp(&b.tag)));
         presences
     }
 
     /// Visible presences of `key` on `topic`, ordered by tag.
     pub fn get_by_key(&self, topic: &str, key: &str) -> Vec<Presence> {
-        let mut presences = self.visible(|indexes| indexes.by_key(topic, key).to_vec());
+        let mut presences = self.visible(
+            |indexes| indexes.by_key(topic, key).collect(),
+            |entry| &*entry.key == key,
+        );
         presences.sort_unstable();
         presences
     }
 
     /// Visible presences of `pid` (on every topic), ordered by tag.
     pub fn get_by_pid(&self, pid: &str) -> Vec<Presence> {
-        let mut presences = self.visible(|indexes| indexes.by_pid(pid).to_vec());
+        let mut presences = self.visible(
+            |indexes| indexes.by_pid(pid).collect(),
+            |entry| &*entry.pid == pid,
+        );
         presences.sort_unstable();
         presences
     }
@@ -373,17 +387,24 @@ impl State {
             .filter(|known| known.status == Status::Up)
     }
 
-    /// The presences at the clocks `lookup` finds in each visible replica's
-    /// indexes.
-    fn visible(&self, lookup: impl Fn(&Indexes) -> Vec<u64>) -> Vec<Presence> {
+    /// The presences at the candidate clocks `lookup` finds in each visible
+    /// replica's indexes whose entries pass `accept` (hash lookups yield
+    /// candidates: equal hashes do not make equal names).
+    fn visible(
+        &self,
+        lookup: impl Fn(&Indexes) -> Vec<u64>,
+        accept: impl Fn(&Entry) -> bool,
+    ) -> Vec<Presence> {
         let mut presences = Vec::new();
         for known in self.visible_replicas() {
             for clock in lookup(&known.indexes) {
                 let entry = known.log.values.get(&clock).expect("indexed clock is held");
-                presences.push(Presence {
-                    tag: Tag::new(known.id.clone(), clock),
-                    entry: Arc::clone(entry),
-                });
+                if accept(entry) {
+                    presences.push(Presence {
+                        tag: Tag::new(known.id.clone(), clock),
+                        entry: Arc::clone(entry),
+                    });
+                }
             }
         }
         presences
@@ -661,6 +682,32 @@ mod tests {
         state.known_mut(own).log.cloud.insert(5);
         let diff = state.join("p", "t", "k", json!({})).unwrap();
         assert_eq!(diff.joins[0].tag.clock, 6);
+    }
+
+    #[test]
+    fn lookups_check_names_when_hashes_collide() {
+        // Index lookups yield candidates by hash; an entry whose key and pid
+        // hash like alice's must not be returned for alice.
+        let mut state = State::new(ReplicaId::new("a", 1));
+        state.join("p-alice", "t", "alice", json!({})).unwrap();
+        let peer = state.intern(&ReplicaId::new("b", 1));
+        let mut impostor = Entry::new("t", "bob", "p-bob", json!({})).unwrap();
+        impostor.hashes.key = crate::entry::name_hash("alice");
+        impostor.hashes.pid = crate::entry::name_hash("p-alice");
+        state.known_mut(peer).log.context = 1;
+        state.insert_value(Dot { slot: peer, clock: 1 }, &Arc::new(impostor));
+
+        let alice = state.get_by_key("t", "alice");
+        assert_eq!(alice.len(), 1);
+        assert_eq!(&*alice[0].entry.key, "alice");
+        assert_eq!(state.get_by_pid("p-alice").len(), 1);
+        assert_eq!(state.get_by_topic("t").len(), 2);
+        assert_eq!(
+            state.leave_by_pid("p-bob").leaves.len(),
+            0,
+            "foreign entries stay"
+        );
+        assert_eq!(state.leave_by_pid("p-alice").leaves.len(), 1);
     }
 
     #[test]
