@@ -162,8 +162,8 @@ fn main() {
         median(extract_samples).as_secs_f64() * 1e3
     );
 
-    let small = delta_merge(10_000, 41);
-    let large = delta_merge(1_000_000, 41);
+    let small = delta_merge(10_000, 201);
+    let large = delta_merge(1_000_000, 201);
     println!("delta_merge_10k_us={:.1}", small.as_secs_f64() * 1e6);
     println!("delta_merge_1m_us={:.1}", large.as_secs_f64() * 1e6);
     println!(

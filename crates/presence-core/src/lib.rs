@@ -61,6 +61,11 @@ pub mod wire;
 
 mod index;
 
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use delta::{Delta, DeltaError};
 pub use diff::{presence_state, render_meta, Diff, PresenceDiff, PresenceMetas, PresenceState};
 pub use entry::{Entry, EntryError, Presence, MAX_META_DEPTH, MAX_NAME_LEN};

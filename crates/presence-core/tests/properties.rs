@@ -9,7 +9,7 @@ use presence_core::invariants::{
     check_convergence, check_merge_associative, check_merge_commutative, check_merge_idempotent,
     replicated_data, view,
 };
-use presence_core::{Delta, ReplicaId, State};
+use presence_core::{Delta, ReplicaId, Snapshot, State};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -209,6 +209,14 @@ proptest! {
             apply(&mut cluster, &mut sent, op);
         }
         let states: Vec<State> = cluster.nodes.iter().map(|node| node.state.clone()).collect();
+        // Every state and every delta sent survives the wire unchanged.
+        for state in &states {
+            let decoded = Snapshot::from_json(&state.to_json()).unwrap();
+            prop_assert_eq!(decoded, state.snapshot());
+        }
+        for delta in &sent {
+            prop_assert_eq!(&Delta::from_json(&delta.to_json()).unwrap(), delta);
+        }
         for a in &states {
             check_merge_idempotent(a).unwrap();
             for b in &states {
