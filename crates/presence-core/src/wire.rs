@@ -365,8 +365,9 @@ fn check_size(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
 // ----- decoding -----------------------------------------------------------------
 
 /// A JSON object read into ordered pairs, refusing duplicate keys (serde's
-/// maps would keep the last silently).
-struct UniqueMap<V>(BTreeMap<String, V>);
+/// maps would keep the last silently). Public so that protocol messages
+/// decode their maps as strictly as states do.
+pub struct UniqueMap<V>(pub BTreeMap<String, V>);
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -447,15 +448,16 @@ struct DeltaIn {
     leaves: Vec<i64>,
 }
 
-fn replica(text: &str) -> Result<ReplicaId, DecodeError> {
+/// Reads a replica name of a payload, as a typed error when it is not one.
+pub fn replica(text: &str) -> Result<ReplicaId, DecodeError> {
     ReplicaId::parse(text).map_err(|problem| DecodeError::InvalidReplica {
         text: cut(text, 64),
         problem,
     })
 }
 
-/// A clock that must be `>= 0` (`positive == false`) or `> 0`.
-fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeError> {
+/// A clock of a payload that must be `>= 0` (`positive == false`) or `> 0`.
+pub fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeError> {
     let minimum = i64::from(positive);
     if value < minimum {
         return Err(DecodeError::InvalidClock { field, clock: value });

@@ -1,0 +1,127 @@
+//! Delta generations: the node's own recent changes, composed at a few sizes,
+//! so a peer that lags only on this node gets the smallest delta that covers
+//! its gap instead of the whole state.
+//!
+//! Generation `i` covers this replica's clocks from some point up to the last
+//! heartbeat, holding at most `max_sizes[i]` operations; when it would grow
+//! past that, it starts again from the newest delta. Memory is bounded by the
+//! sum of the sizes.
+
+use presence_core::Delta;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Generations {
+    max_sizes: Vec<usize>,
+    deltas: Vec<Option<Delta>>,
+}
+
+impl Generations {
+    pub(crate) fn new(max_sizes: &[usize]) -> Self {
+        Self {
+            max_sizes: max_sizes.to_vec(),
+            deltas: vec![None; max_sizes.len()],
+        }
+    }
+
+    /// Forgets everything (a new incarnation starts a new history).
+    pub(crate) fn reset(&mut self) {
+        self.deltas.iter_mut().for_each(|delta| *delta = None);
+    }
+
+    /// Adds the delta just broadcast to every generation.
+    pub(crate) fn record(&mut self, latest: &Delta) {
+        for (slot, &max) in self.deltas.iter_mut().zip(&self.max_sizes) {
+            let extended = match slot.take() {
+                Some(mut generation) => match generation.extend(latest) {
+                    Ok(()) => generation,
+                    Err(_) => latest.clone(),
+                },
+                None => latest.clone(),
+            };
+            *slot = if extended.len() <= max {
+                Some(extended)
+            } else if latest.len() <= max {
+                Some(latest.clone())
+            } else {
+                None
+            };
+        }
+    }
+
+    /// The smallest stored delta that covers this replica's clocks above
+    /// `since` up to now, `pending` being the changes since the last
+    /// heartbeat; `None` when no generation reaches back that far.
+    pub(crate) fn covering(&self, since: u64, pending: &Delta) -> Option<Delta> {
+        let (pending_from, _) = pending.range();
+        if pending_from <= since {
+            return Some(pending.clone());
+        }
+        self.deltas.iter().flatten().find_map(|generation| {
+            let (from, to) = generation.range();
+            if from > since || to != pending_from {
+                return None;
+            }
+            let mut covering = generation.clone();
+            covering.extend(pending).ok()?;
+            Some(covering)
+        })
+    }
+
+    /// Operations held across all generations (bounded by the sizes' sum).
+    pub(crate) fn len(&self) -> usize {
+        self.deltas.iter().flatten().map(Delta::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use presence_core::{ReplicaId, State};
+    use serde_json::json;
+
+    fn joins(state: &mut State, from: usize, count: usize) -> Delta {
+        for i in from..from + count {
+            state
+                .join(&format!("p{i}"), "t", &format!("k{i}"), json!({}))
+                .unwrap();
+        }
+        state.take_delta()
+    }
+
+    #[test]
+    fn the_smallest_covering_generation_answers() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let mut generations = Generations::new(&[2, 10]);
+        let first = joins(&mut state, 0, 2);
+        generations.record(&first);
+        let second = joins(&mut state, 2, 2);
+        generations.record(&second);
+        let pending = state.delta().clone();
+
+        let recent = generations.covering(2, &pending).unwrap();
+        assert_eq!(
+            recent.range(),
+            (2, 4),
+            "the small generation covers clocks above 2"
+        );
+        let all = generations.covering(0, &pending).unwrap();
+        assert_eq!(all.range(), (0, 4), "only the large generation reaches back to 0");
+        assert_eq!(generations.covering(4, &pending).unwrap().range(), (4, 4));
+    }
+
+    #[test]
+    fn generations_stay_within_their_sizes() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let mut generations = Generations::new(&[3, 6]);
+        for round in 0..10 {
+            let delta = joins(&mut state, round * 2, 2);
+            generations.record(&delta);
+            assert!(generations.len() <= 9);
+        }
+        let pending = state.delta().clone();
+        assert!(
+            generations.covering(0, &pending).is_none(),
+            "history that old is gone"
+        );
+    }
+}

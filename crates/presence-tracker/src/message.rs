@@ -1,0 +1,420 @@
+//! The protocol's messages and their validated JSON encoding.
+//!
+//! Every message is a JSON object with a `type` and the sender (`from`):
+//!
+//! ```json
+//! {"type":"heartbeat","from":"a@1","clocks":{"a@1":3,"b@1":5},"delta":<delta or null>}
+//! {"type":"transfer_request","from":"a@1","clocks":{"a@1":3},"full":false}
+//! {"type":"transfer_ack","from":"b@1","delta":<delta>}
+//! {"type":"transfer_ack","from":"b@1","state":<state>}
+//! {"type":"graceful_permdown","from":"a@1"}
+//! ```
+//!
+//! `<delta>` and `<state>` are the core's wire shapes (`presence_core::wire`).
+//! Decoding refuses unknown fields, duplicate keys, fields that do not belong
+//! to the message's type, bad replica names and negative clocks, and caps the
+//! size before parsing; every problem is a [`MessageError`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use presence_core::wire::{clock, replica, UniqueMap};
+use presence_core::{DecodeError, DecodeLimits, Delta, ReplicaId, Snapshot};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Per known replica, the highest contiguous clock observed.
+pub type Clocks = BTreeMap<ReplicaId, u64>;
+
+/// What a transfer carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// A stored delta generation of the sender that covers the gap.
+    Delta(Delta),
+    /// The sender's state, limited to replicas the asker knows.
+    State(Snapshot),
+}
+
+/// A message between nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Periodic: the sender is alive; here are its clocks and its local
+    /// changes since its last heartbeat (none after quiet periods).
+    Heartbeat {
+        /// The sender.
+        from: ReplicaId,
+        /// The sender's clocks.
+        clocks: Clocks,
+        /// The sender's own changes since its previous heartbeat.
+        delta: Option<Delta>,
+    },
+    /// "I lag behind you; here is what I have."
+    TransferRequest {
+        /// The asker.
+        from: ReplicaId,
+        /// The asker's clocks.
+        clocks: Clocks,
+        /// Ask for the state even if a delta could do (a delta did not connect).
+        full: bool,
+    },
+    /// The answer to a transfer request.
+    TransferAck {
+        /// The answering node.
+        from: ReplicaId,
+        /// What it sends.
+        transfer: Transfer,
+    },
+    /// The sender is shutting down in order: drop its presences now.
+    GracefulPermdown {
+        /// The departing replica.
+        from: ReplicaId,
+    },
+}
+
+impl Message {
+    /// The sender.
+    pub fn from(&self) -> &ReplicaId {
+        match self {
+            Self::Heartbeat { from, .. }
+            | Self::TransferRequest { from, .. }
+            | Self::TransferAck { from, .. }
+            | Self::GracefulPermdown { from } => from,
+        }
+    }
+
+    /// A short name for traces: `heartbeat`, `transfer_request`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::TransferRequest { .. } => "transfer_request",
+            Self::TransferAck { .. } => "transfer_ack",
+            Self::GracefulPermdown { .. } => "graceful_permdown",
+        }
+    }
+}
+
+/// Why a message was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageError {
+    /// Malformed JSON, a bad replica or clock, or a bad embedded payload.
+    Decode(DecodeError),
+    /// The `type` is not one of the four message types.
+    UnknownType {
+        /// The type found, cut to 32 characters.
+        found: String,
+    },
+    /// A field the message's type needs is missing, or one it must not have
+    /// is present.
+    Shape {
+        /// The message type.
+        kind: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(problem) => write!(f, "bad message: {problem}"),
+            Self::UnknownType { found } => write!(f, "unknown message type {found:?}"),
+            Self::Shape { kind, problem } => write!(f, "bad {kind} message: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl From<DecodeError> for MessageError {
+    fn from(problem: DecodeError) -> Self {
+        Self::Decode(problem)
+    }
+}
+
+impl From<serde_json::Error> for MessageError {
+    fn from(problem: serde_json::Error) -> Self {
+        Self::Decode(DecodeError::from(problem))
+    }
+}
+
+// ----- encoding -------------------------------------------------------------------
+
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("names and numbers always serialize");
+}
+
+fn push_clocks(out: &mut Vec<u8>, clocks: &Clocks) {
+    let as_text: BTreeMap<String, u64> = clocks
+        .iter()
+        .map(|(id, clock)| (id.to_string(), *clock))
+        .collect();
+    push_json(out, &as_text);
+}
+
+impl Message {
+    /// The message as JSON. Embedded deltas and states are spliced in as the
+    /// core encodes them, without a second pass.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(br#"{"type":"#);
+        push_json(&mut out, self.kind());
+        out.extend_from_slice(br#","from":"#);
+        push_json(&mut out, &self.from().to_string());
+        match self {
+            Self::Heartbeat { clocks, delta, .. } => {
+                out.extend_from_slice(br#","clocks":"#);
+                push_clocks(&mut out, clocks);
+                out.extend_from_slice(br#","delta":"#);
+                match delta {
+                    Some(delta) => out.extend_from_slice(&delta.to_json()),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            Self::TransferRequest { clocks, full, .. } => {
+                out.extend_from_slice(br#","clocks":"#);
+                push_clocks(&mut out, clocks);
+                out.extend_from_slice(br#","full":"#);
+                push_json(&mut out, full);
+            }
+            Self::TransferAck { transfer, .. } => match transfer {
+                Transfer::Delta(delta) => {
+                    out.extend_from_slice(br#","delta":"#);
+                    out.extend_from_slice(&delta.to_json());
+                }
+                Transfer::State(snapshot) => {
+                    out.extend_from_slice(br#","state":"#);
+                    out.extend_from_slice(&snapshot.to_json());
+                }
+            },
+            Self::GracefulPermdown { .. } => {}
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// Decodes and validates a message with default limits.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
+        Self::from_json_with(bytes, DecodeLimits::default())
+    }
+
+    /// Decodes and validates a message; `limits` caps its size.
+    pub fn from_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Self, MessageError> {
+        if bytes.len() > limits.max_bytes {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: limits.max_bytes,
+            }
+            .into());
+        }
+        let wire: MessageIn<'_> = serde_json::from_slice(bytes)?;
+        wire.validate(limits)
+    }
+}
+
+// ----- decoding -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageIn<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    from: String,
+    #[serde(default)]
+    clocks: Option<UniqueMap<i64>>,
+    #[serde(default, borrow)]
+    delta: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    state: Option<&'a RawValue>,
+    #[serde(default)]
+    full: Option<bool>,
+}
+
+fn decode_clocks(clocks: UniqueMap<i64>) -> Result<Clocks, MessageError> {
+    let mut decoded = Clocks::new();
+    for (text, value) in clocks.0 {
+        decoded.insert(replica(&text)?, clock("clocks", value, false)?);
+    }
+    Ok(decoded)
+}
+
+impl MessageIn<'_> {
+    fn validate(self, limits: DecodeLimits) -> Result<Message, MessageError> {
+        let from = replica(&self.from)?;
+        let kind: &'static str = match self.kind.as_str() {
+            "heartbeat" => "heartbeat",
+            "transfer_request" => "transfer_request",
+            "transfer_ack" => "transfer_ack",
+            "graceful_permdown" => "graceful_permdown",
+            other => {
+                return Err(MessageError::UnknownType {
+                    found: other.chars().take(32).collect(),
+                })
+            }
+        };
+        let shape = |problem| MessageError::Shape { kind, problem };
+        let delta = |raw: &RawValue| -> Result<Delta, MessageError> {
+            Ok(Delta::from_json_with(raw.get().as_bytes(), limits)?)
+        };
+        match kind {
+            "heartbeat" => {
+                if self.state.is_some() || self.full.is_some() {
+                    return Err(shape("only clocks and delta may follow from"));
+                }
+                let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
+                let delta = match self.delta {
+                    Some(raw) if raw.get() != "null" => Some(delta(raw)?),
+                    _ => None,
+                };
+                Ok(Message::Heartbeat { from, clocks, delta })
+            }
+            "transfer_request" => {
+                if self.state.is_some() || self.delta.is_some() {
+                    return Err(shape("only clocks and full may follow from"));
+                }
+                let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
+                let full = self.full.ok_or_else(|| shape("full missing"))?;
+                Ok(Message::TransferRequest { from, clocks, full })
+            }
+            "transfer_ack" => {
+                if self.clocks.is_some() || self.full.is_some() {
+                    return Err(shape("only a delta or a state may follow from"));
+                }
+                let transfer = match (self.delta, self.state) {
+                    (Some(raw), None) => Transfer::Delta(delta(raw)?),
+                    (None, Some(raw)) => {
+                        Transfer::State(Snapshot::from_json_with(raw.get().as_bytes(), limits)?)
+                    }
+                    _ => return Err(shape("exactly one of delta and state")),
+                };
+                Ok(Message::TransferAck { from, transfer })
+            }
+            _ => {
+                if self.clocks.is_some()
+                    || self.delta.is_some()
+                    || self.state.is_some()
+                    || self.full.is_some()
+                {
+                    return Err(shape("nothing may follow from"));
+                }
+                Ok(Message::GracefulPermdown { from })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use presence_core::State;
+    use serde_json::json;
+
+    fn sample_state() -> State {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        state
+            .join("p1", "room:lobby", "alice", json!({"device": "phone"}))
+            .unwrap();
+        state
+    }
+
+    fn round_trip(message: &Message) {
+        let bytes = message.to_json();
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("valid JSON");
+        assert_eq!(&Message::from_json(&bytes).unwrap(), message);
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let mut state = sample_state();
+        let clocks = state.clocks();
+        let from = state.replica().clone();
+        let delta = state.take_delta();
+        round_trip(&Message::Heartbeat {
+            from: from.clone(),
+            clocks: clocks.clone(),
+            delta: Some(delta.clone()),
+        });
+        round_trip(&Message::Heartbeat {
+            from: from.clone(),
+            clocks: clocks.clone(),
+            delta: None,
+        });
+        round_trip(&Message::TransferRequest {
+            from: from.clone(),
+            clocks,
+            full: true,
+        });
+        round_trip(&Message::TransferAck {
+            from: from.clone(),
+            transfer: Transfer::Delta(delta),
+        });
+        round_trip(&Message::TransferAck {
+            from: from.clone(),
+            transfer: Transfer::State(state.snapshot()),
+        });
+        round_trip(&Message::GracefulPermdown { from });
+    }
+
+    fn refused(text: &str) -> MessageError {
+        Message::from_json(text.as_bytes()).expect_err("message must be refused")
+    }
+
+    #[test]
+    fn bad_messages_are_typed_errors() {
+        assert!(matches!(
+            refused("{"),
+            MessageError::Decode(DecodeError::Json { .. })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"hello","from":"a@1"}"#),
+            MessageError::UnknownType { .. }
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"a@1"}"#),
+            MessageError::Shape {
+                kind: "heartbeat",
+                ..
+            }
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"graceful_permdown","from":"a@1","full":true}"#),
+            MessageError::Shape { .. }
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"transfer_ack","from":"a@1"}"#),
+            MessageError::Shape {
+                kind: "transfer_ack",
+                ..
+            }
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":-1},"delta":null}"#),
+            MessageError::Decode(DecodeError::InvalidClock { .. })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":1,"a@1":2},"delta":null}"#),
+            MessageError::Decode(DecodeError::Json { .. })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"@","clocks":{},"delta":null}"#),
+            MessageError::Decode(DecodeError::InvalidReplica { .. })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{},"delta":{"replica":"a@1"}}"#),
+            MessageError::Decode(DecodeError::Json { .. })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"graceful_permdown","from":"a@1","extra":1}"#),
+            MessageError::Decode(DecodeError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_before_parsing() {
+        let limits = DecodeLimits { max_bytes: 8 };
+        let refused = Message::from_json_with(br#"{"type":"graceful_permdown","from":"a@1"}"#, limits);
+        assert!(matches!(
+            refused,
+            Err(MessageError::Decode(DecodeError::TooLarge { .. }))
+        ));
+    }
+}

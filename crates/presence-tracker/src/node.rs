@@ -1,0 +1,633 @@
+//! The replication node: one replica's state plus the protocol around it, as
+//! a pure state machine `handle(input, now) -> outputs`.
+
+use std::collections::BTreeMap;
+
+use presence_core::{Diff, EntryError, LocalError, ReplicaId, State};
+use serde_json::Value;
+
+use crate::config::{Config, ConfigError};
+use crate::generations::Generations;
+use crate::message::{Clocks, Message, Transfer};
+
+/// What a node is told. Time comes with every input, as `now_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A timer fired: detect failures, and broadcast if a period has passed.
+    /// Drive it at least once per broadcast period.
+    Tick,
+    /// A message from a peer.
+    Receive(Message),
+    /// Track a local presence.
+    Track {
+        /// The connection.
+        pid: String,
+        /// The channel.
+        topic: String,
+        /// Who.
+        key: String,
+        /// Its metadata.
+        meta: Value,
+    },
+    /// Stop tracking a local presence (no error if it is not tracked).
+    Untrack {
+        /// The connection.
+        pid: String,
+        /// The channel.
+        topic: String,
+        /// Who.
+        key: String,
+    },
+    /// Stop tracking every presence of a local connection (it went away).
+    UntrackAll {
+        /// The connection.
+        pid: String,
+    },
+    /// Replace a local presence's metadata.
+    Update {
+        /// The connection.
+        pid: String,
+        /// The channel.
+        topic: String,
+        /// Who.
+        key: String,
+        /// The new metadata.
+        meta: Value,
+    },
+    /// The transport found a peer: say hello at once instead of waiting for
+    /// the next broadcast.
+    Discovered(ReplicaId),
+    /// Leave the cluster in order: peers drop this node's presences at once.
+    Shutdown,
+}
+
+/// What a node asks its surroundings to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send to every peer.
+    Broadcast(Message),
+    /// Send to one peer (addressed by replica; transports route by base).
+    Send {
+        /// The peer.
+        to: ReplicaId,
+        /// The message.
+        message: Message,
+    },
+    /// The view changed: tell local subscribers (`Diff::by_topic` gives the
+    /// Phoenix `presence_diff` payloads).
+    Diff(Diff),
+    /// A peer's liveness changed, or this node took a new incarnation.
+    Event(ReplicaEvent),
+}
+
+/// Changes in what the node believes about replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaEvent {
+    /// A peer was heard from and is shown.
+    Up(ReplicaId),
+    /// A peer was silent for `down_period_ms`: its presences are hidden.
+    Down(ReplicaId),
+    /// A peer is gone for good: its presences are discarded.
+    Permdown(ReplicaId),
+    /// This node learned it had been permdowned and re-asserted its
+    /// presences under a new incarnation.
+    Reincarnated {
+        /// The retired identity.
+        old: ReplicaId,
+        /// The new one.
+        new: ReplicaId,
+    },
+}
+
+/// Why a local request was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeError {
+    /// That (pid, topic, key) is already tracked here.
+    AlreadyTracked,
+    /// Update of a presence that is not tracked here.
+    NotTracked,
+    /// The presence breaks a limit (empty or long names, deep meta).
+    Invalid(EntryError),
+    /// The node has issued all its clocks; restart it.
+    ClocksExhausted,
+    /// The node was shut down.
+    Stopped,
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AlreadyTracked => write!(f, "presence already tracked"),
+            Self::NotTracked => write!(f, "presence not tracked"),
+            Self::Invalid(problem) => write!(f, "invalid presence: {problem}"),
+            Self::ClocksExhausted => write!(f, "clocks exhausted; restart the node"),
+            Self::Stopped => write!(f, "node is shut down"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl From<LocalError> for NodeError {
+    fn from(error: LocalError) -> Self {
+        match error {
+            LocalError::AlreadyTracked => Self::AlreadyTracked,
+            LocalError::NotTracked => Self::NotTracked,
+            LocalError::Invalid(problem) => Self::Invalid(problem),
+            LocalError::ClocksExhausted => Self::ClocksExhausted,
+        }
+    }
+}
+
+/// Whether a peer's presences are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Heard within `down_period_ms`, and caught up with.
+    Up,
+    /// Silent for `down_period_ms`, or heard again but not yet caught up with.
+    Down,
+}
+
+/// What a node knows of one peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// When a message from it last arrived.
+    pub last_heard_ms: u64,
+    /// Shown or hidden.
+    pub status: PeerStatus,
+    /// Its clocks, from its last heartbeat or transfer request.
+    pub clocks: Clocks,
+}
+
+/// Sizes of everything a node keeps, for checking that nothing grows
+/// without bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    /// Peers tracked.
+    pub peers: usize,
+    /// Transfer requests outstanding.
+    pub pending_transfers: usize,
+    /// Operations held in delta generations.
+    pub generation_ops: usize,
+    /// Replicas the state knows.
+    pub known_replicas: usize,
+    /// Retirement watermarks (one per base ever retired).
+    pub retired_bases: usize,
+}
+
+/// One node of the presence cluster. See the crate docs for the protocol.
+#[derive(Clone, Debug)]
+pub struct Node {
+    config: Config,
+    state: State,
+    peers: BTreeMap<ReplicaId, Peer>,
+    generations: Generations,
+    pending: BTreeMap<ReplicaId, u64>,
+    next_broadcast_ms: u64,
+    silent_periods: u32,
+    periods: u64,
+    stopped: bool,
+}
+
+impl Node {
+    /// A node for `replica`, starting at `now_ms`. Its first tick broadcasts.
+    pub fn new(replica: ReplicaId, config: Config, now_ms: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            generations: Generations::new(&config.max_delta_sizes),
+            silent_periods: config.max_silent_periods,
+            config,
+            state: State::new(replica),
+            peers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_broadcast_ms: now_ms,
+            periods: 0,
+            stopped: false,
+        })
+    }
+
+    /// This node's replica id (it changes on reincarnation).
+    pub fn replica(&self) -> &ReplicaId {
+        self.state.replica()
+    }
+
+    /// The replica state, for queries.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peers this node tracks, by replica.
+    pub fn peers(&self) -> &BTreeMap<ReplicaId, Peer> {
+        &self.peers
+    }
+
+    /// Whether the node was shut down.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Sizes of everything the node keeps.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            peers: self.peers.len(),
+            pending_transfers: self.pending.len(),
+            generation_ops: self.generations.len(),
+            known_replicas: self.state.replicas().count(),
+            retired_bases: self.state.retired().len(),
+        }
+    }
+
+    /// Handles one input at time `now_ms`. Only local requests can fail; a
+    /// message never errs (one that makes no sense is ignored).
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, NodeError> {
+        if self.stopped {
+            return Err(NodeError::Stopped);
+        }
+        let mut out = Vec::new();
+        match input {
+            Input::Tick => self.on_tick(now_ms, &mut out),
+            Input::Receive(message) => self.on_message(message, now_ms, &mut out),
+            Input::Track {
+                pid,
+                topic,
+                key,
+                meta,
+            } => push_diff(&mut out, self.state.join(&pid, &topic, &key, meta)?),
+            Input::Untrack { pid, topic, key } => push_diff(&mut out, self.state.leave(&pid, &topic, &key)),
+            Input::UntrackAll { pid } => push_diff(&mut out, self.state.leave_by_pid(&pid)),
+            Input::Update {
+                pid,
+                topic,
+                key,
+                meta,
+            } => push_diff(&mut out, self.state.update(&pid, &topic, &key, meta)?),
+            Input::Discovered(peer) => {
+                if peer.base() != self.replica().base() {
+                    let hello = self.heartbeat(None);
+                    out.push(Output::Send {
+                        to: peer,
+                        message: hello,
+                    });
+                }
+            }
+            Input::Shutdown => {
+                self.stopped = true;
+                out.push(Output::Broadcast(Message::GracefulPermdown {
+                    from: self.replica().clone(),
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- timers -------------------------------------------------------------------
+
+    fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        self.detect_failures(now_ms, out);
+        let timeout = self.config.transfer_timeout_ms;
+        self.pending
+            .retain(|_, &mut asked_ms| now_ms < asked_ms.saturating_add(timeout));
+        if now_ms < self.next_broadcast_ms {
+            return;
+        }
+        self.next_broadcast_ms = now_ms.saturating_add(self.config.broadcast_period_ms);
+        self.periods += 1;
+        self.broadcast(out);
+        if self.periods % u64::from(self.config.clock_sample_periods) == 0 {
+            self.anti_entropy(now_ms, out);
+        }
+    }
+
+    fn detect_failures(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let ids: Vec<ReplicaId> = self.peers.keys().cloned().collect();
+        for id in ids {
+            let peer = &self.peers[&id];
+            let silent_ms = now_ms.saturating_sub(peer.last_heard_ms);
+            match peer.status {
+                PeerStatus::Up if silent_ms >= self.config.down_period_ms => {
+                    self.set_status(&id, PeerStatus::Down);
+                    push_diff(out, self.state.replica_down(&id));
+                    out.push(Output::Event(ReplicaEvent::Down(id)));
+                }
+                PeerStatus::Down if silent_ms >= self.config.permdown_period_ms => self.permdown(&id, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// A heartbeat with the changes since the last one; after quiet periods,
+    /// an empty one so peers know this node is alive.
+    fn broadcast(&mut self, out: &mut Vec<Output>) {
+        let delta = self.state.take_delta();
+        if delta.is_empty() {
+            self.silent_periods += 1;
+            if self.silent_periods < self.config.max_silent_periods {
+                return;
+            }
+            self.silent_periods = 0;
+            out.push(Output::Broadcast(self.heartbeat(None)));
+            return;
+        }
+        self.silent_periods = 0;
+        self.generations.record(&delta);
+        out.push(Output::Broadcast(self.heartbeat(Some(delta))));
+    }
+
+    fn heartbeat(&self, delta: Option<presence_core::Delta>) -> Message {
+        Message::Heartbeat {
+            from: self.replica().clone(),
+            clocks: self.state.clocks(),
+            delta,
+        }
+    }
+
+    /// Asks for a transfer from each peer that is ahead of us on some replica
+    /// we know, skipping a peer whose clocks another such peer dominates.
+    fn anti_entropy(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let ours = self.state.clocks();
+        let ahead: Vec<(&ReplicaId, &Clocks)> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.status == PeerStatus::Up && is_ahead(&peer.clocks, &ours))
+            .map(|(id, peer)| (id, &peer.clocks))
+            .collect();
+        let chosen: Vec<ReplicaId> = ahead
+            .iter()
+            .filter(|(id, clocks)| {
+                !ahead.iter().any(|(other, other_clocks)| {
+                    other != id
+                        && dominates(other_clocks, clocks, &ours)
+                        && (!dominates(clocks, other_clocks, &ours) || other < id)
+                })
+            })
+            .map(|(id, _)| (*id).clone())
+            .collect();
+        for id in chosen {
+            self.request_transfer(&id, false, now_ms, out);
+        }
+    }
+
+    // ----- messages -----------------------------------------------------------------
+
+    fn on_message(&mut self, message: Message, now_ms: u64, out: &mut Vec<Output>) {
+        let from = message.from().clone();
+        // Our own echo, or another process claiming our base: not a peer.
+        if from.base() == self.replica().base() {
+            return;
+        }
+        let retired_sender = self.state.is_retired_id(&from);
+        if retired_sender && !matches!(message, Message::TransferAck { .. }) {
+            self.tell_retired(&from, &message, out);
+            return;
+        }
+        match message {
+            Message::Heartbeat { clocks, delta, .. } => {
+                self.hear(&from, Some(clocks), now_ms, out);
+                if let Some(delta) = delta {
+                    match self.state.merge_delta(&delta) {
+                        Ok(diff) => push_diff(out, diff),
+                        Err(_gap) => self.request_transfer(&from, false, now_ms, out),
+                    }
+                }
+                if self.lags_on(&from) {
+                    self.request_transfer(&from, false, now_ms, out);
+                }
+            }
+            Message::TransferRequest { clocks, full, .. } => {
+                self.hear(&from, Some(clocks.clone()), now_ms, out);
+                let transfer = self.transfer_for(&from, &clocks, full);
+                out.push(Output::Send {
+                    to: from.clone(),
+                    message: Message::TransferAck {
+                        from: self.replica().clone(),
+                        transfer,
+                    },
+                });
+            }
+            Message::TransferAck { transfer, .. } => {
+                // Merged even from a retired sender: the merge ignores its
+                // log but takes its watermarks, which is how two sides that
+                // permdowned each other learn it and reincarnate.
+                self.pending.remove(&from);
+                if !retired_sender {
+                    self.hear(&from, None, now_ms, out);
+                }
+                match transfer {
+                    Transfer::Delta(delta) => match self.state.merge_delta(&delta) {
+                        Ok(diff) => push_diff(out, diff),
+                        Err(_gap) => self.request_transfer(&from, true, now_ms, out),
+                    },
+                    Transfer::State(snapshot) => push_diff(out, self.state.merge_snapshot(&snapshot)),
+                }
+            }
+            Message::GracefulPermdown { .. } => self.permdown(&from, out),
+        }
+        self.heal_if_caught_up(&from, out);
+        self.after_merge(out);
+    }
+
+    /// A retired replica (permdowned, or superseded) is still talking: answer
+    /// with our state, whose watermarks tell it so; it will reincarnate.
+    fn tell_retired(&self, to: &ReplicaId, message: &Message, out: &mut Vec<Output>) {
+        let clocks = match message {
+            Message::Heartbeat { clocks, .. } | Message::TransferRequest { clocks, .. } => clocks,
+            Message::TransferAck { .. } | Message::GracefulPermdown { .. } => return,
+        };
+        out.push(Output::Send {
+            to: to.clone(),
+            message: Message::TransferAck {
+                from: self.replica().clone(),
+                transfer: Transfer::State(self.state.extract(to, clocks)),
+            },
+        });
+    }
+
+    /// Records that `from` is alive. A new peer is shown at once (we hold
+    /// nothing of it to be stale about); a newer incarnation retires the
+    /// older ones at once.
+    fn hear(&mut self, from: &ReplicaId, clocks: Option<Clocks>, now_ms: u64, out: &mut Vec<Output>) {
+        self.retire_older_incarnations(from, out);
+        match self.peers.get_mut(from) {
+            Some(peer) => {
+                peer.last_heard_ms = now_ms;
+                if let Some(clocks) = clocks {
+                    peer.clocks = clocks;
+                }
+            }
+            None => {
+                self.peers.insert(
+                    from.clone(),
+                    Peer {
+                        last_heard_ms: now_ms,
+                        status: PeerStatus::Up,
+                        clocks: clocks.unwrap_or_default(),
+                    },
+                );
+                push_diff(out, self.state.replica_up(from));
+                out.push(Output::Event(ReplicaEvent::Up(from.clone())));
+            }
+        }
+    }
+
+    /// A peer that was down and is heard again is shown only once we hold
+    /// everything it had when it spoke: otherwise presences that left during
+    /// the split would be joined and then left again (bug class B13).
+    fn heal_if_caught_up(&mut self, from: &ReplicaId, out: &mut Vec<Output>) {
+        let down = self
+            .peers
+            .get(from)
+            .is_some_and(|peer| peer.status == PeerStatus::Down);
+        if !down || self.lags_on(from) {
+            return;
+        }
+        self.set_status(from, PeerStatus::Up);
+        push_diff(out, self.state.replica_up(from));
+        out.push(Output::Event(ReplicaEvent::Up(from.clone())));
+    }
+
+    /// Whether the peer's own clock (as it last told us) is ahead of ours for it.
+    fn lags_on(&self, peer: &ReplicaId) -> bool {
+        let theirs = self
+            .peers
+            .get(peer)
+            .and_then(|known| known.clocks.get(peer))
+            .copied()
+            .unwrap_or(0);
+        let ours = self.state.log(peer).map_or(0, |log| log.context());
+        theirs > ours
+    }
+
+    fn request_transfer(&mut self, to: &ReplicaId, full: bool, now_ms: u64, out: &mut Vec<Output>) {
+        if self.pending.contains_key(to) {
+            return;
+        }
+        self.pending.insert(to.clone(), now_ms);
+        out.push(Output::Send {
+            to: to.clone(),
+            message: Message::TransferRequest {
+                from: self.replica().clone(),
+                clocks: self.state.clocks(),
+                full,
+            },
+        });
+    }
+
+    /// The smallest stored delta if the asker lags only on this replica,
+    /// else the state limited to replicas the asker knows.
+    fn transfer_for(&self, asker: &ReplicaId, clocks: &Clocks, full: bool) -> Transfer {
+        let me = self.replica();
+        let lags_only_on_me = self
+            .state
+            .clocks()
+            .iter()
+            .filter(|(id, _)| *id != me && *id != asker)
+            .all(|(id, &ours)| clocks.get(id).is_none_or(|&theirs| theirs >= ours));
+        if !full && lags_only_on_me {
+            let since = clocks.get(me).copied().unwrap_or(0);
+            if let Some(delta) = self.generations.covering(since, self.state.delta()) {
+                return Transfer::Delta(delta);
+            }
+        }
+        Transfer::State(self.state.extract(asker, clocks))
+    }
+
+    fn retire_older_incarnations(&mut self, from: &ReplicaId, out: &mut Vec<Output>) {
+        if from.incarnation() == 0 {
+            return;
+        }
+        let is_older = |id: &ReplicaId| id.base() == from.base() && id.incarnation() < from.incarnation();
+        let older_peers: Vec<ReplicaId> = self.peers.keys().filter(|id| is_older(id)).cloned().collect();
+        let state_knows_older = self.state.replicas().any(|(id, _, _)| is_older(id));
+        if older_peers.is_empty() && !state_knows_older {
+            return;
+        }
+        let older = from.with_incarnation(from.incarnation() - 1);
+        if let Ok(diff) = self.state.remove_down_replica(&older) {
+            push_diff(out, diff);
+        }
+        for id in older_peers {
+            self.forget_peer(&id);
+            out.push(Output::Event(ReplicaEvent::Permdown(id)));
+        }
+    }
+
+    fn permdown(&mut self, id: &ReplicaId, out: &mut Vec<Output>) {
+        if let Ok(diff) = self.state.remove_down_replica(id) {
+            push_diff(out, diff);
+        }
+        self.forget_peer(id);
+        out.push(Output::Event(ReplicaEvent::Permdown(id.clone())));
+    }
+
+    /// Drops everything kept about a peer (Phoenix #179: never leave a dead
+    /// replica's status behind).
+    fn forget_peer(&mut self, id: &ReplicaId) {
+        self.peers.remove(id);
+        self.pending.remove(id);
+    }
+
+    /// After anything merged: forget peers the state has learned are
+    /// retired, and if this node itself was retired, re-assert its presences
+    /// under a new incarnation and announce it at once.
+    fn after_merge(&mut self, out: &mut Vec<Output>) {
+        let retired: Vec<ReplicaId> = self
+            .peers
+            .keys()
+            .filter(|id| self.state.is_retired_id(id))
+            .cloned()
+            .collect();
+        for id in retired {
+            self.forget_peer(&id);
+            out.push(Output::Event(ReplicaEvent::Permdown(id)));
+        }
+        if !self.state.is_retired() {
+            return;
+        }
+        let old = self.replica().clone();
+        let incarnation = self.state.next_incarnation();
+        let diff = self
+            .state
+            .reincarnate(incarnation)
+            .expect("the next incarnation is always accepted");
+        push_diff(out, diff);
+        out.push(Output::Event(ReplicaEvent::Reincarnated {
+            old,
+            new: self.replica().clone(),
+        }));
+        self.generations.reset();
+        let delta = self.state.take_delta();
+        self.generations.record(&delta);
+        self.silent_periods = 0;
+        out.push(Output::Broadcast(self.heartbeat(Some(delta))));
+    }
+
+    fn set_status(&mut self, id: &ReplicaId, status: PeerStatus) {
+        if let Some(peer) = self.peers.get_mut(id) {
+            peer.status = status;
+        }
+    }
+}
+
+fn push_diff(out: &mut Vec<Output>, diff: Diff) {
+    if !diff.is_empty() {
+        out.push(Output::Diff(diff));
+    }
+}
+
+/// Whether `theirs` is ahead of `ours` on a replica we know.
+fn is_ahead(theirs: &Clocks, ours: &Clocks) -> bool {
+    theirs
+        .iter()
+        .any(|(id, &clock)| ours.get(id).is_some_and(|&known| clock > known))
+}
+
+/// Whether `a` has at least `b`'s clock for every replica we know.
+fn dominates(a: &Clocks, b: &Clocks, ours: &Clocks) -> bool {
+    ours.keys()
+        .all(|id| a.get(id).copied().unwrap_or(0) >= b.get(id).copied().unwrap_or(0))
+}
