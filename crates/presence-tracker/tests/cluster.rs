@@ -300,3 +300,26 @@ fn discovery_says_hello_before_the_next_broadcast() {
         "node 1 heard node 0 at once"
     );
 }
+
+#[test]
+fn a_peer_lagging_only_on_one_node_gets_a_delta_not_the_state() {
+    let mut bus = Bus::new(2);
+    for i in 0..50 {
+        bus.track(0, &format!("p{i}"), LOBBY, &format!("user{i}"));
+    }
+    bus.run_for(3_000);
+    bus.check_converged();
+    let states_before = bus.delivered.get("transfer_ack:state").copied().unwrap_or(0);
+
+    // A short cut, well under the down period: the heartbeat with zed is lost.
+    bus.split(0, 1);
+    bus.track(0, "late", LOBBY, "zed");
+    bus.run_for(2_000);
+    bus.repair(0, 1);
+    bus.run_for(4_000);
+    bus.check_converged();
+    assert!(bus.keys(1, LOBBY).contains(&"zed".to_string()));
+    assert!(bus.delivered.get("transfer_ack:delta").copied().unwrap_or(0) >= 1);
+    let states_after = bus.delivered.get("transfer_ack:state").copied().unwrap_or(0);
+    assert_eq!(states_after, states_before, "no full state for a one-node gap");
+}

@@ -10,7 +10,7 @@ use presence_core::invariants::{
     check_no_resurrection, check_own_authority, check_provenance, History, MemoryBounds,
 };
 use presence_core::{ClientMirror, Diff, ReplicaId, Tag};
-use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent};
+use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent, Transfer};
 use serde_json::json;
 
 /// The most messages one drain may deliver: more means a message loop.
@@ -260,7 +260,18 @@ impl Bus {
                 deliveries <= MAX_DELIVERIES_PER_DRAIN,
                 "message loop: {deliveries} deliveries"
             );
-            *self.delivered.entry(message.kind()).or_default() += 1;
+            let kind = match &message {
+                Message::TransferAck {
+                    transfer: Transfer::Delta(_),
+                    ..
+                } => "transfer_ack:delta",
+                Message::TransferAck {
+                    transfer: Transfer::State(_),
+                    ..
+                } => "transfer_ack:state",
+                other => other.kind(),
+            };
+            *self.delivered.entry(kind).or_default() += 1;
             // Every message crosses the wire as JSON, as it would for real.
             let decoded = Message::from_json(&message.to_json()).expect("own messages decode");
             assert_eq!(decoded, message);
