@@ -29,6 +29,18 @@ impl Diff {
         self.joins.is_empty() && self.leaves.is_empty()
     }
 
+    /// The XOR of the fingerprints of every tag in the diff: folding it into
+    /// a running value tracks [`crate::State::view_fingerprint`] (a join and
+    /// a leave of one tag cancel, as they should).
+    pub fn fingerprint(&self) -> u64 {
+        self.joins
+            .iter()
+            .chain(&self.leaves)
+            .fold(0, |fingerprint, presence| {
+                fingerprint ^ presence.tag.fingerprint()
+            })
+    }
+
     /// Appends a later diff of a *different* operation's presences. Used to
     /// report compound operations; the caller guarantees exactness.
     pub(crate) fn append(&mut self, mut later: Diff) {

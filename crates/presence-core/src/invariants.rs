@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::diff::{presence_state, PresenceState};
+use crate::diff::{presence_state, Diff, PresenceState};
 use crate::entry::{Entry, Presence};
 use crate::mirror::ClientMirror;
 use crate::replica::{ReplicaId, Tag};
@@ -132,7 +132,7 @@ impl History {
 
     /// Records a local operation of `state`'s replica, given its diff and the
     /// state after it. A join under a tag issued before is a reused clock (I6).
-    pub fn record_local(&mut self, state: &State, diff: &crate::diff::Diff) -> Result<(), Violation> {
+    pub fn record_local(&mut self, state: &State, diff: &Diff) -> Result<(), Violation> {
         let replica = state.replica();
         for presence in &diff.joins {
             if presence.tag.replica != *replica {
@@ -169,16 +169,29 @@ impl History {
         self.live.retain(|tag| tag.replica != *replica);
     }
 
-    /// Records that `old` re-asserted its presences as `new` (see
-    /// [`State::reincarnate`]): the reincarnation's diff joins the new tags.
-    pub fn record_reincarnation(
-        &mut self,
-        old: &ReplicaId,
-        state: &State,
-        diff: &crate::diff::Diff,
-    ) -> Result<(), Violation> {
+    /// Records that `old` re-asserted its presences under `state`'s new
+    /// replica (see [`State::reincarnate`]): the old incarnation is dead, and
+    /// every entry the new one holds was joined by it just now. Read from the
+    /// state rather than a diff, so an empty reincarnation is recorded too.
+    pub fn record_reincarnation(&mut self, old: &ReplicaId, state: &State) -> Result<(), Violation> {
         self.record_dead(old);
-        self.record_local(state, diff)
+        let replica = state.replica();
+        let Some(log) = state.log(replica) else {
+            return Ok(());
+        };
+        for (&clock, entry) in log.values() {
+            let tag = Tag::new(replica.clone(), clock);
+            if self.joined.insert(tag.clone(), Arc::clone(entry)).is_some() {
+                return violation(
+                    Invariant::CausalSanity,
+                    format!("clock reused: tag {tag} joined twice"),
+                );
+            }
+            self.live.insert(tag);
+        }
+        let issued = self.issued.entry(replica.clone()).or_insert(0);
+        *issued = (*issued).max(log.context());
+        Ok(())
     }
 
     /// Every tag ever joined.
@@ -204,7 +217,7 @@ impl History {
 
 /// I1, step form: `diff` is exactly `after - before` (joins) and
 /// `before - after` (leaves), each presence once.
-pub fn check_diff_exact(before: &View, diff: &crate::diff::Diff, after: &View) -> Result<(), Violation> {
+pub fn check_diff_exact(before: &View, diff: &Diff, after: &View) -> Result<(), Violation> {
     let expected_joins: BTreeSet<&Tag> = after.keys().filter(|tag| !before.contains_key(*tag)).collect();
     let expected_leaves: BTreeSet<&Tag> = before.keys().filter(|tag| !after.contains_key(*tag)).collect();
     let joins = distinct_tags(&diff.joins, "join")?;
@@ -265,42 +278,77 @@ fn distinct_tags<'a>(presences: &'a [Presence], what: &str) -> Result<BTreeSet<&
 /// from its initial view holds exactly the presences of its view (metas
 /// compared by `phx_ref`, in any order).
 pub fn check_mirror_matches(mirror: &ClientMirror, state: &State) -> Result<(), Violation> {
-    let mut expected: BTreeMap<String, PresenceState> = BTreeMap::new();
-    let visible = state.online_list();
-    let mut by_topic: BTreeMap<&str, Vec<&Presence>> = BTreeMap::new();
-    for presence in &visible {
-        by_topic.entry(&presence.entry.topic).or_default().push(presence);
+    let mut topics: BTreeSet<String> = mirror.topics().map(|(topic, _)| topic.to_owned()).collect();
+    topics.extend(
+        state
+            .online_list()
+            .iter()
+            .map(|presence| presence.entry.topic.to_string()),
+    );
+    for topic in &topics {
+        check_mirror_matches_topic(mirror, state, topic)?;
     }
-    for (topic, presences) in by_topic {
-        expected.insert(topic.to_owned(), normalized(presence_state(presences)));
-    }
-    let actual: BTreeMap<String, PresenceState> = mirror
-        .topics()
-        .map(|(topic, presences)| (topic.to_owned(), normalized(presences.clone())))
-        .collect();
+    Ok(())
+}
+
+/// I1 on one topic: the mirror's presences of `topic` are exactly the
+/// visible ones. The simulator checks the topics a step touched after every
+/// step, and every topic periodically, when states are large.
+pub fn check_mirror_matches_topic(
+    mirror: &ClientMirror,
+    state: &State,
+    topic: &str,
+) -> Result<(), Violation> {
+    let expected = normalized(presence_state(&state.get_by_topic(topic)));
+    let actual = normalized(mirror.topic(topic));
     if actual == expected {
         return Ok(());
     }
-    let topics: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
-    for topic in topics {
-        if actual.get(topic) != expected.get(topic) {
-            return violation(
-                Invariant::DiffExactness,
-                format!(
-                    "mirror of {} differs from its view on topic {topic:?}",
-                    state.replica()
-                ),
-            );
-        }
-    }
-    unreachable!("maps differ, so some topic differs")
+    let keys: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
+    let key = keys
+        .into_iter()
+        .find(|key| actual.get(*key) != expected.get(*key))
+        .expect("the maps differ, so some key differs");
+    violation(
+        Invariant::DiffExactness,
+        format!(
+            "mirror of {} differs from its view on topic {topic:?}, key {key:?}: mirror has {} metas, view {}",
+            state.replica(),
+            actual.get(key).map_or(0, |metas| metas.metas.len()),
+            expected.get(key).map_or(0, |metas| metas.metas.len()),
+        ),
+    )
 }
 
+/// Metas in `phx_ref` order, so mirrors compare regardless of meta order.
 fn normalized(mut state: PresenceState) -> PresenceState {
     for metas in state.values_mut() {
-        metas.metas.sort_by_key(Value::to_string);
+        metas.metas.sort_by(|a, b| {
+            a.get("phx_ref")
+                .and_then(Value::as_str)
+                .cmp(&b.get("phx_ref").and_then(Value::as_str))
+        });
     }
     state
+}
+
+/// I1 in O(replicas): `diffs_fingerprint`, the XOR of the fingerprints of
+/// every diff `state` emitted since it was created ([`Diff::fingerprint`]),
+/// equals the fingerprint of its view. A join or leave missing, extra or
+/// doubled breaks the equality; this is what lets a large simulation check
+/// I1 after every step.
+pub fn check_view_fingerprint(diffs_fingerprint: u64, state: &State) -> Result<(), Violation> {
+    let view = state.view_fingerprint();
+    if view == diffs_fingerprint {
+        return Ok(());
+    }
+    violation(
+        Invariant::DiffExactness,
+        format!(
+            "the view of {} changed other than its diffs said (fingerprints {view:#018x} and {diffs_fingerprint:#018x})",
+            state.replica()
+        ),
+    )
 }
 
 // ----- I2 -------------------------------------------------------------------------
@@ -329,25 +377,83 @@ pub fn check_convergence<'a>(
 
 // ----- I3 -------------------------------------------------------------------------
 
-/// I3: no tag that `state` has once seen removed (recorded in `seen_removed`
-/// by earlier calls) is held again; then records the joined tags it now
-/// knows to be removed (observed but not held, or of a retired replica).
-pub fn check_no_resurrection(
-    seen_removed: &mut BTreeSet<Tag>,
-    history: &History,
-    state: &State,
-) -> Result<(), Violation> {
-    if let Some(tag) = seen_removed.iter().find(|tag| state.holds(tag)) {
-        return violation(
-            Invariant::NoResurrection,
-            format!("{} holds {tag} again after it was removed there", state.replica()),
-        );
+/// What one state had observed and held when it was last checked for I3.
+/// Start with `ResurrectionWatch::default()` for a fresh state; keep one per
+/// state and pass it to every [`check_no_resurrection`] of that state.
+#[derive(Clone, Debug, Default)]
+pub struct ResurrectionWatch {
+    held: BTreeSet<Tag>,
+    observed: BTreeMap<ReplicaId, (u64, BTreeSet<u64>)>,
+    retired: BTreeMap<Arc<str>, u64>,
+}
+
+impl ResurrectionWatch {
+    fn had_observed(&self, tag: &Tag) -> bool {
+        let retired = self
+            .retired
+            .get(tag.replica.base())
+            .is_some_and(|&watermark| tag.replica.incarnation() <= watermark);
+        retired
+            || self
+                .observed
+                .get(&tag.replica)
+                .is_some_and(|(context, cloud)| tag.clock <= *context || cloud.contains(&tag.clock))
     }
-    for (tag, _) in history.joined() {
-        if !seen_removed.contains(tag) && state.is_observed(tag) && !state.holds(tag) {
-            seen_removed.insert(tag.clone());
+}
+
+/// I3, checked inductively between two checks of one state: (a) no tag it
+/// holds now was already observed (as joined, removed, or retired) at the
+/// previous check, so a removal once observed is never undone and a retired
+/// replica never returns; and (b) nothing observed is forgotten (contexts
+/// and clouds only grow, watermarks only rise), without which a removal
+/// could be undone later. Costs O(state), not O(history).
+pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Result<(), Violation> {
+    let who = state.replica();
+    let mut held = BTreeSet::new();
+    for (replica, log, _) in state.replicas() {
+        for &clock in log.values().keys() {
+            let tag = Tag::new(replica.clone(), clock);
+            if !watch.held.contains(&tag) && watch.had_observed(&tag) {
+                return violation(
+                    Invariant::NoResurrection,
+                    format!("{who} holds {tag} again, though it had already observed it"),
+                );
+            }
+            held.insert(tag);
         }
     }
+    for (base, &watermark) in &watch.retired {
+        if state.retired().get(base).is_none_or(|&now| now < watermark) {
+            return violation(
+                Invariant::NoResurrection,
+                format!("{who} forgot that {base} was retired up to {watermark}"),
+            );
+        }
+    }
+    for (replica, (context, cloud)) in &watch.observed {
+        if state.is_retired_id(replica) {
+            continue;
+        }
+        let Some(log) = state.log(replica) else {
+            return violation(
+                Invariant::NoResurrection,
+                format!("{who} forgot what it observed of {replica}"),
+            );
+        };
+        let forgotten = log.context() < *context || cloud.iter().any(|&clock| !log.observed(clock));
+        if forgotten {
+            return violation(
+                Invariant::NoResurrection,
+                format!("{who} forgot clocks of {replica} it had observed"),
+            );
+        }
+    }
+    watch.held = held;
+    watch.observed = state
+        .replicas()
+        .map(|(replica, log, _)| (replica.clone(), (log.context(), log.cloud().clone())))
+        .collect();
+    watch.retired = state.retired().clone();
     Ok(())
 }
 

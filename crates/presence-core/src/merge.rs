@@ -16,7 +16,7 @@ use crate::diff::Diff;
 use crate::entry::{Entry, Presence};
 use crate::index::{Dot, Indexes, Slot};
 use crate::log::{above, span, ReplicaLog};
-use crate::replica::{ReplicaId, Tag};
+use crate::replica::{tag_fingerprint, ReplicaId, Tag};
 use crate::state::State;
 
 /// The replicated data of a state, without indexes or local liveness: what an
@@ -154,6 +154,9 @@ impl State {
             }
             self.held += values.len();
             let known = self.known_mut(slot);
+            known.fingerprint = values.keys().fold(0, |fingerprint, &clock| {
+                fingerprint ^ tag_fingerprint(known.id_hash, clock)
+            });
             known.log.values = values;
             known.indexes = indexes;
         } else {

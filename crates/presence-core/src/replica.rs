@@ -1,7 +1,10 @@
 //! Replica identities and tags: who issued a join, and which join it was.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use rustc_hash::FxBuildHasher;
 
 /// The identity of one replica: a node's base name plus its incarnation.
 ///
@@ -144,6 +147,23 @@ impl fmt::Debug for ReplicaId {
     }
 }
 
+impl ReplicaId {
+    /// A hash of the id that is the same on every machine and in every run.
+    pub(crate) fn stable_hash(&self) -> u64 {
+        FxBuildHasher.hash_one((&*self.base, self.incarnation))
+    }
+}
+
+/// The fingerprint of tag `(replica, clock)` given the replica's stable hash:
+/// a well-mixed 64-bit value, so XORs of fingerprints identify sets of tags.
+pub(crate) fn tag_fingerprint(replica_hash: u64, clock: u64) -> u64 {
+    // splitmix64's finaliser over the replica hash and the clock.
+    let mut mixed = replica_hash ^ clock.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^ (mixed >> 31)
+}
+
 /// The unique id of one join (a *dot*): the replica that issued it and the
 /// clock it took. Tags are never reused.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,6 +178,13 @@ impl Tag {
     /// The tag `(replica, clock)`.
     pub fn new(replica: ReplicaId, clock: u64) -> Self {
         Self { replica, clock }
+    }
+
+    /// A 64-bit fingerprint of the tag. The XOR of the fingerprints of a set
+    /// of tags identifies the set (with overwhelming probability): see
+    /// [`crate::State::view_fingerprint`] and [`crate::Diff::fingerprint`].
+    pub fn fingerprint(&self) -> u64 {
+        tag_fingerprint(self.replica.stable_hash(), self.clock)
     }
 
     /// The Phoenix `phx_ref` of this presence version: unique per tag.

@@ -14,7 +14,7 @@ use crate::diff::Diff;
 use crate::entry::{Entry, EntryError, Presence};
 use crate::index::{Dot, Indexes, Slot};
 use crate::log::ReplicaLog;
-use crate::replica::{ReplicaId, Tag};
+use crate::replica::{tag_fingerprint, ReplicaId, Tag};
 
 /// Local, never replicated belief about a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +34,10 @@ pub(crate) struct Known {
     pub(crate) status: Status,
     /// Lookups over `log.values` by topic/key and by pid.
     pub(crate) indexes: Indexes,
+    /// `id.stable_hash()`, kept for fingerprints.
+    pub(crate) id_hash: u64,
+    /// XOR of the fingerprints of the held clocks' tags.
+    pub(crate) fingerprint: u64,
 }
 
 /// Why a local join or update was refused. Nothing changed.
@@ -229,11 +233,13 @@ impl State {
     fn insert_own(&mut self, entry: Entry) -> Result<Presence, LocalError> {
         let clock = self.tick()?;
         let entry = Arc::new(entry);
-        let own = self.own;
-        let known = self.known_mut(own);
-        known.log.values.insert(clock, Arc::clone(&entry));
-        known.indexes.insert(clock, &entry);
-        self.held += 1;
+        self.insert_value(
+            Dot {
+                slot: self.own,
+                clock,
+            },
+            &entry,
+        );
         self.delta.record_join(clock, Arc::clone(&entry));
         Ok(Presence {
             tag: Tag::new(self.replica.clone(), clock),
@@ -272,16 +278,18 @@ impl State {
         let known = self.slots[dot.slot as usize].as_mut()?;
         let entry = known.log.values.remove(&dot.clock)?;
         known.indexes.remove(dot.clock, &entry);
+        known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
         let tag = Tag::new(known.id.clone(), dot.clock);
         self.held -= 1;
         Some(Presence { tag, entry })
     }
 
-    /// Inserts a value of a foreign replica and its index entries.
+    /// Inserts a value (own or foreign) and its index entries.
     pub(crate) fn insert_value(&mut self, dot: Dot, entry: &Arc<Entry>) {
         let known = self.known_mut(dot.slot);
         known.log.values.insert(dot.clock, Arc::clone(entry));
         known.indexes.insert(dot.clock, entry);
+        known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
         self.held += 1;
     }
 
@@ -367,6 +375,19 @@ impl State {
             }));
         }
         presences
+    }
+
+    /// A fingerprint of the view: the XOR of the fingerprints
+    /// ([`Tag::fingerprint`]) of every visible presence, kept up to date as
+    /// entries come and go, so it costs O(replicas). A client that XORs the
+    /// fingerprints of every diff's joins and leaves into a running value
+    /// holds this value exactly when its diffs tracked the view (I1).
+    pub fn view_fingerprint(&self) -> u64 {
+        self.slot_of
+            .values()
+            .map(|&slot| self.known(slot))
+            .filter(|known| known.status == Status::Up)
+            .fold(0, |fingerprint, known| fingerprint ^ known.fingerprint)
     }
 
     /// How many entries the state holds, hidden ones included.
@@ -641,6 +662,8 @@ impl State {
             log: ReplicaLog::default(),
             status: Status::Up,
             indexes: Indexes::default(),
+            id_hash: replica.stable_hash(),
+            fingerprint: 0,
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {

@@ -2,13 +2,12 @@
 //! `step`, which checks the invariants after it.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-
 use presence_core::invariants::{
     check_bounded_memory, check_causal_sanity, check_diff_exact, check_mirror_matches, check_no_resurrection,
-    check_own_authority, check_provenance, view, History, MemoryBounds,
+    check_own_authority, check_provenance, check_view_fingerprint, view, History, MemoryBounds,
+    ResurrectionWatch,
 };
-use presence_core::{ClientMirror, Diff, ReplicaId, State, Tag};
+use presence_core::{ClientMirror, Diff, ReplicaId, State};
 use serde_json::{json, Value};
 
 /// One replica with the client mirror fed by its diffs and the tags it has
@@ -16,7 +15,9 @@ use serde_json::{json, Value};
 pub struct Node {
     pub state: State,
     pub mirror: ClientMirror,
-    pub seen_removed: BTreeSet<Tag>,
+    pub watch: ResurrectionWatch,
+    /// XOR of the fingerprints of every diff the node emitted.
+    pub diffs_fingerprint: u64,
 }
 
 /// What `step` records in the history before checking.
@@ -42,7 +43,8 @@ impl Cluster {
             .map(|i| Node {
                 state: State::new(ReplicaId::new(&format!("n{i}"), 1)),
                 mirror: ClientMirror::new(),
-                seen_removed: BTreeSet::new(),
+                watch: ResurrectionWatch::default(),
+                diffs_fingerprint: 0,
             })
             .collect();
         Self {
@@ -65,11 +67,13 @@ impl Cluster {
         check_diff_exact(&before, &diff, &view(&node.state)).unwrap();
         node.mirror.apply(&diff);
         check_mirror_matches(&node.mirror, &node.state).unwrap();
+        node.diffs_fingerprint ^= diff.fingerprint();
+        check_view_fingerprint(node.diffs_fingerprint, &node.state).unwrap();
         let state = &self.nodes[at].state;
         match record {
             Record::Nothing => {}
             Record::Local => self.history.record_local(state, &diff).unwrap(),
-            Record::Reincarnation(old) => self.history.record_reincarnation(&old, state, &diff).unwrap(),
+            Record::Reincarnation(old) => self.history.record_reincarnation(&old, state).unwrap(),
         }
         self.check(at);
         diff
@@ -78,7 +82,7 @@ impl Cluster {
     /// I3 to I7 on node `at`.
     pub fn check(&mut self, at: usize) {
         let node = &mut self.nodes[at];
-        check_no_resurrection(&mut node.seen_removed, &self.history, &node.state).unwrap();
+        check_no_resurrection(&mut node.watch, &node.state).unwrap();
         check_provenance(&self.history, &node.state).unwrap();
         check_own_authority(&self.history, &node.state).unwrap();
         check_causal_sanity(&self.history, &node.state).unwrap();
@@ -136,7 +140,8 @@ impl Cluster {
         self.nodes[at] = Node {
             state: State::new(new),
             mirror: ClientMirror::new(),
-            seen_removed: BTreeSet::new(),
+            watch: ResurrectionWatch::default(),
+            diffs_fingerprint: 0,
         };
         self.check(at);
     }

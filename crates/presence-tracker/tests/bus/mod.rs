@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, VecDeque};
 
 use presence_core::invariants::{
     check_bounded_memory, check_causal_sanity, check_convergence, check_mirror_matches,
-    check_no_resurrection, check_own_authority, check_provenance, History, MemoryBounds,
+    check_no_resurrection, check_own_authority, check_provenance, check_view_fingerprint, History,
+    MemoryBounds, ResurrectionWatch,
 };
-use presence_core::{ClientMirror, Diff, ReplicaId, Tag};
+use presence_core::{ClientMirror, Diff, ReplicaId};
 use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent, Transfer};
 use serde_json::json;
 
@@ -32,7 +33,8 @@ pub fn test_config() -> Config {
 pub struct Member {
     pub node: Node,
     pub mirror: ClientMirror,
-    pub seen_removed: BTreeSet<Tag>,
+    pub watch: ResurrectionWatch,
+    pub diffs_fingerprint: u64,
     pub alive: bool,
     /// Every diff this node emitted, in order, with the time.
     pub diffs: Vec<(u64, Diff)>,
@@ -59,7 +61,8 @@ impl Bus {
             .map(|i| Member {
                 node: Node::new(ReplicaId::new(&format!("n{i}"), 1), config.clone(), 0).unwrap(),
                 mirror: ClientMirror::new(),
-                seen_removed: BTreeSet::new(),
+                watch: ResurrectionWatch::default(),
+                diffs_fingerprint: 0,
                 alive: true,
                 diffs: Vec::new(),
                 events: Vec::new(),
@@ -170,7 +173,8 @@ impl Bus {
         self.members[at] = Member {
             node: Node::new(new, self.config.clone(), self.now_ms).unwrap(),
             mirror: ClientMirror::new(),
-            seen_removed: BTreeSet::new(),
+            watch: ResurrectionWatch::default(),
+            diffs_fingerprint: 0,
             alive: true,
             diffs: Vec::new(),
             events: Vec::new(),
@@ -208,7 +212,6 @@ impl Bus {
     }
 
     fn absorb(&mut self, at: usize, outputs: Vec<Output>) {
-        let mut last_diff: Option<Diff> = None;
         for output in outputs {
             match output {
                 Output::Broadcast(message) => {
@@ -230,14 +233,13 @@ impl Bus {
                 Output::Diff(diff) => {
                     let member = &mut self.members[at];
                     member.mirror.apply(&diff);
-                    member.diffs.push((self.now_ms, diff.clone()));
-                    last_diff = Some(diff);
+                    member.diffs_fingerprint ^= diff.fingerprint();
+                    member.diffs.push((self.now_ms, diff));
                 }
                 Output::Event(event) => {
                     if let ReplicaEvent::Reincarnated { old, .. } = &event {
-                        let diff = last_diff.take().unwrap_or_default();
                         let state = self.members[at].node.state();
-                        self.history.record_reincarnation(old, state, &diff).unwrap();
+                        self.history.record_reincarnation(old, state).unwrap();
                     }
                     self.members[at].events.push((self.now_ms, event));
                 }
@@ -288,7 +290,8 @@ impl Bus {
         let member = &mut self.members[at];
         let state = member.node.state();
         check_mirror_matches(&member.mirror, state).unwrap();
-        check_no_resurrection(&mut member.seen_removed, &self.history, state).unwrap();
+        check_view_fingerprint(member.diffs_fingerprint, state).unwrap();
+        check_no_resurrection(&mut member.watch, state).unwrap();
         check_provenance(&self.history, state).unwrap();
         check_own_authority(&self.history, state).unwrap();
         check_causal_sanity(&self.history, state).unwrap();

@@ -1,0 +1,264 @@
+//! `presence sim`: the seeded scenario suite.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use presence_sim::{RunReport, Scenario, Verdict};
+
+use crate::Failure;
+
+/// Arguments of `presence sim`.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// Folder of scenario files.
+    #[arg(long, default_value = "sims")]
+    pub dir: PathBuf,
+    /// Run only this scenario.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Run only this seed of the scenario.
+    #[arg(long, requires = "scenario")]
+    pub seed: Option<u64>,
+    /// Write the run's events as JSON lines to FILE, and a timeline picture
+    /// beside it (FILE with `.svg`). Needs --scenario and --seed.
+    #[arg(long, requires = "seed")]
+    pub trace: Option<PathBuf>,
+    /// Run every seed twice and compare the trace hashes.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Do not shrink a failing run.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// One finished run, as the summary needs it.
+pub struct Outcome {
+    pub report: Result<RunReport, String>,
+    pub wall: Duration,
+    pub rerun_hash: Option<u64>,
+}
+
+impl Outcome {
+    pub fn failure(&self) -> Option<Failure> {
+        match &self.report {
+            Err(_) => Some(Failure::Crash),
+            Ok(report) => match (&report.verdict, self.rerun_hash) {
+                (Verdict::Violation { .. }, _) => Some(Failure::Safety),
+                (Verdict::NoConvergence { .. }, _) => Some(Failure::Liveness),
+                (Verdict::Pass { .. }, Some(hash)) if hash != report.trace.hash() => {
+                    Some(Failure::Determinism)
+                }
+                (Verdict::Pass { .. }, _) => None,
+            },
+        }
+    }
+}
+
+/// Runs one scenario and seed, catching a panic as a crash.
+pub fn run_one(scenario: &Scenario, seed: u64, keep_trace: bool, check_determinism: bool) -> Outcome {
+    let start = Instant::now();
+    let report = catch(|| presence_sim::run(scenario, seed, keep_trace));
+    let wall = start.elapsed();
+    let rerun_hash = if check_determinism {
+        catch(|| presence_sim::run(scenario, seed, false).trace.hash()).ok()
+    } else {
+        None
+    };
+    Outcome {
+        report,
+        wall,
+        rerun_hash,
+    }
+}
+
+/// Runs `work`, turning a panic into its message.
+pub fn catch<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+            .unwrap_or_else(|| "panic".to_owned())
+    })
+}
+
+/// Runs `jobs` on `threads` workers; results come back in job order.
+pub fn parallel<J: Sync, R: Send>(jobs: &[J], threads: usize, work: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(index) else { break };
+                        done.push((index, work(job)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("workers catch their panics"))
+            .collect()
+    });
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+pub fn threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+pub fn reproduce_command(scenario: &str, seed: u64) -> String {
+    format!("cargo run --release -- sim --scenario {scenario} --seed {seed}")
+}
+
+pub fn run(args: &SimArgs) -> Result<(), Failure> {
+    let scenarios = match Scenario::load_dir(&args.dir) {
+        Ok(scenarios) => scenarios,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Err(Failure::Usage);
+        }
+    };
+    let selected: Vec<Scenario> = match &args.scenario {
+        None => scenarios,
+        Some(name) => {
+            let found: Vec<Scenario> = scenarios.into_iter().filter(|s| &s.name == name).collect();
+            if found.is_empty() {
+                eprintln!("error: no scenario named {name:?} in {}", args.dir.display());
+                return Err(Failure::Usage);
+            }
+            found
+        }
+    };
+    let jobs: Vec<(usize, u64)> = selected
+        .iter()
+        .enumerate()
+        .flat_map(|(index, scenario)| {
+            let seeds = match args.seed {
+                Some(seed) => vec![seed],
+                None => scenario.seeds.clone(),
+            };
+            seeds.into_iter().map(move |seed| (index, seed))
+        })
+        .collect();
+    let keep_trace = args.trace.is_some();
+    println!(
+        "presence sim: {} scenarios, {} runs{}",
+        selected.len(),
+        jobs.len(),
+        if args.check_determinism {
+            ", each twice (determinism)"
+        } else {
+            ""
+        }
+    );
+    let started = Instant::now();
+    let outcomes = parallel(&jobs, threads(args.threads), |&(index, seed)| {
+        run_one(&selected[index], seed, keep_trace, args.check_determinism)
+    });
+
+    print_summary(&selected, &jobs, &outcomes);
+    let mut worst: Option<Failure> = None;
+    for (&(index, seed), outcome) in jobs.iter().zip(&outcomes) {
+        let Some(failure) = outcome.failure() else {
+            continue;
+        };
+        worst = worst.max(Some(failure));
+        let scenario = &selected[index];
+        report_failure(scenario, seed, outcome, failure);
+        if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
+            crate::swarm::shrink_and_save(scenario, seed);
+        }
+    }
+    if let (Some(path), Some(outcome)) = (&args.trace, outcomes.first()) {
+        if let Ok(report) = &outcome.report {
+            write_trace(path, report);
+        }
+    }
+    println!(
+        "\n{} runs in {:.1} s wall: {}",
+        jobs.len(),
+        started.elapsed().as_secs_f64(),
+        if worst.is_none() { "all passed" } else { "FAILED" }
+    );
+    worst.map_or(Ok(()), Err)
+}
+
+fn print_summary(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outcome]) {
+    println!(
+        "\n{:<26} {:>5} {:>12} {:>10} {:>10} {:>9} {:>11}  verdict",
+        "scenario", "seeds", "virtual (s)", "events", "messages", "wall (s)", "events/s"
+    );
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let runs: Vec<&Outcome> = jobs
+            .iter()
+            .zip(outcomes)
+            .filter(|((job, _), _)| *job == index)
+            .map(|(_, outcome)| outcome)
+            .collect();
+        let reports: Vec<&RunReport> = runs.iter().filter_map(|run| run.report.as_ref().ok()).collect();
+        let virtual_s: f64 = reports.iter().map(|r| r.virtual_ms as f64 / 1e3).sum();
+        let events: u64 = reports.iter().map(|r| r.events).sum();
+        let messages: u64 = reports.iter().map(|r| r.messages).sum();
+        let wall: f64 = runs.iter().map(|run| run.wall.as_secs_f64()).sum();
+        let failed = runs.iter().filter(|run| run.failure().is_some()).count();
+        let verdict = if failed == 0 {
+            let slowest = reports
+                .iter()
+                .filter_map(|r| match r.verdict {
+                    Verdict::Pass { converged_after_ms } => Some(converged_after_ms),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            format!("pass (converged within {:.1} s of heal)", slowest as f64 / 1e3)
+        } else {
+            format!("FAIL ({failed} of {})", runs.len())
+        };
+        println!(
+            "{:<26} {:>5} {:>12.0} {:>10} {:>10} {:>9.2} {:>11.0}  {verdict}",
+            scenario.name,
+            runs.len(),
+            virtual_s,
+            events,
+            messages,
+            wall,
+            events as f64 / wall.max(1e-9),
+        );
+    }
+}
+
+fn report_failure(scenario: &Scenario, seed: u64, outcome: &Outcome, failure: Failure) {
+    println!("\n{} seed {seed}: {:?}", scenario.name, failure);
+    match (&outcome.report, failure) {
+        (Err(panic), _) => println!("  crashed: {panic}"),
+        (Ok(report), Failure::Determinism) => println!(
+            "  trace hashes differ: {:#018x} then {:#018x}",
+            report.trace.hash(),
+            outcome.rerun_hash.unwrap_or(0)
+        ),
+        (Ok(report), _) => println!("  {}", report.verdict),
+    }
+    println!("  reproduce: {}", reproduce_command(&scenario.name, seed));
+}
+
+fn write_trace(path: &Path, report: &RunReport) {
+    match std::fs::write(path, report.trace.to_json_lines()) {
+        Ok(()) => println!("trace: {} ({} events)", path.display(), report.trace.count()),
+        Err(error) => eprintln!("error: cannot write {}: {error}", path.display()),
+    }
+    let picture = path.with_extension("svg");
+    let svg = presence_sim::timeline::svg(report);
+    match std::fs::write(&picture, svg) {
+        Ok(()) => println!("timeline: {}", picture.display()),
+        Err(error) => eprintln!("error: cannot write {}: {error}", picture.display()),
+    }
+}

@@ -1,0 +1,121 @@
+//! `presence swarm`: swarm testing over many seeds.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use presence_sim::Scenario;
+
+use crate::sim::{parallel, run_one, threads};
+use crate::Failure;
+
+/// Arguments of `presence swarm`.
+#[derive(clap::Args, Debug)]
+pub struct SwarmArgs {
+    /// How many seeds.
+    #[arg(long, default_value_t = 1_000)]
+    pub seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not shrink a failing run.
+    #[arg(long)]
+    pub no_shrink: bool,
+}
+
+/// Where shrunk runs are saved.
+fn shrunk_dir() -> PathBuf {
+    PathBuf::from("target").join("presence-shrunk")
+}
+
+/// Shrinks a failing run, prints it and saves it as a scenario file.
+pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
+    println!("  shrinking (at most 150 runs)...");
+    let Some(shrunk) = presence_sim::shrink::shrink(scenario, seed, 150) else {
+        println!("  (it did not fail again when re-run)");
+        return;
+    };
+    let dir = shrunk_dir();
+    let file = dir.join(format!("{}.toml", shrunk.scenario.name));
+    let saved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, shrunk.scenario.to_toml()));
+    println!(
+        "  shrunk in {} runs to {} nodes, {} faults, fault phase {} ms: {}",
+        shrunk.attempts,
+        shrunk.scenario.nodes,
+        shrunk.scenario.faults.len(),
+        shrunk.scenario.fault_phase_ms,
+        shrunk.verdict
+    );
+    match saved {
+        Ok(()) => println!(
+            "  saved {}\n  replay: cargo run --release -- sim --dir {} --scenario {} --seed {seed} --trace shrunk.jsonl",
+            file.display(),
+            dir.display(),
+            shrunk.scenario.name
+        ),
+        Err(error) => eprintln!("  cannot save {}: {error}", file.display()),
+    }
+}
+
+pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
+    let seeds: Vec<u64> = (args.first..args.first + args.seeds).collect();
+    let bar = ProgressBar::new(seeds.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise}  {msg}")
+            .expect("a valid template"),
+    );
+    let started = Instant::now();
+    let outcomes = parallel(&seeds, threads(args.threads), |&seed| {
+        let scenario = presence_sim::swarm::draw(seed);
+        let outcome = run_one(&scenario, seed, false, false);
+        bar.inc(1);
+        if outcome.failure().is_some() {
+            bar.set_message(format!("seed {seed} failed"));
+        }
+        (scenario, outcome)
+    });
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let events: u64 = outcomes
+        .iter()
+        .filter_map(|(_, outcome)| outcome.report.as_ref().ok())
+        .map(|report| report.events)
+        .sum();
+    let failures: Vec<(u64, &Scenario, Failure)> = seeds
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(&seed, (scenario, outcome))| outcome.failure().map(|failure| (seed, scenario, failure)))
+        .collect();
+    println!(
+        "presence swarm: {} seeds in {wall:.1} s wall, {events} events ({:.0} events/s), {} failed",
+        seeds.len(),
+        events as f64 / wall.max(1e-9),
+        failures.len()
+    );
+    let mut worst = None;
+    for (seed, scenario, failure) in failures.iter().take(5) {
+        worst = worst.max(Some(*failure));
+        let (_, outcome) = &outcomes[(seed - args.first) as usize];
+        println!("\nseed {seed}: {failure:?}");
+        match &outcome.report {
+            Ok(report) => println!("  {}", report.verdict),
+            Err(panic) => println!("  crashed: {panic}"),
+        }
+        println!("  drawn options:\n{}", indent(&scenario.to_toml()));
+        println!("  reproduce: cargo run --release -- swarm --first {seed} --seeds 1");
+        if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
+            shrink_and_save(scenario, *seed);
+        }
+    }
+    for (_, _, failure) in &failures {
+        worst = worst.max(Some(*failure));
+    }
+    worst.map_or(Ok(()), Err)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("    {line}\n")).collect()
+}

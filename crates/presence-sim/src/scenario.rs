@@ -1,0 +1,622 @@
+//! Scenarios: one named run description per TOML file in `sims/`.
+//!
+//! ```toml
+//! name = "netsplit-heal"
+//! description = "Isolate one node past down_period, then heal."
+//! seeds = [1, 2, 3]
+//! nodes = 3
+//! fault_phase_ms = 60000      # faults and workload run this long
+//! liveness_bound_ms = 60000   # then everything heals; convergence within this
+//!
+//! [protocol]                  # overrides of presence_tracker::Config
+//! down_period_ms = 10000
+//!
+//! [workload]
+//! clients_per_node = 4
+//!
+//! [network]
+//! loss = 0.01
+//!
+//! [[faults]]
+//! at_ms = 5000
+//! action = "isolate"
+//! nodes = [0]
+//! ```
+//!
+//! Unknown fields are rejected. Every problem names the file, the field and
+//! what is wrong.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use presence_tracker::Config;
+use serde::{Deserialize, Serialize};
+
+/// A named run description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The scenario's name (the file name without `.toml`, by convention).
+    pub name: String,
+    /// What it exercises, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Seeds `presence sim` runs it with.
+    pub seeds: Vec<u64>,
+    /// How many nodes.
+    pub nodes: usize,
+    /// How long faults and workload run, in virtual milliseconds.
+    pub fault_phase_ms: u64,
+    /// After the fault phase everything heals; replicas must converge within
+    /// this many virtual milliseconds.
+    pub liveness_bound_ms: u64,
+    /// Protocol timing overrides.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// What clients do.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Network behaviour during the fault phase.
+    #[serde(default)]
+    pub network: Network,
+    /// Randomly drawn faults during the fault phase.
+    #[serde(default)]
+    pub random_faults: RandomFaults,
+    /// How often the expensive checks run.
+    #[serde(default)]
+    pub checks: Checks,
+    /// Scheduled faults.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+/// Overrides of the tracker's configuration; unset fields keep Phoenix's
+/// defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    /// `Config::broadcast_period_ms`.
+    pub broadcast_period_ms: Option<u64>,
+    /// `Config::max_silent_periods`.
+    pub max_silent_periods: Option<u32>,
+    /// `Config::down_period_ms`.
+    pub down_period_ms: Option<u64>,
+    /// `Config::permdown_period_ms`.
+    pub permdown_period_ms: Option<u64>,
+    /// `Config::clock_sample_periods`.
+    pub clock_sample_periods: Option<u32>,
+    /// `Config::transfer_timeout_ms`.
+    pub transfer_timeout_ms: Option<u64>,
+}
+
+/// Clients and what they do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Connections (pids) per node.
+    pub clients_per_node: usize,
+    /// Distinct topics clients pick from.
+    pub topics: usize,
+    /// Distinct keys clients pick from.
+    pub keys: usize,
+    /// Mean virtual time between two operations on one node.
+    pub op_interval_ms: u64,
+    /// Presences each node tracks at time 0, before any fault.
+    pub initial_presences_per_node: usize,
+    /// Stop after this many operations in all (used by shrinking).
+    pub max_ops: Option<u64>,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            clients_per_node: 4,
+            topics: 3,
+            keys: 8,
+            op_interval_ms: 1_000,
+            initial_presences_per_node: 0,
+            max_ops: None,
+        }
+    }
+}
+
+/// Link behaviour during the fault phase. Delays always apply; the rest stop
+/// when the liveness phase starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Least one-way delay.
+    pub delay_min_ms: u64,
+    /// Mean extra delay (exponential).
+    pub delay_mean_ms: u64,
+    /// Probability a message is lost.
+    pub loss: f64,
+    /// Probability a message is delivered twice.
+    pub duplicate: f64,
+    /// Probability a message is held back (so later ones overtake it).
+    pub reorder: f64,
+    /// Mean extra delay of a held-back message.
+    pub reorder_delay_ms: u64,
+    /// Messages in flight on one link beyond which new ones are dropped.
+    pub queue_limit: usize,
+    /// Send every message through its JSON encoding (slower, tests the wire).
+    pub encode_messages: bool,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            delay_min_ms: 1,
+            delay_mean_ms: 5,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay_ms: 200,
+            queue_limit: 10_000,
+            encode_messages: true,
+        }
+    }
+}
+
+/// Rates of faults drawn at random during the fault phase (swarm testing).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomFaults {
+    /// Mean virtual time between two random faults; 0 disables them.
+    pub interval_ms: u64,
+    /// Weight of partitions (isolate, split, one-way, partial, heal).
+    pub partition: u32,
+    /// Weight of crash-and-restart.
+    pub crash: u32,
+    /// Weight of pause-and-resume.
+    pub pause: u32,
+    /// Weight of clogging a link.
+    pub clog: u32,
+    /// Weight of an orderly shutdown (and later restart).
+    pub shutdown: u32,
+}
+
+/// How often the checks that walk whole states run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// Run the whole-state checks (I1 on every topic, I3-I7) every this many
+    /// steps of a node; topics a step touched are checked after every step.
+    pub full_every_steps: u64,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self { full_every_steps: 1 }
+    }
+}
+
+/// A scheduled fault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Cut `nodes` off from the others (both ways).
+    Isolate {
+        /// When.
+        at_ms: u64,
+        /// Which nodes.
+        nodes: Vec<usize>,
+    },
+    /// Cut the cluster into `groups` (nodes in no group form one more).
+    Split {
+        /// When.
+        at_ms: u64,
+        /// The groups.
+        groups: Vec<Vec<usize>>,
+    },
+    /// Cut one direction only: `from` can no longer reach `to`.
+    OneWay {
+        /// When.
+        at_ms: u64,
+        /// Sender side.
+        from: usize,
+        /// Receiver side.
+        to: usize,
+    },
+    /// Cut the link between `a` and `b` both ways, leaving the rest
+    /// (partial connectivity).
+    Cut {
+        /// When.
+        at_ms: u64,
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+    },
+    /// Repair every link.
+    Heal {
+        /// When.
+        at_ms: u64,
+    },
+    /// Hold every message on the link `a` -> `b` until unclogged.
+    Clog {
+        /// When.
+        at_ms: u64,
+        /// Sender side.
+        a: usize,
+        /// Receiver side.
+        b: usize,
+    },
+    /// Release a clogged link.
+    Unclog {
+        /// When.
+        at_ms: u64,
+        /// Sender side.
+        a: usize,
+        /// Receiver side.
+        b: usize,
+    },
+    /// The node crashes: memory and connections lost.
+    Crash {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+    },
+    /// The node (re)starts as a new incarnation (crashing first if running).
+    Restart {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+    },
+    /// The node freezes: no ticks, messages to it are lost.
+    Pause {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+    },
+    /// A paused node runs again, same incarnation.
+    Resume {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+    },
+    /// The node leaves in order (graceful permdown).
+    Shutdown {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+    },
+}
+
+impl Fault {
+    /// When it happens.
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Self::Isolate { at_ms, .. }
+            | Self::Split { at_ms, .. }
+            | Self::OneWay { at_ms, .. }
+            | Self::Cut { at_ms, .. }
+            | Self::Heal { at_ms }
+            | Self::Clog { at_ms, .. }
+            | Self::Unclog { at_ms, .. }
+            | Self::Crash { at_ms, .. }
+            | Self::Restart { at_ms, .. }
+            | Self::Pause { at_ms, .. }
+            | Self::Resume { at_ms, .. }
+            | Self::Shutdown { at_ms, .. } => *at_ms,
+        }
+    }
+
+    /// Every node it names.
+    pub fn nodes(&self) -> Vec<usize> {
+        match self {
+            Self::Isolate { nodes, .. } => nodes.clone(),
+            Self::Split { groups, .. } => groups.iter().flatten().copied().collect(),
+            Self::OneWay { from, to, .. } => vec![*from, *to],
+            Self::Cut { a, b, .. } | Self::Clog { a, b, .. } | Self::Unclog { a, b, .. } => vec![*a, *b],
+            Self::Heal { .. } => Vec::new(),
+            Self::Crash { node, .. }
+            | Self::Restart { node, .. }
+            | Self::Pause { node, .. }
+            | Self::Resume { node, .. }
+            | Self::Shutdown { node, .. } => vec![*node],
+        }
+    }
+}
+
+/// Why a scenario could not be used.
+#[derive(Debug)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// What the system said.
+        problem: String,
+    },
+    /// Not valid TOML, or not the scenario shape (unknown or missing field,
+    /// wrong type): the message names the field and the line.
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// What the parser said.
+        problem: String,
+    },
+    /// Well-formed but not usable.
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { file, problem } => write!(f, "{}: cannot read: {problem}", file.display()),
+            Self::Parse { file, problem } => write!(f, "{}: {}", file.display(), problem.trim_end()),
+            Self::Invalid { file, field, problem } => {
+                write!(f, "{}: field `{field}`: {problem}", file.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl Scenario {
+    /// Reads and validates one scenario file.
+    pub fn load(file: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(file).map_err(|error| ScenarioError::Read {
+            file: file.to_owned(),
+            problem: error.to_string(),
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates scenario text; `file` names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ScenarioError> {
+        let scenario: Self = toml::from_str(text).map_err(|error| ScenarioError::Parse {
+            file: file.to_owned(),
+            problem: error.to_string(),
+        })?;
+        scenario
+            .validate()
+            .map_err(|(field, problem)| ScenarioError::Invalid {
+                file: file.to_owned(),
+                field,
+                problem,
+            })?;
+        Ok(scenario)
+    }
+
+    /// Every `*.toml` scenario in `dir`, sorted by name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Self>, ScenarioError> {
+        let entries = std::fs::read_dir(dir).map_err(|error| ScenarioError::Read {
+            file: dir.to_owned(),
+            problem: error.to_string(),
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        files.sort();
+        let mut scenarios = files
+            .iter()
+            .map(|file| Self::load(file))
+            .collect::<Result<Vec<_>, _>>()?;
+        scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(scenarios)
+    }
+
+    /// The scenario as TOML (for saving shrunk runs).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("scenarios always serialize")
+    }
+
+    /// The tracker configuration: Phoenix's defaults with the overrides.
+    pub fn config(&self) -> Config {
+        let defaults = Config::default();
+        let protocol = &self.protocol;
+        Config {
+            broadcast_period_ms: protocol
+                .broadcast_period_ms
+                .unwrap_or(defaults.broadcast_period_ms),
+            max_silent_periods: protocol.max_silent_periods.unwrap_or(defaults.max_silent_periods),
+            down_period_ms: protocol.down_period_ms.unwrap_or(defaults.down_period_ms),
+            permdown_period_ms: protocol.permdown_period_ms.unwrap_or(defaults.permdown_period_ms),
+            clock_sample_periods: protocol
+                .clock_sample_periods
+                .unwrap_or(defaults.clock_sample_periods),
+            transfer_timeout_ms: protocol
+                .transfer_timeout_ms
+                .unwrap_or(defaults.transfer_timeout_ms),
+            max_delta_sizes: defaults.max_delta_sizes,
+        }
+    }
+
+    /// Checks what types cannot: ranges, node numbers, the protocol.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let invalid = |field: &str, problem: String| Err((field.to_owned(), problem));
+        if self.name.is_empty() {
+            return invalid("name", "must not be empty".into());
+        }
+        if self.seeds.is_empty() {
+            return invalid("seeds", "needs at least one seed".into());
+        }
+        if !(1..=64).contains(&self.nodes) {
+            return invalid("nodes", format!("{} is not in 1..=64", self.nodes));
+        }
+        if let Err(problem) = self.config().validate() {
+            return invalid("protocol", problem.to_string());
+        }
+        let config = self.config();
+        if self.liveness_bound_ms < config.broadcast_period_ms * 2 {
+            return invalid(
+                "liveness_bound_ms",
+                "must allow at least two broadcast periods".into(),
+            );
+        }
+        let workload = &self.workload;
+        if workload.clients_per_node == 0 || workload.topics == 0 || workload.keys == 0 {
+            return invalid(
+                "workload",
+                "clients_per_node, topics and keys must be positive".into(),
+            );
+        }
+        // Each client tracks a (topic, key) at most once; leave room to spare.
+        let room = workload.clients_per_node * workload.topics * workload.keys;
+        if workload.initial_presences_per_node * 2 > room {
+            return invalid(
+                "workload.initial_presences_per_node",
+                format!(
+                    "{} needs at most half of clients x topics x keys ({room})",
+                    workload.initial_presences_per_node
+                ),
+            );
+        }
+        for (field, rate) in [
+            ("network.loss", self.network.loss),
+            ("network.duplicate", self.network.duplicate),
+            ("network.reorder", self.network.reorder),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return invalid(field, format!("{rate} is not a probability in [0, 1]"));
+            }
+        }
+        if self.network.queue_limit == 0 {
+            return invalid("network.queue_limit", "must be positive".into());
+        }
+        if self.checks.full_every_steps == 0 {
+            return invalid("checks.full_every_steps", "must be positive".into());
+        }
+        for (index, fault) in self.faults.iter().enumerate() {
+            if let Some(node) = fault.nodes().into_iter().find(|&node| node >= self.nodes) {
+                return invalid(
+                    &format!("faults[{index}]"),
+                    format!("names node {node}, but there are {} nodes", self.nodes),
+                );
+            }
+            if fault.at_ms() > self.fault_phase_ms {
+                return invalid(
+                    &format!("faults[{index}].at_ms"),
+                    format!(
+                        "{} is after the fault phase ({} ms)",
+                        fault.at_ms(),
+                        self.fault_phase_ms
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+seeds = [1]
+nodes = 2
+fault_phase_ms = 1000
+liveness_bound_ms = 60000
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("sims/t.toml"))
+    }
+
+    #[test]
+    fn a_minimal_scenario_takes_the_defaults() {
+        let scenario = parse(MINIMAL).unwrap();
+        assert_eq!(scenario.workload, Workload::default());
+        assert_eq!(scenario.config(), Config::default());
+    }
+
+    #[test]
+    fn faults_parse_by_action() {
+        let text = format!("{MINIMAL}\n[[faults]]\nat_ms = 10\naction = \"isolate\"\nnodes = [1]\n\n[[faults]]\nat_ms = 20\naction = \"one-way\"\nfrom = 0\nto = 1\n");
+        let scenario = parse(&text).unwrap();
+        assert_eq!(
+            scenario.faults[0],
+            Fault::Isolate {
+                at_ms: 10,
+                nodes: vec![1]
+            }
+        );
+        assert_eq!(
+            scenario.faults[1],
+            Fault::OneWay {
+                at_ms: 20,
+                from: 0,
+                to: 1
+            }
+        );
+        assert_eq!(parse(&scenario.to_toml()).unwrap(), scenario, "TOML round trip");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_file_and_field() {
+        let error = parse(&format!("{MINIMAL}\nnoise = 3\n")).unwrap_err().to_string();
+        assert!(error.starts_with("sims/t.toml"), "{error}");
+        assert!(error.contains("noise"), "{error}");
+        let error = parse(&format!("{MINIMAL}\n[network]\nlos = 0.1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("los"), "{error}");
+        let error = parse(&format!(
+            "{MINIMAL}\n[[faults]]\nat_ms = 1\naction = \"crash\"\nnode = 0\nextra = 1\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("extra"), "{error}");
+    }
+
+    #[test]
+    fn semantic_problems_name_the_field() {
+        let error = parse(&format!("{MINIMAL}\n[network]\nloss = 1.5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`network.loss`") && error.contains("1.5"),
+            "{error}"
+        );
+        let error = parse(&format!(
+            "{MINIMAL}\n[[faults]]\nat_ms = 1\naction = \"crash\"\nnode = 5\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("`faults[0]`") && error.contains("node 5"),
+            "{error}"
+        );
+        let error = parse(&format!("{MINIMAL}\n[protocol]\ndown_period_ms = 100\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`protocol`") && error.contains("twice the broadcast period"),
+            "{error}"
+        );
+        let error = parse(&MINIMAL.replace("seeds = [1]", "seeds = []"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`seeds`"), "{error}");
+    }
+
+    #[test]
+    fn missing_fields_and_wrong_types_are_parse_errors() {
+        let error = parse(&MINIMAL.replace("nodes = 2\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nodes"), "{error}");
+        let error = parse(&MINIMAL.replace("nodes = 2", "nodes = \"two\""))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nodes") || error.contains("line"), "{error}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Swarm testing, after TigerBeetle's VOPR: every seed draws its own
+//! cluster, protocol timings, workload, network rates and fault mix, so a
+//! thousand seeds explore a thousand different kinds of trouble.
+
+use crate::rng::SimRng;
+use crate::scenario::{Checks, Network, Protocol, RandomFaults, Scenario, Workload};
+
+/// The scenario that swarm seed `seed` draws (the default preset).
+pub fn draw(seed: u64) -> Scenario {
+    let mut rng = SimRng::fork(seed, "swarm");
+    let broadcast = rng.between(500, 1_500);
+    let down = broadcast * rng.between(4, 16);
+    let permdown = down * rng.between(2, 6);
+    let max_silent = (down / broadcast - 1).min(10) as u32;
+    let fault_phase_ms = rng.between(20_000, 90_000);
+    // A fault is enabled with probability one half, at a random weight.
+    let weight = |rng: &mut SimRng| {
+        if rng.chance(0.5) {
+            rng.between(1, 3) as u32
+        } else {
+            0
+        }
+    };
+    let random_faults = RandomFaults {
+        interval_ms: rng.between(2_000, 15_000),
+        partition: weight(&mut rng),
+        crash: weight(&mut rng),
+        pause: weight(&mut rng),
+        clog: weight(&mut rng),
+        shutdown: weight(&mut rng),
+    };
+    let rate = |rng: &mut SimRng, most: f64| {
+        if rng.chance(0.5) {
+            rng.between(0, 100) as f64 / 100.0 * most
+        } else {
+            0.0
+        }
+    };
+    let network = Network {
+        delay_min_ms: rng.between(0, 5),
+        delay_mean_ms: rng.between(1, 50),
+        loss: rate(&mut rng, 0.3),
+        duplicate: rate(&mut rng, 0.2),
+        reorder: rate(&mut rng, 0.3),
+        reorder_delay_ms: rng.between(10, 2_000),
+        queue_limit: 1_000,
+        encode_messages: true,
+    };
+    let workload = Workload {
+        clients_per_node: rng.between(1, 4) as usize,
+        topics: rng.between(1, 3) as usize,
+        keys: rng.between(1, 5) as usize,
+        op_interval_ms: rng.between(200, 3_000),
+        initial_presences_per_node: 0,
+        max_ops: None,
+    };
+    Scenario {
+        name: format!("swarm-{seed}"),
+        description: "drawn by `presence swarm`".into(),
+        seeds: vec![seed],
+        nodes: rng.between(2, 5) as usize,
+        fault_phase_ms,
+        // Heal, then at worst: a down period to notice a silent peer, a
+        // retirement round trip, and anti-entropy over lossy-free links.
+        liveness_bound_ms: 3 * down + 30 * broadcast,
+        protocol: Protocol {
+            broadcast_period_ms: Some(broadcast),
+            max_silent_periods: Some(max_silent.max(1)),
+            down_period_ms: Some(down),
+            permdown_period_ms: Some(permdown),
+            clock_sample_periods: None,
+            transfer_timeout_ms: Some(2 * broadcast),
+        },
+        workload,
+        network,
+        random_faults,
+        checks: Checks::default(),
+        faults: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_scenarios_are_valid_and_reproducible() {
+        for seed in 0..200 {
+            let scenario = draw(seed);
+            assert_eq!(scenario.validate(), Ok(()), "seed {seed}");
+            assert_eq!(draw(seed), scenario);
+        }
+        assert_ne!(draw(1), draw(2));
+    }
+}

@@ -1,0 +1,170 @@
+//! A picture of a run: one lane per node over virtual time, with messages,
+//! client operations, replica events, faults and the verdict, as a
+//! self-contained SVG. People would rather look than read a thousand lines.
+
+use std::fmt::Write;
+
+use crate::trace::TraceEvent;
+use crate::world::RunReport;
+
+const WIDTH: f64 = 1400.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 50.0;
+const LANE: f64 = 48.0;
+/// At most this many message lines are drawn (evenly sampled).
+const MAX_MESSAGES: usize = 4_000;
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn message_colour(kind: &str) -> &'static str {
+    match kind {
+        "heartbeat" => "#9aa5b1",
+        "transfer_request" => "#3b82f6",
+        "transfer_ack" => "#1d4ed8",
+        _ => "#dc2626",
+    }
+}
+
+/// The timeline of a run whose trace was kept.
+pub fn svg(report: &RunReport) -> String {
+    let events = report.trace.events();
+    let nodes = events
+        .iter()
+        .filter_map(|event| match event {
+            TraceEvent::Deliver { from, to, .. } | TraceEvent::Drop { from, to, .. } => {
+                Some((*from).max(*to))
+            }
+            TraceEvent::Op { node, .. }
+            | TraceEvent::Diff { node, .. }
+            | TraceEvent::Replica { node, .. } => Some(*node),
+            TraceEvent::Fault { nodes, .. } => nodes.iter().max().copied(),
+            TraceEvent::Heal { .. } | TraceEvent::End { .. } => None,
+        })
+        .max()
+        .map_or(1, |max| max + 1);
+    let end = report.virtual_ms.max(1) as f64;
+    let height = TOP + LANE * nodes as f64 + 60.0;
+    let x = |t: u64| LEFT + (t as f64 / end) * (WIDTH - LEFT - RIGHT);
+    let y = |node: usize| TOP + LANE * node as f64 + LANE / 2.0;
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="monospace" font-size="11">"#
+    );
+    let _ = write!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="14">{} seed {} - {} ms virtual - {}</text>"#,
+        escape(&report.scenario),
+        report.seed,
+        report.virtual_ms,
+        escape(&report.verdict.to_string())
+    );
+    for node in 0..nodes {
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" y1="{0}" x2="{1}" y2="{0}" stroke="#d1d5db"/><text x="10" y="{2}">node {node}</text>"##,
+            y(node),
+            WIDTH - RIGHT,
+            y(node) + 4.0
+        );
+    }
+    let deliveries: Vec<&TraceEvent> = events
+        .iter()
+        .filter(|e| matches!(e, TraceEvent::Deliver { .. }))
+        .collect();
+    let stride = deliveries.len().div_ceil(MAX_MESSAGES).max(1);
+    for event in deliveries.iter().step_by(stride) {
+        if let TraceEvent::Deliver {
+            t,
+            sent,
+            from,
+            to,
+            msg,
+        } = event
+        {
+            let _ = write!(
+                out,
+                r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="0.6" opacity="0.6"/>"#,
+                x(*sent),
+                y(*from),
+                x(*t),
+                y(*to),
+                message_colour(msg)
+            );
+        }
+    }
+    for event in events {
+        match event {
+            TraceEvent::Op { t, node, .. } => {
+                let _ = write!(
+                    out,
+                    r##"<circle cx="{:.1}" cy="{:.1}" r="1.8" fill="#059669"/>"##,
+                    x(*t),
+                    y(*node) - 8.0
+                );
+            }
+            TraceEvent::Replica { t, node, event } => {
+                let colour = if event.starts_with("up") {
+                    "#16a34a"
+                } else if event.starts_with("down") {
+                    "#f59e0b"
+                } else {
+                    "#7c3aed"
+                };
+                let _ = write!(
+                    out,
+                    r#"<rect x="{:.1}" y="{:.1}" width="3" height="10" fill="{colour}"><title>{}</title></rect>"#,
+                    x(*t) - 1.5,
+                    y(*node) + 4.0,
+                    escape(event)
+                );
+            }
+            TraceEvent::Fault { t, what, .. } => {
+                let _ = write!(
+                    out,
+                    r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#ef4444" stroke-dasharray="4 3"/><text x="{3:.1}" y="{4}" fill="#b91c1c">{5}</text>"##,
+                    x(*t),
+                    TOP - 10.0,
+                    height - 40.0,
+                    x(*t) + 3.0,
+                    TOP - 14.0,
+                    escape(what)
+                );
+            }
+            TraceEvent::Heal { t } => {
+                let _ = write!(
+                    out,
+                    r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#16a34a" stroke-width="2"/><text x="{3:.1}" y="{4}" fill="#15803d">heal: liveness phase</text>"##,
+                    x(*t),
+                    TOP - 10.0,
+                    height - 40.0,
+                    x(*t) + 3.0,
+                    height - 44.0
+                );
+            }
+            TraceEvent::End { t, .. } if !report.verdict.passed() => {
+                let _ = write!(
+                    out,
+                    r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#dc2626" stroke-width="3"/>"##,
+                    x(*t),
+                    TOP - 10.0,
+                    height - 40.0
+                );
+            }
+            _ => {}
+        }
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#4b5563">grey: heartbeat  blue: transfer  green dot: client op  marks: up (green), down (amber), permdown/reincarnation (purple)  dashed red: fault</text></svg>"##,
+        height - 15.0
+    );
+    out
+}
