@@ -75,6 +75,49 @@ pub fn svg(report: &RunReport) -> String {
             y(node) + 4.0
         );
     }
+    // Shade the time a node is not running: crashed, shut down or paused.
+    let mut out_since: Vec<Option<u64>> = vec![None; nodes];
+    let shade = |out: &mut String, node: usize, from: u64, to: u64| {
+        let _ = write!(
+            out,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fee2e2"/>"##,
+            x(from),
+            y(node) - LANE / 2.0 + 2.0,
+            (x(to) - x(from)).max(1.0),
+            LANE - 4.0
+        );
+    };
+    for event in events {
+        match event {
+            TraceEvent::Fault {
+                t,
+                what,
+                nodes: named,
+            } => {
+                let stops = ["crash", "shutdown", "pause"]
+                    .iter()
+                    .any(|verb| what.starts_with(verb));
+                let starts = ["restart", "resume"].iter().any(|verb| what.starts_with(verb));
+                for &node in named.iter().filter(|&&node| node < nodes) {
+                    if stops && out_since[node].is_none() {
+                        out_since[node] = Some(*t);
+                    } else if starts {
+                        if let Some(since) = out_since[node].take() {
+                            shade(&mut out, node, since, *t);
+                        }
+                    }
+                }
+            }
+            TraceEvent::Heal { t } => {
+                for (node, since) in out_since.iter_mut().enumerate() {
+                    if let Some(since) = since.take() {
+                        shade(&mut out, node, since, *t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     let deliveries: Vec<&TraceEvent> = events
         .iter()
         .filter(|e| matches!(e, TraceEvent::Deliver { .. }))
@@ -139,13 +182,19 @@ pub fn svg(report: &RunReport) -> String {
                 );
             }
             TraceEvent::Heal { t } => {
+                // Labels near the right edge read leftwards, so they stay inside.
+                let (label_x, anchor) = if x(*t) > WIDTH - 200.0 {
+                    (x(*t) - 3.0, "end")
+                } else {
+                    (x(*t) + 3.0, "start")
+                };
                 let _ = write!(
                     out,
-                    r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#16a34a" stroke-width="2"/><text x="{3:.1}" y="{4}" fill="#15803d">heal: liveness phase</text>"##,
+                    r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#16a34a" stroke-width="2"/><text x="{3:.1}" y="{4}" fill="#15803d" text-anchor="{anchor}">heal: liveness phase</text>"##,
                     x(*t),
                     TOP - 10.0,
                     height - 40.0,
-                    x(*t) + 3.0,
+                    label_x,
                     height - 44.0
                 );
             }
@@ -163,7 +212,7 @@ pub fn svg(report: &RunReport) -> String {
     }
     let _ = write!(
         out,
-        r##"<text x="{LEFT}" y="{:.1}" fill="#4b5563">grey: heartbeat  blue: transfer  green dot: client op  marks: up (green), down (amber), permdown/reincarnation (purple)  dashed red: fault</text></svg>"##,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#4b5563">grey: heartbeat  blue: transfer  green dot: client op  marks: up (green), down (amber), permdown/reincarnation (purple)  dashed red: fault  pink: node not running</text></svg>"##,
         height - 15.0
     );
     out
