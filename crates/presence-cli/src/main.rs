@@ -6,12 +6,16 @@
 //!   `--check-determinism` runs each twice and compares trace hashes.
 //! - `presence swarm --seeds N`: swarm testing, each seed drawing its own
 //!   fault mix.
+//! - `presence check`: exhaustive model checking of the CRDT with stateright;
+//!   writes a report to `reports/model-check/`.
+//! - `presence explore`: stateright's Explorer web UI on 127.0.0.1.
 //!
 //! Exit codes: 0 all passed; 1 a safety invariant broke; 2 replicas did not
 //! converge (liveness); 3 the simulator or the code under test panicked;
 //! 4 two runs of one seed differed (determinism); 64 bad usage or scenario.
 #![allow(clippy::print_stdout, clippy::disallowed_types)]
 
+mod check;
 mod sim;
 mod swarm;
 
@@ -36,6 +40,10 @@ enum Command {
     Sim(sim::SimArgs),
     /// Swarm testing: every seed draws its own cluster and fault mix.
     Swarm(swarm::SwarmArgs),
+    /// Exhaustive model checking of the CRDT (stateright).
+    Check(check::CheckArgs),
+    /// Browse the CRDT model's state space in stateright's Explorer.
+    Explore(check::ExploreArgs),
 }
 
 /// Why the command failed, by exit code.
@@ -58,6 +66,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Sim(args) => sim::run(&args),
         Command::Swarm(args) => swarm::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Explore(args) => check::explore(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,3 +112,16 @@ fn the_timeline_is_a_self_contained_svg() {
     assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     assert!(svg.contains("node 2") && svg.contains("crash 0") && svg.contains("heal: liveness phase"));
 }
+
+#[test]
+fn regression_swarm_seeds_7_and_76_empty_reincarnation() {
+    // Found by `presence swarm`: a node permdowned while it held no presence
+    // reincarnated with an empty diff, which the node does not emit; the
+    // simulator then recorded the previous (merge) diff as the
+    // reincarnation's and reported a false I5 violation. The ground truth now
+    // reads a reincarnation from the state itself.
+    for seed in [7, 76] {
+        let report = run(&swarm::draw(seed), seed, false);
+        assert!(report.verdict.passed(), "seed {seed}: {}", report.verdict);
+    }
+}

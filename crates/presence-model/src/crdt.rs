@@ -1,0 +1,614 @@
+//! The CRDT model: a few replicas of `presence_core::State`, every
+//! interleaving of local operations, deliveries of any earlier payload (full
+//! state or delta, so loss, duplication and reordering are all covered),
+//! liveness changes, permdowns and restarts, within budgets.
+//!
+//! Every replica tracks one pid under the *same* key, so concurrent adds of
+//! one key are the norm. Properties are SPEC's invariants, through the
+//! functions of `presence_core::invariants`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use presence_core::invariants::{
+    check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority, check_provenance,
+    check_view_fingerprint, History, ResurrectionWatch,
+};
+use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
+use serde_json::json;
+use stateright::{Model, Property};
+
+const TOPIC: &str = "room";
+const KEY: &str = "alice";
+
+/// Bounds of the CRDT model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrdtModelCfg {
+    /// Replicas (2 to 4).
+    pub replicas: usize,
+    /// Local operations (join, leave, update) each replica may perform.
+    pub ops: u8,
+    /// Liveness changes (down, up, permdown) and restarts, in all.
+    pub faults: u8,
+    /// Whether restarts are among the faults.
+    pub restarts: bool,
+}
+
+impl CrdtModelCfg {
+    /// The model these bounds describe.
+    pub fn into_model(self) -> CrdtModel {
+        assert!(
+            (2..=4).contains(&self.replicas),
+            "the CRDT model takes 2 to 4 replicas"
+        );
+        CrdtModel { cfg: self }
+    }
+}
+
+/// The CRDT model (see the module docs).
+#[derive(Clone, Debug)]
+pub struct CrdtModel {
+    cfg: CrdtModelCfg,
+}
+
+/// A payload some replica produced: what a later delivery may carry.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// A replica's full state at the time.
+    Full {
+        /// The producer.
+        from: usize,
+        /// Its state.
+        snapshot: Arc<Snapshot>,
+    },
+    /// A replica's delta of one local operation.
+    Delta {
+        /// The producer.
+        from: usize,
+        /// Its delta.
+        delta: Arc<Delta>,
+    },
+}
+
+impl Payload {
+    fn from(&self) -> usize {
+        match self {
+            Self::Full { from, .. } | Self::Delta { from, .. } => *from,
+        }
+    }
+
+    fn encoded(&self) -> Vec<u8> {
+        match self {
+            Self::Full { snapshot, .. } => snapshot.to_json(),
+            Self::Delta { delta, .. } => delta.to_json(),
+        }
+    }
+}
+
+/// One replica of the model.
+#[derive(Clone, Debug)]
+pub struct ModelReplica {
+    /// The replica.
+    pub state: State,
+    /// XOR of the fingerprints of every diff it emitted (I1).
+    pub diffs_fingerprint: u64,
+    /// Local operations left.
+    pub ops_left: u8,
+    /// What it had observed at its last check (I3; ghost, not hashed).
+    watch: ResurrectionWatch,
+    /// Canonical encoding of the replicated data and local liveness.
+    canonical: Arc<[u8]>,
+}
+
+impl ModelReplica {
+    fn new(state: State, ops_left: u8) -> Self {
+        let mut replica = Self {
+            state,
+            diffs_fingerprint: 0,
+            ops_left,
+            watch: ResurrectionWatch::default(),
+            canonical: Arc::from(Vec::new()),
+        };
+        replica.recanonicalize();
+        replica
+    }
+
+    fn recanonicalize(&mut self) {
+        let mut bytes = self.state.to_json();
+        for (replica, _, status) in self.state.replicas() {
+            bytes.extend_from_slice(format!("|{replica}:{status:?}").as_bytes());
+        }
+        self.canonical = Arc::from(bytes);
+    }
+
+    fn apply(&mut self, diff: &Diff) {
+        self.diffs_fingerprint ^= diff.fingerprint();
+    }
+}
+
+/// A state of the model. Hashing and equality use the replicas' canonical
+/// encodings, the payloads, the budgets and the discovery flags; the ground
+/// truth (`history`) and the I3 watches are ghosts, left out.
+#[derive(Clone, Debug)]
+pub struct CrdtState {
+    /// The replicas.
+    pub replicas: Vec<ModelReplica>,
+    /// Every payload produced so far, with its encoding.
+    pub payloads: Vec<(Payload, Arc<[u8]>)>,
+    /// Liveness changes and restarts left.
+    pub faults_left: u8,
+    /// Whether I3 broke on the way here.
+    pub resurrection: Option<String>,
+    /// A delivery removed a presence of the key while another kept it (add wins).
+    pub saw_add_wins: bool,
+    /// A removal reached a replica through one that does not own the entry.
+    pub saw_relayed_removal: bool,
+    /// A payload carrying a retired replica's entries arrived after permdown.
+    pub saw_stale_after_permdown: bool,
+    /// Ground truth (ghost).
+    pub history: History,
+}
+
+impl Hash for CrdtState {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        for replica in &self.replicas {
+            replica.canonical.hash(hasher);
+            replica.diffs_fingerprint.hash(hasher);
+            replica.ops_left.hash(hasher);
+        }
+        for (_, encoded) in &self.payloads {
+            encoded.hash(hasher);
+        }
+        self.faults_left.hash(hasher);
+        self.resurrection.hash(hasher);
+        (
+            self.saw_add_wins,
+            self.saw_relayed_removal,
+            self.saw_stale_after_permdown,
+        )
+            .hash(hasher);
+    }
+}
+
+impl PartialEq for CrdtState {
+    fn eq(&self, other: &Self) -> bool {
+        let replicas_equal = self.replicas.len() == other.replicas.len()
+            && self.replicas.iter().zip(&other.replicas).all(|(a, b)| {
+                a.canonical == b.canonical
+                    && a.diffs_fingerprint == b.diffs_fingerprint
+                    && a.ops_left == b.ops_left
+            });
+        let payloads_equal = self.payloads.len() == other.payloads.len()
+            && self
+                .payloads
+                .iter()
+                .zip(&other.payloads)
+                .all(|((_, a), (_, b))| a == b);
+        replicas_equal
+            && payloads_equal
+            && self.faults_left == other.faults_left
+            && self.resurrection == other.resurrection
+            && (
+                self.saw_add_wins,
+                self.saw_relayed_removal,
+                self.saw_stale_after_permdown,
+            ) == (
+                other.saw_add_wins,
+                other.saw_relayed_removal,
+                other.saw_stale_after_permdown,
+            )
+    }
+}
+
+/// What can happen next.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CrdtAction {
+    /// Replica `at` tracks its pid under the shared key.
+    Join {
+        /// The replica.
+        at: usize,
+    },
+    /// Replica `at` untracks its pid.
+    Leave {
+        /// The replica.
+        at: usize,
+    },
+    /// Replica `at` updates its presence's meta.
+    Update {
+        /// The replica.
+        at: usize,
+    },
+    /// Payload `payload` (an index into all produced so far) reaches `to`.
+    Deliver {
+        /// Which payload.
+        payload: usize,
+        /// The receiver.
+        to: usize,
+    },
+    /// Replica `at` believes `of` down.
+    Down {
+        /// The replica.
+        at: usize,
+        /// The peer.
+        of: usize,
+    },
+    /// Replica `at` believes `of` up.
+    Up {
+        /// The replica.
+        at: usize,
+        /// The peer.
+        of: usize,
+    },
+    /// Replica `at` permdowns `of`'s current incarnation.
+    Permdown {
+        /// The replica.
+        at: usize,
+        /// The peer.
+        of: usize,
+    },
+    /// Replica `at` restarts as a new incarnation with empty memory.
+    Restart {
+        /// The replica.
+        at: usize,
+    },
+}
+
+fn replica_id(index: usize, incarnation: u64) -> ReplicaId {
+    ReplicaId::new(&format!("r{index}"), incarnation)
+}
+
+fn pid(at: usize) -> String {
+    format!("p{at}")
+}
+
+fn tracked(state: &State, at: usize) -> bool {
+    state
+        .get_by_pid(&pid(at))
+        .iter()
+        .any(|presence| presence.tag.replica == *state.replica())
+}
+
+impl CrdtModel {
+    /// The bounds.
+    pub fn cfg(&self) -> CrdtModelCfg {
+        self.cfg
+    }
+
+    fn local(
+        &self,
+        state: &mut CrdtState,
+        at: usize,
+        operation: impl FnOnce(&mut State) -> Option<Diff>,
+    ) -> bool {
+        let replica = &mut state.replicas[at];
+        let Some(diff) = operation(&mut replica.state) else {
+            return false;
+        };
+        replica.apply(&diff);
+        replica.ops_left -= 1;
+        let recorded = state.history.record_local(&state.replicas[at].state, &diff);
+        if let Err(violation) = recorded {
+            state.resurrection.get_or_insert(violation.to_string());
+        }
+        let replica = &mut state.replicas[at];
+        let delta = Payload::Delta {
+            from: at,
+            delta: Arc::new(replica.state.take_delta()),
+        };
+        let full = Payload::Full {
+            from: at,
+            snapshot: Arc::new(replica.state.snapshot()),
+        };
+        for payload in [delta, full] {
+            let encoded: Arc<[u8]> = Arc::from(payload.encoded());
+            state.payloads.push((payload, encoded));
+        }
+        true
+    }
+
+    fn deliver(&self, state: &mut CrdtState, payload: usize, to: usize) -> bool {
+        let (payload, _) = state.payloads[payload].clone();
+        let from = payload.from();
+        let replica = &mut state.replicas[to];
+        let stale = match &payload {
+            Payload::Full { snapshot, .. } => snapshot
+                .logs()
+                .iter()
+                .any(|(id, log)| !log.values().is_empty() && replica.state.is_retired_id(id)),
+            Payload::Delta { delta, .. } => {
+                replica.state.is_retired_id(delta.replica()) && !delta.joins().is_empty()
+            }
+        };
+        let diff = match &payload {
+            Payload::Full { snapshot, .. } => replica.state.merge_snapshot(snapshot),
+            Payload::Delta { delta, .. } => match replica.state.merge_delta(delta) {
+                Ok(diff) => diff,
+                Err(_gap) => return false,
+            },
+        };
+        replica.apply(&diff);
+        let producer = replica_id(from, 0);
+        state.saw_relayed_removal |= diff
+            .leaves
+            .iter()
+            .any(|p| p.tag.replica.base() != producer.base());
+        state.saw_add_wins |= !diff.leaves.is_empty() && replica.state.count_keys(TOPIC) > 0;
+        state.saw_stale_after_permdown |= stale;
+        if replica.state.is_retired() {
+            let old = replica.state.replica().clone();
+            let incarnation = replica.state.next_incarnation();
+            let diff = replica
+                .state
+                .reincarnate(incarnation)
+                .expect("next incarnation is accepted");
+            replica.apply(&diff);
+            let recorded = state
+                .history
+                .record_reincarnation(&old, &state.replicas[to].state);
+            if let Err(violation) = recorded {
+                state.resurrection.get_or_insert(violation.to_string());
+            }
+        }
+        true
+    }
+}
+
+/// The names of the properties that must hold in every reachable state.
+pub const ALWAYS: [&str; 6] = [
+    "I1 diff exactness",
+    "I3 no resurrection",
+    "I4 provenance",
+    "I5 own authority",
+    "I6 causal sanity",
+    "I2 a complete anti-entropy exchange converges",
+];
+
+/// The names of the properties that prove interesting states are reached.
+pub const SOMETIMES: [&str; 3] = [
+    "add-wins conflict",
+    "removal observed through a third replica",
+    "stale payload after permdown",
+];
+
+impl Model for CrdtModel {
+    type State = CrdtState;
+    type Action = CrdtAction;
+
+    fn init_states(&self) -> Vec<Self::State> {
+        let replicas = (0..self.cfg.replicas)
+            .map(|index| ModelReplica::new(State::new(replica_id(index, 1)), self.cfg.ops))
+            .collect();
+        vec![CrdtState {
+            replicas,
+            payloads: Vec::new(),
+            faults_left: self.cfg.faults,
+            resurrection: None,
+            saw_add_wins: false,
+            saw_relayed_removal: false,
+            saw_stale_after_permdown: false,
+            history: History::new(),
+        }]
+    }
+
+    /// In a fixed order, so paths replay.
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
+        for (at, replica) in state.replicas.iter().enumerate() {
+            if replica.ops_left > 0 {
+                if tracked(&replica.state, at) {
+                    actions.push(CrdtAction::Leave { at });
+                    actions.push(CrdtAction::Update { at });
+                } else {
+                    actions.push(CrdtAction::Join { at });
+                }
+            }
+        }
+        for (payload, (produced, _)) in state.payloads.iter().enumerate() {
+            for to in 0..state.replicas.len() {
+                if to != produced.from() {
+                    actions.push(CrdtAction::Deliver { payload, to });
+                }
+            }
+        }
+        if state.faults_left == 0 {
+            return;
+        }
+        let count = state.replicas.len();
+        for at in 0..count {
+            for of in (0..count).filter(|&of| of != at) {
+                actions.push(CrdtAction::Down { at, of });
+                actions.push(CrdtAction::Up { at, of });
+                actions.push(CrdtAction::Permdown { at, of });
+            }
+            if self.cfg.restarts {
+                actions.push(CrdtAction::Restart { at });
+            }
+        }
+    }
+
+    fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
+        let mut state = last.clone();
+        let changed_at = match action {
+            CrdtAction::Join { at } => {
+                let meta = json!({"v": 0});
+                let done = self.local(&mut state, at, |s| s.join(&pid(at), TOPIC, KEY, meta).ok());
+                done.then_some(at)
+            }
+            CrdtAction::Leave { at } => {
+                let done = self.local(&mut state, at, |s| Some(s.leave(&pid(at), TOPIC, KEY)));
+                done.then_some(at)
+            }
+            CrdtAction::Update { at } => {
+                let meta = json!({"v": last.replicas[at].ops_left});
+                let done = self.local(&mut state, at, |s| s.update(&pid(at), TOPIC, KEY, meta).ok());
+                done.then_some(at)
+            }
+            CrdtAction::Deliver { payload, to } => self.deliver(&mut state, payload, to).then_some(to),
+            CrdtAction::Down { at, of } | CrdtAction::Up { at, of } | CrdtAction::Permdown { at, of } => {
+                state.faults_left -= 1;
+                let peer = state.replicas[of].state.replica().clone();
+                let replica = &mut state.replicas[at];
+                let diff = match action {
+                    CrdtAction::Down { .. } => replica.state.replica_down(&peer),
+                    CrdtAction::Up { .. } => replica.state.replica_up(&peer),
+                    _ => replica.state.remove_down_replica(&peer).ok()?,
+                };
+                if diff.is_empty() && !matches!(action, CrdtAction::Permdown { .. }) {
+                    return None;
+                }
+                replica.apply(&diff);
+                Some(at)
+            }
+            CrdtAction::Restart { at } => {
+                state.faults_left -= 1;
+                let old = state.replicas[at].state.replica().clone();
+                state.history.record_dead(&old);
+                let ops_left = state.replicas[at].ops_left;
+                let fresh = State::new(old.with_incarnation(old.incarnation() + 1));
+                state.replicas[at] = ModelReplica::new(fresh, ops_left);
+                Some(at)
+            }
+        }?;
+        let replica = &mut state.replicas[changed_at];
+        if let Err(violation) = check_no_resurrection(&mut replica.watch, &replica.state) {
+            state.resurrection.get_or_insert(violation.to_string());
+        }
+        state.replicas[changed_at].recanonicalize();
+        Some(state)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("I1 diff exactness", |_, state: &CrdtState| {
+                state
+                    .replicas
+                    .iter()
+                    .all(|r| check_view_fingerprint(r.diffs_fingerprint, &r.state).is_ok())
+            }),
+            Property::always("I3 no resurrection", |_, state: &CrdtState| {
+                state.resurrection.is_none()
+            }),
+            Property::always("I4 provenance", |_, state: &CrdtState| {
+                state
+                    .replicas
+                    .iter()
+                    .all(|r| check_provenance(&state.history, &r.state).is_ok())
+            }),
+            Property::always("I5 own authority", |_, state: &CrdtState| {
+                state
+                    .replicas
+                    .iter()
+                    .all(|r| check_own_authority(&state.history, &r.state).is_ok())
+            }),
+            Property::always("I6 causal sanity", |_, state: &CrdtState| {
+                state
+                    .replicas
+                    .iter()
+                    .all(|r| check_causal_sanity(&state.history, &r.state).is_ok())
+            }),
+            Property::always(
+                "I2 a complete anti-entropy exchange converges",
+                |_, state: &CrdtState| anti_entropy_converges(state).is_ok(),
+            ),
+            Property::sometimes("add-wins conflict", |_, state: &CrdtState| state.saw_add_wins),
+            Property::sometimes(
+                "removal observed through a third replica",
+                |_, state: &CrdtState| state.saw_relayed_removal,
+            ),
+            Property::sometimes("stale payload after permdown", |_, state: &CrdtState| {
+                state.saw_stale_after_permdown
+            }),
+        ]
+    }
+
+    fn format_action(&self, action: &Self::Action) -> String {
+        match action {
+            CrdtAction::Join { at } => format!("r{at} tracks {KEY}"),
+            CrdtAction::Leave { at } => format!("r{at} untracks {KEY}"),
+            CrdtAction::Update { at } => format!("r{at} updates {KEY}"),
+            CrdtAction::Deliver { payload, to } => format!("payload #{payload} reaches r{to}"),
+            CrdtAction::Down { at, of } => format!("r{at} marks r{of} down"),
+            CrdtAction::Up { at, of } => format!("r{at} marks r{of} up"),
+            CrdtAction::Permdown { at, of } => format!("r{at} permdowns r{of}"),
+            CrdtAction::Restart { at } => format!("r{at} restarts"),
+        }
+    }
+}
+
+/// I2 judged from any state: every replica believes every other up, then
+/// full states are exchanged all to all until quiet (replicas that learn
+/// they were retired re-assert themselves, as their nodes would). Then every
+/// view must equal the ground truth.
+pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
+    let mut replicas: Vec<State> = state.replicas.iter().map(|r| r.state.clone()).collect();
+    let mut history = state.history.clone();
+    for _round in 0..3 {
+        let ids: Vec<ReplicaId> = replicas.iter().map(|r| r.replica().clone()).collect();
+        for replica in &mut replicas {
+            for id in &ids {
+                replica.replica_up(id);
+            }
+        }
+        for to in 0..replicas.len() {
+            for from in 0..replicas.len() {
+                if from == to {
+                    continue;
+                }
+                let remote = replicas[from].snapshot();
+                replicas[to].merge_snapshot(&remote);
+                if replicas[to].is_retired() {
+                    let old = replicas[to].replica().clone();
+                    let incarnation = replicas[to].next_incarnation();
+                    replicas[to].reincarnate(incarnation).map_err(|e| e.to_string())?;
+                    history
+                        .record_reincarnation(&old, &replicas[to])
+                        .map_err(|v| v.to_string())?;
+                }
+            }
+        }
+    }
+    check_convergence(replicas.iter(), &history.live_view()).map_err(|violation| violation.to_string())
+}
+
+/// Shortens a counterexample to `property`: drops actions one at a time
+/// while the path still replays from the initial state and its last state
+/// still breaks the property. Depth-first discoveries are rarely minimal.
+/// At most `budget` replays.
+pub fn shrink_counterexample(
+    model: &CrdtModel,
+    mut actions: Vec<CrdtAction>,
+    property: &str,
+    budget: usize,
+) -> Vec<CrdtAction> {
+    let Some(condition) = model
+        .properties()
+        .into_iter()
+        .find(|p| p.name == property)
+        .map(|p| p.condition)
+    else {
+        return actions;
+    };
+    let init = model.init_states().remove(0);
+    let mut replays = 0;
+    'shorter: loop {
+        for skip in 0..actions.len() {
+            if replays >= budget {
+                break 'shorter;
+            }
+            replays += 1;
+            let candidate: Vec<CrdtAction> = actions
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| *index != skip)
+                .map(|(_, action)| action.clone())
+                .collect();
+            let broken = stateright::Path::from_actions(model, init.clone(), &candidate)
+                .is_some_and(|path| !condition(model, path.last_state()));
+            if broken {
+                actions = candidate;
+                continue 'shorter;
+            }
+        }
+        break;
+    }
+    actions
+}
