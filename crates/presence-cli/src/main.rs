@@ -9,6 +9,8 @@
 //! - `presence check`: exhaustive model checking of the CRDT with stateright;
 //!   writes a report to `reports/model-check/`.
 //! - `presence explore`: stateright's Explorer web UI on 127.0.0.1.
+//! - `presence node`: one node over UDP on loopback (requests on stdin,
+//!   diffs and events on stdout).
 //!
 //! Exit codes: 0 all passed; 1 a safety invariant broke; 2 replicas did not
 //! converge (liveness); 3 the simulator or the code under test panicked;
@@ -16,6 +18,7 @@
 #![allow(clippy::print_stdout, clippy::disallowed_types)]
 
 mod check;
+mod node;
 mod sim;
 mod swarm;
 
@@ -44,6 +47,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Browse the CRDT model's state space in stateright's Explorer.
     Explore(check::ExploreArgs),
+    /// Run one node over UDP on loopback.
+    Node(node::NodeArgs),
 }
 
 /// Why the command failed, by exit code.
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Swarm(args) => swarm::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Explore(args) => check::explore(&args),
+        Command::Node(args) => node::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
