@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use presence_model::crdt::{CrdtModel, CrdtModelCfg, ALWAYS, SOMETIMES};
+use presence_model::crdt::{CrdtModel, CrdtModelCfg, ALWAYS as CRDT_ALWAYS, SOMETIMES as CRDT_SOMETIMES};
+use presence_model::protocol::{
+    ProtocolModelCfg, ALWAYS as PROTOCOL_ALWAYS, SOMETIMES as PROTOCOL_SOMETIMES,
+};
 use stateright::{Checker, Model};
 
 use crate::Failure;
@@ -12,21 +15,27 @@ use crate::Failure;
 /// The model's bounds, shared by `check` and `explore`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Which model. Only the CRDT model exists yet (see the notes on issue 5).
+    /// Which model.
     #[arg(long, value_enum, default_value_t = ModelKind::Crdt)]
     pub model: ModelKind,
-    /// Replicas, 2 to 4.
+    /// Replicas (crdt: 2 to 4) or nodes (protocol: 2 or 3).
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
-    /// Local operations per replica.
+    /// crdt: local operations per replica; protocol: heartbeat ticks per node.
     #[arg(long, default_value_t = 1)]
     pub ops: u8,
-    /// Liveness changes (down, up, permdown) and restarts, in all.
+    /// crdt: liveness changes and restarts in all; protocol: crashes.
     #[arg(long, default_value_t = 1)]
     pub faults: u8,
-    /// Include restarts among the faults.
+    /// crdt: include restarts among the faults.
     #[arg(long)]
     pub restarts: bool,
+    /// protocol: the nemesis may isolate a node and heal.
+    #[arg(long)]
+    pub partitions: bool,
+    /// protocol: the network may lose messages.
+    #[arg(long)]
+    pub lossy: bool,
 }
 
 /// The models `check` knows.
@@ -34,9 +43,25 @@ pub struct ModelArgs {
 pub enum ModelKind {
     /// Replicas of presence-core exchanging full states and deltas.
     Crdt,
+    /// presence-tracker nodes as actors over a faulty network.
+    Protocol,
 }
 
 impl ModelArgs {
+    fn protocol_cfg(&self) -> Result<ProtocolModelCfg, Failure> {
+        if !(2..=3).contains(&self.replicas) {
+            eprintln!("error: the protocol model takes --replicas 2 or 3");
+            return Err(Failure::Usage);
+        }
+        Ok(ProtocolModelCfg {
+            nodes: self.replicas,
+            ticks: self.ops,
+            crashes: usize::from(self.faults),
+            partitions: self.partitions,
+            lossy: self.lossy,
+        })
+    }
+
     fn cfg(&self) -> Result<CrdtModelCfg, Failure> {
         if !(2..=4).contains(&self.replicas) {
             eprintln!("error: --replicas must be 2 to 4");
@@ -51,11 +76,35 @@ impl ModelArgs {
     }
 
     fn flags(&self) -> String {
-        let restarts = if self.restarts { " --restarts" } else { "" };
+        let switch = |on: bool, name: &str| if on { format!(" --{name}") } else { String::new() };
         format!(
-            "--replicas {} --ops {} --faults {}{restarts}",
-            self.replicas, self.ops, self.faults
+            "--model {} --replicas {} --ops {} --faults {}{}{}{}",
+            self.kind(),
+            self.replicas,
+            self.ops,
+            self.faults,
+            switch(self.restarts, "restarts"),
+            switch(self.partitions, "partitions"),
+            switch(self.lossy, "lossy")
         )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.model {
+            ModelKind::Crdt => "crdt",
+            ModelKind::Protocol => "protocol",
+        }
+    }
+
+    /// The report's file name: the flags, as a slug.
+    fn slug(&self) -> String {
+        self.flags()
+            .replace("--model ", "")
+            .replace("--replicas ", "r")
+            .replace("--ops ", "o")
+            .replace("--faults ", "f")
+            .replace(" --", "-")
+            .replace(' ', "-")
     }
 }
 
@@ -111,18 +160,59 @@ fn cpu_model() -> String {
 }
 
 pub fn run(args: &CheckArgs) -> Result<(), Failure> {
-    let cfg = args.model.cfg()?;
+    match args.model.model {
+        ModelKind::Crdt => {
+            let model = args.model.cfg()?.into_model();
+            let replay_model = model.clone();
+            check_model(
+                args,
+                model,
+                &CRDT_ALWAYS,
+                &CRDT_SOMETIMES,
+                move |name, actions| print_counterexample(&replay_model, name, actions),
+            )
+        }
+        ModelKind::Protocol => {
+            let model = args.model.protocol_cfg()?.into_model();
+            check_model(
+                args,
+                model,
+                &PROTOCOL_ALWAYS,
+                &PROTOCOL_SOMETIMES,
+                |name, actions| {
+                    println!("\nCOUNTEREXAMPLE for {name} ({} steps):", actions.len());
+                    for (step, action) in actions.iter().enumerate() {
+                        println!("  {:>3}. {action:?}", step + 1);
+                    }
+                },
+            )
+        }
+    }
+}
+
+/// Runs a check, prints and writes its report, and prints each
+/// counterexample with `show`.
+fn check_model<M>(
+    args: &CheckArgs,
+    model: M,
+    always: &[&'static str],
+    sometimes: &[&'static str],
+    show: impl Fn(&str, Vec<M::Action>),
+) -> Result<(), Failure>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
+    M::Action: std::fmt::Debug + Clone + PartialEq,
+{
     let command = format!(
-        "cargo run --release -- check --model crdt {} --threads {}{}",
+        "cargo run --release -- check {} --threads {}{}",
         args.model.flags(),
         args.threads,
         args.depth
             .map_or(String::new(), |depth| format!(" --depth {depth}"))
     );
     println!("presence check: {command}");
-    let model = cfg.into_model();
     let mut builder = model
-        .clone()
         .checker()
         .threads(args.threads)
         .timeout(Duration::from_secs(args.timeout_secs));
@@ -135,7 +225,12 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
     let complete = checker.is_done() && args.depth.is_none() && wall < args.timeout_secs as f64;
 
     let mut report = String::new();
-    let _ = writeln!(report, "# Model check: CRDT model, {}\n", args.model.flags());
+    let _ = writeln!(
+        report,
+        "# Model check: {} model, {}\n",
+        args.model.kind(),
+        args.model.flags()
+    );
     let _ = writeln!(report, "Generated by `presence check`; do not edit.\n");
     let _ = writeln!(report, "- command: `{command}`");
     let _ = writeln!(
@@ -165,24 +260,23 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
         checker.state_count() as f64 / wall.max(1e-9)
     );
     let _ = writeln!(report, "| threads | {} |", args.threads);
-    let _ = writeln!(
-        report,
-        "| exhaustive | {} |",
-        if complete {
-            "yes"
-        } else {
-            "no (bounded by depth or time)"
-        }
-    );
+    let exhaustive = if complete {
+        "yes"
+    } else {
+        "no (bounded by depth or time)"
+    };
+    let _ = writeln!(report, "| exhaustive | {exhaustive} |");
     let _ = writeln!(report, "\n| property | kind | result |\n|---|---|---|");
-    let mut violated = false;
-    for name in ALWAYS {
+    let mut violated = Vec::new();
+    for &name in always {
         let found = checker.discovery(name);
-        violated |= found.is_some();
         let verdict = if found.is_some() { "VIOLATED" } else { "holds" };
+        if let Some(path) = found {
+            violated.push((name, path.into_actions()));
+        }
         let _ = writeln!(report, "| {name} | always | {verdict} |");
     }
-    for name in SOMETIMES {
+    for &name in sometimes {
         let verdict = match checker.discovery(name) {
             Some(path) => format!("reached in {} steps", path.into_actions().len()),
             None => "not reached within these bounds".to_owned(),
@@ -190,37 +284,27 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
         let _ = writeln!(report, "| {name} | sometimes | {verdict} |");
     }
     print!("{report}");
-    for name in ALWAYS {
-        if let Some(path) = checker.discovery(name) {
-            print_counterexample(&model, name, path, &args.model);
-        }
+    for (name, actions) in &violated {
+        show(name, actions.clone());
+        println!(
+            "  replay (one thread, same order): cargo run --release -- check {} --threads 1",
+            args.model.flags()
+        );
     }
-    let file = args.out.join(format!(
-        "crdt-r{}-o{}-f{}{}.md",
-        args.model.replicas,
-        args.model.ops,
-        args.model.faults,
-        if args.model.restarts { "-restarts" } else { "" }
-    ));
+    let file = args.out.join(format!("{}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
         Ok(()) => println!("\nreport: {}", file.display()),
         Err(error) => eprintln!("error: cannot write {}: {error}", file.display()),
     }
-    if violated {
-        Err(Failure::Safety)
-    } else {
+    if violated.is_empty() {
         Ok(())
+    } else {
+        Err(Failure::Safety)
     }
 }
 
-fn print_counterexample(
-    model: &CrdtModel,
-    name: &str,
-    path: stateright::Path<<CrdtModel as Model>::State, <CrdtModel as Model>::Action>,
-    args: &ModelArgs,
-) {
+fn print_counterexample(model: &CrdtModel, name: &str, discovered: Vec<<CrdtModel as Model>::Action>) {
     println!("\nCOUNTEREXAMPLE for {name}:");
-    let discovered = path.into_actions();
     // Re-check the path before showing it: it must replay from the start.
     let init = model.init_states().remove(0);
     if stateright::Path::from_actions(model, init, &discovered).is_none() {
@@ -232,23 +316,29 @@ fn print_counterexample(
     for (step, action) in actions.iter().enumerate() {
         println!("  {:>3}. {}", step + 1, model.format_action(action));
     }
-    println!(
-        "  replay (one thread, same order): cargo run --release -- check --model crdt {} --threads 1",
-        args.flags()
-    );
 }
 
 pub fn explore(args: &ExploreArgs) -> Result<(), Failure> {
-    let cfg = args.model.cfg()?;
     let address = format!("127.0.0.1:{}", args.port);
-    // Check the port first: the Explorer's server would panic on it.
+    // Check the bounds and the port first: the Explorer's server would panic.
+    let crdt = matches!(args.model.model, ModelKind::Crdt)
+        .then(|| args.model.cfg())
+        .transpose()?;
+    let protocol = matches!(args.model.model, ModelKind::Protocol)
+        .then(|| args.model.protocol_cfg())
+        .transpose()?;
     if let Err(error) = std::net::TcpListener::bind(&address) {
         eprintln!("error: cannot listen on {address}: {error}");
         return Err(Failure::Usage);
     }
-    let _checker = cfg.into_model().checker().serve(address.as_str());
+    if let Some(cfg) = crdt {
+        let _checker = cfg.into_model().checker().serve(address.as_str());
+    }
+    if let Some(cfg) = protocol {
+        let _checker = cfg.into_model().checker().serve(address.as_str());
+    }
     println!(
-        "Explorer for the CRDT model ({}) at http://{address}/ ; Ctrl-C stops it.",
+        "Explorer ({}) at http://{address}/ ; Ctrl-C stops it.",
         args.model.flags()
     );
     loop {

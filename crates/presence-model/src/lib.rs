@@ -20,3 +20,4 @@
 //! ```
 
 pub mod crdt;
+pub mod protocol;

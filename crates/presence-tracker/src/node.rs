@@ -231,6 +231,29 @@ impl Node {
         self.stopped
     }
 
+    /// A canonical text of everything the node keeps (replicated data, local
+    /// liveness, peers, outstanding transfers, timers' progress, delta
+    /// generations): equal texts, equal nodes. Model checkers hash it.
+    pub fn canonical(&self) -> String {
+        let statuses: Vec<String> = self
+            .state
+            .replicas()
+            .map(|(id, _, status)| format!("{id}:{status:?}"))
+            .collect();
+        format!(
+            "{}|{statuses:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{:?}",
+            String::from_utf8_lossy(&self.state.to_json()),
+            self.peers,
+            self.pending,
+            self.next_broadcast_ms,
+            self.silent_periods,
+            self.periods,
+            self.stopped,
+            self.generations,
+            self.state.delta(),
+        )
+    }
+
     /// Sizes of everything the node keeps.
     pub fn footprint(&self) -> Footprint {
         Footprint {

@@ -1,0 +1,526 @@
+//! The protocol model: presence-tracker nodes as stateright actors over an
+//! unordered, duplicating, lossy network, with crashes and recoveries (a
+//! recovered node is a new incarnation), timers for heartbeats and failure
+//! detection, and a nemesis that isolates one node and heals, all chosen
+//! nondeterministically within budgets.
+//!
+//! Time is logical: each heartbeat timer that fires advances that node's
+//! clock by one broadcast period, so "down after two silent periods" means
+//! two of its own ticks without hearing a peer. Ticks per node are bounded,
+//! which bounds the space.
+//!
+//! Every node tracks one presence of the shared key at start, and may
+//! untrack it once (a timer).
+
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_core::invariants::{
+    check_bounded_memory, check_causal_sanity, check_convergence, check_view_fingerprint,
+};
+use presence_core::invariants::{History, MemoryBounds};
+use presence_core::{ReplicaId, State};
+use presence_tracker::{Config, Input, Message, Node, Output};
+use serde_json::json;
+use stateright::actor::{
+    Actor, ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network, Out,
+};
+use stateright::{Model, Property};
+
+/// Bounds of the protocol model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolModelCfg {
+    /// Nodes (2 or 3).
+    pub nodes: usize,
+    /// Heartbeat timer firings per node incarnation.
+    pub ticks: u8,
+    /// Crashes (each node may recover as a new incarnation).
+    pub crashes: usize,
+    /// Whether the nemesis may isolate a node (once) and heal.
+    pub partitions: bool,
+    /// Whether the network may lose messages.
+    pub lossy: bool,
+}
+
+/// A message on the wire: the protocol message and its JSON, which is what
+/// hashes and compares (and what a real transport would carry).
+#[derive(Clone)]
+pub struct Wire {
+    message: Arc<Message>,
+    bytes: Arc<[u8]>,
+}
+
+impl Wire {
+    fn new(message: Message) -> Self {
+        let bytes = Arc::from(message.to_json());
+        Self {
+            message: Arc::new(message),
+            bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} from {}", self.message.kind(), self.message.from())
+    }
+}
+
+impl PartialEq for Wire {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Wire {}
+
+impl PartialOrd for Wire {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Messages order by their encoding, so the network's order is stable.
+impl Ord for Wire {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl Hash for Wire {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        self.bytes.hash(hasher);
+    }
+}
+
+/// The timers of a node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// Heartbeat period: advance the clock one period and tick.
+    Tick,
+    /// Untrack the node's presence (once).
+    Leave,
+}
+
+/// One node's state in the model.
+#[derive(Clone)]
+pub struct NodeState {
+    /// The tracker node.
+    pub node: Node,
+    /// Its logical clock.
+    pub now_ms: u64,
+    /// Heartbeat timers fired so far.
+    pub ticks: u8,
+    /// XOR of the fingerprints of every diff it emitted (I1).
+    pub diffs_fingerprint: u64,
+    canonical: Arc<str>,
+}
+
+impl NodeState {
+    fn recanonicalize(&mut self) {
+        self.canonical = Arc::from(self.node.canonical());
+    }
+}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {} ms", self.node.replica(), self.now_ms)
+    }
+}
+
+impl PartialEq for NodeState {
+    fn eq(&self, other: &Self) -> bool {
+        (self.now_ms, self.ticks, self.diffs_fingerprint)
+            == (other.now_ms, other.ticks, other.diffs_fingerprint)
+            && self.canonical == other.canonical
+    }
+}
+
+impl Hash for NodeState {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        (self.now_ms, self.ticks, self.diffs_fingerprint).hash(hasher);
+        self.canonical.hash(hasher);
+    }
+}
+
+/// A presence-tracker node as a stateright actor.
+#[derive(Clone, Debug)]
+pub struct TrackerActor {
+    config: Config,
+    max_ticks: u8,
+    nodes: usize,
+}
+
+fn node_index(replica: &ReplicaId) -> Option<usize> {
+    replica.base().strip_prefix('n')?.parse().ok()
+}
+
+impl TrackerActor {
+    fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
+        for output in outputs {
+            match output {
+                Output::Broadcast(message) => {
+                    let wire = Wire::new(message);
+                    let others: Vec<Id> = (0..peers).map(Id::from).filter(|&id| id != me).collect();
+                    o.broadcast(&others, &wire);
+                }
+                Output::Send { to, message } => {
+                    if let Some(index) = node_index(&to).filter(|&index| index < peers) {
+                        o.send(Id::from(index), Wire::new(message));
+                    }
+                }
+                Output::Diff(diff) => state.diffs_fingerprint ^= diff.fingerprint(),
+                Output::Event(_) => {}
+            }
+        }
+    }
+}
+
+impl Actor for TrackerActor {
+    type Msg = Wire;
+    type Timer = Timer;
+    type State = NodeState;
+    /// The last incarnation, kept across crashes.
+    type Storage = u64;
+    type Random = ();
+
+    fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
+        let index = usize::from(id);
+        let incarnation = storage.map_or(1, |last| last + 1);
+        o.save(incarnation);
+        let replica = ReplicaId::new(&format!("n{index}"), incarnation);
+        let node = Node::new(replica, self.config.clone(), 0).expect("the model's config is valid");
+        let mut state = NodeState {
+            node,
+            now_ms: 0,
+            ticks: 0,
+            diffs_fingerprint: 0,
+            canonical: Arc::from(""),
+        };
+        let track = Input::Track {
+            pid: format!("p{index}"),
+            topic: "room".into(),
+            key: "alice".into(),
+            meta: json!({"node": index}),
+        };
+        if let Ok(outputs) = state.node.handle(track, 0) {
+            Self::carry_out(&mut state, outputs, id, self.peers(), o);
+        }
+        o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
+        o.set_timer(Timer::Leave, Duration::from_secs(1)..Duration::from_secs(2));
+        state.recanonicalize();
+        state
+    }
+
+    fn on_msg(&self, id: Id, state: &mut Cow<'_, Self::State>, _src: Id, msg: Self::Msg, o: &mut Out<Self>) {
+        let now_ms = state.now_ms;
+        let outputs = match state
+            .to_mut()
+            .node
+            .handle(Input::Receive(Message::clone(&msg.message)), now_ms)
+        {
+            Ok(outputs) => outputs,
+            Err(_stopped) => return,
+        };
+        let state = state.to_mut();
+        Self::carry_out(state, outputs, id, self.peers(), o);
+        state.recanonicalize();
+    }
+
+    fn on_timeout(&self, id: Id, state: &mut Cow<'_, Self::State>, timer: &Self::Timer, o: &mut Out<Self>) {
+        let state = state.to_mut();
+        let input = match timer {
+            Timer::Tick => {
+                state.ticks += 1;
+                state.now_ms += self.config.broadcast_period_ms;
+                if state.ticks < self.max_ticks {
+                    o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
+                }
+                Input::Tick
+            }
+            Timer::Leave => Input::Untrack {
+                pid: format!("p{}", usize::from(id)),
+                topic: "room".into(),
+                key: "alice".into(),
+            },
+        };
+        if let Ok(outputs) = state.node.handle(input, state.now_ms) {
+            Self::carry_out(state, outputs, id, self.peers(), o);
+        }
+        state.recanonicalize();
+    }
+}
+
+impl TrackerActor {
+    fn peers(&self) -> usize {
+        self.nodes
+    }
+}
+
+type Inner = ActorModel<TrackerActor, ProtocolModelCfg, ()>;
+type InnerState = ActorModelState<TrackerActor, ()>;
+
+/// The protocol model: the actor model plus a nemesis (isolate one node,
+/// heal) that filters deliveries across the split.
+pub struct ProtocolModel {
+    cfg: ProtocolModelCfg,
+    inner: Inner,
+}
+
+/// A state of the protocol model.
+#[derive(Clone, Debug, PartialEq, Hash)]
+pub struct ProtocolState {
+    /// The actors, network, timers and crashes.
+    pub inner: Arc<InnerState>,
+    /// The node cut off from the others, if any.
+    pub isolated: Option<usize>,
+    /// Whether the nemesis may still isolate a node.
+    pub partition_left: bool,
+}
+
+/// What can happen next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProtocolAction {
+    /// Something the actor model offers (delivery, drop, timer, crash, recovery).
+    Actor(ActorModelAction<Wire, Timer, ()>),
+    /// The nemesis cuts one node off.
+    Isolate(usize),
+    /// The nemesis heals the cut.
+    Heal,
+}
+
+impl ProtocolModelCfg {
+    /// The model these bounds describe.
+    pub fn into_model(self) -> ProtocolModel {
+        assert!(
+            (2..=3).contains(&self.nodes),
+            "the protocol model takes 2 or 3 nodes"
+        );
+        let config = Config {
+            broadcast_period_ms: 1_000,
+            max_silent_periods: 1,
+            down_period_ms: 2_000,
+            permdown_period_ms: 3_000,
+            clock_sample_periods: 1,
+            max_delta_sizes: vec![4, 16],
+            transfer_timeout_ms: 1_000,
+        };
+        let actor = TrackerActor {
+            config,
+            max_ticks: self.ticks,
+            nodes: self.nodes,
+        };
+        let inner = ActorModel::new(self, ())
+            .actors(std::iter::repeat_n(actor, self.nodes))
+            .init_network(Network::new_unordered_duplicating([]))
+            .lossy_network(if self.lossy {
+                LossyNetwork::Yes
+            } else {
+                LossyNetwork::No
+            })
+            .max_crashes(self.crashes)
+            // max_crashes bounds the nodes down at once, not crash-recover
+            // cycles: bound the incarnations each node may reach.
+            .within_boundary(|cfg, state| {
+                let most = 1 + cfg.crashes as u64;
+                state
+                    .actor_storages
+                    .iter()
+                    .all(|stored| stored.unwrap_or(1) <= most)
+            });
+        ProtocolModel { cfg: self, inner }
+    }
+}
+
+fn crosses(isolated: Option<usize>, src: Id, dst: Id) -> bool {
+    isolated.is_some_and(|cut| (usize::from(src) == cut) != (usize::from(dst) == cut))
+}
+
+fn live_nodes(state: &ProtocolState) -> impl Iterator<Item = &NodeState> {
+    state
+        .inner
+        .actor_states
+        .iter()
+        .zip(&state.inner.crashed)
+        .filter(|(_, crashed)| !**crashed)
+        .map(|(node, _)| &**node)
+}
+
+/// The names of the properties that must hold in every reachable state.
+pub const ALWAYS: [&str; 4] = [
+    "I1 diff exactness",
+    "I6 causal sanity",
+    "I7 bounded memory",
+    "I2 a complete anti-entropy exchange converges",
+];
+
+/// The names of the properties that prove interesting states are reached.
+pub const SOMETIMES: [&str; 3] = [
+    "a node marks a peer down",
+    "a recovered node is a new incarnation",
+    "a presence replicated to every node",
+];
+
+impl Model for ProtocolModel {
+    type State = ProtocolState;
+    type Action = ProtocolAction;
+
+    fn init_states(&self) -> Vec<Self::State> {
+        self.inner
+            .init_states()
+            .into_iter()
+            .map(|inner| ProtocolState {
+                inner: Arc::new(inner),
+                isolated: None,
+                partition_left: self.cfg.partitions,
+            })
+            .collect()
+    }
+
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
+        let mut inner = Vec::new();
+        self.inner.actions(&state.inner, &mut inner);
+        for action in inner {
+            if let ActorModelAction::Deliver { src, dst, .. } = &action {
+                if crosses(state.isolated, *src, *dst) {
+                    continue;
+                }
+            }
+            actions.push(ProtocolAction::Actor(action));
+        }
+        if state.partition_left && state.isolated.is_none() {
+            actions.extend((0..self.cfg.nodes).map(ProtocolAction::Isolate));
+        }
+        if state.isolated.is_some() {
+            actions.push(ProtocolAction::Heal);
+        }
+    }
+
+    fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
+        let mut next = last.clone();
+        match action {
+            ProtocolAction::Actor(action) => {
+                next.inner = Arc::new(self.inner.next_state(&last.inner, action)?);
+            }
+            ProtocolAction::Isolate(node) => {
+                next.isolated = Some(node);
+                next.partition_left = false;
+            }
+            ProtocolAction::Heal => next.isolated = None,
+        }
+        Some(next)
+    }
+
+    fn within_boundary(&self, state: &Self::State) -> bool {
+        Model::within_boundary(&self.inner, &state.inner)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("I1 diff exactness", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| check_view_fingerprint(n.diffs_fingerprint, n.node.state()).is_ok())
+            }),
+            Property::always("I6 causal sanity", |_, state: &ProtocolState| {
+                let history = History::new();
+                live_nodes(state).all(|n| check_causal_sanity(&history, n.node.state()).is_ok())
+            }),
+            Property::always("I7 bounded memory", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| {
+                    check_bounded_memory(n.node.state(), MemoryBounds::default()).is_ok()
+                        && n.node.footprint().peers < 2 * state.inner.actor_states.len()
+                })
+            }),
+            Property::always(
+                "I2 a complete anti-entropy exchange converges",
+                |_, state: &ProtocolState| exchange_converges(state),
+            ),
+            Property::sometimes("a node marks a peer down", |_, state: &ProtocolState| {
+                live_nodes(state).any(|n| {
+                    n.node
+                        .peers()
+                        .values()
+                        .any(|peer| peer.status == presence_tracker::PeerStatus::Down)
+                })
+            }),
+            Property::sometimes(
+                "a recovered node is a new incarnation",
+                |_, state: &ProtocolState| live_nodes(state).any(|n| n.node.replica().incarnation() > 1),
+            ),
+            Property::sometimes(
+                "a presence replicated to every node",
+                |_, state: &ProtocolState| {
+                    let nodes: Vec<&NodeState> = live_nodes(state).collect();
+                    nodes.len() == state.inner.actor_states.len()
+                        && nodes
+                            .iter()
+                            .all(|n| n.node.state().get_by_key("room", "alice").len() == nodes.len())
+                },
+            ),
+        ]
+    }
+}
+
+/// I2 from any protocol state: the live nodes' replicas, hiding every
+/// replica that is not live (as failure detection eventually does), all
+/// believing each other up and exchanging full states until quiet
+/// (reincarnating when they learn they were retired), show exactly the
+/// presences the live nodes own.
+fn exchange_converges(state: &ProtocolState) -> bool {
+    let mut replicas: Vec<State> = live_nodes(state).map(|n| n.node.state().clone()).collect();
+    // Once faults heal, failure detection hides every replica that is not a
+    // live node's current incarnation: crashed nodes, and old incarnations
+    // whose successor a peer may never have heard (down_period would).
+    let live: Vec<ReplicaId> = replicas.iter().map(|replica| replica.replica().clone()).collect();
+    for replica in &mut replicas {
+        let silent: Vec<ReplicaId> = replica
+            .replicas()
+            .map(|(id, _, _)| id.clone())
+            .filter(|id| !live.contains(id))
+            .collect();
+        for id in &silent {
+            replica.replica_down(id);
+        }
+    }
+    for _round in 0..3 {
+        let ids: Vec<ReplicaId> = replicas.iter().map(|r| r.replica().clone()).collect();
+        for replica in &mut replicas {
+            for id in &ids {
+                replica.replica_up(id);
+            }
+        }
+        for to in 0..replicas.len() {
+            for from in 0..replicas.len() {
+                if from != to {
+                    let snapshot = replicas[from].snapshot();
+                    replicas[to].merge_snapshot(&snapshot);
+                    if replicas[to].is_retired() {
+                        let incarnation = replicas[to].next_incarnation();
+                        if replicas[to].reincarnate(incarnation).is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let truth = replicas
+        .iter()
+        .flat_map(|replica| {
+            let own = replica.replica().clone();
+            replica
+                .log(&own)
+                .map(|log| {
+                    log.values()
+                        .iter()
+                        .map(|(&clock, entry)| {
+                            (presence_core::Tag::new(own.clone(), clock), Arc::clone(entry))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    check_convergence(replicas.iter(), &truth).is_ok()
+}

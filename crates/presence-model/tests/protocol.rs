@@ -1,0 +1,66 @@
+//! Bounded exhaustive checks of the protocol model (tracker nodes as
+//! stateright actors). Each pins its unique state count. Configurations with
+//! crashes are too large to finish here; `presence check --model protocol
+//! --faults 1` explores them for a bounded time.
+
+use presence_model::protocol::{ProtocolModel, ProtocolModelCfg, ALWAYS};
+use stateright::{Checker, Model};
+
+fn check(cfg: ProtocolModelCfg) -> impl Checker<ProtocolModel> {
+    cfg.into_model().checker().threads(2).spawn_dfs().join()
+}
+
+fn assert_always_holds(checker: &impl Checker<ProtocolModel>) {
+    assert!(checker.is_done());
+    for property in ALWAYS {
+        checker.assert_no_discovery(property);
+    }
+}
+
+fn cfg(nodes: usize, ticks: u8, partitions: bool, lossy: bool) -> ProtocolModelCfg {
+    ProtocolModelCfg {
+        nodes,
+        ticks,
+        crashes: 0,
+        partitions,
+        lossy,
+    }
+}
+
+#[test]
+fn two_nodes_replicate_a_presence() {
+    let checker = check(cfg(2, 1, false, false));
+    assert_always_holds(&checker);
+    checker.assert_any_discovery("a presence replicated to every node");
+    assert_eq!(checker.unique_state_count(), 163);
+}
+
+#[test]
+fn two_nodes_across_a_partition_and_heal() {
+    let checker = check(cfg(2, 1, true, false));
+    assert_always_holds(&checker);
+    assert_eq!(checker.unique_state_count(), 652);
+}
+
+#[test]
+fn two_nodes_over_a_lossy_network() {
+    let checker = check(cfg(2, 1, false, true));
+    assert_always_holds(&checker);
+    assert_eq!(checker.unique_state_count(), 556);
+}
+
+#[test]
+fn two_nodes_detect_a_silent_peer() {
+    let checker = check(cfg(2, 2, false, false));
+    assert_always_holds(&checker);
+    checker.assert_any_discovery("a node marks a peer down");
+    assert_eq!(checker.unique_state_count(), 244_369);
+}
+
+#[test]
+fn three_nodes_replicate_a_presence() {
+    let checker = check(cfg(3, 1, false, false));
+    assert_always_holds(&checker);
+    checker.assert_any_discovery("a presence replicated to every node");
+    assert_eq!(checker.unique_state_count(), 139_157);
+}
