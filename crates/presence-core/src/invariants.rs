@@ -375,6 +375,44 @@ pub fn check_convergence<'a>(
     Ok(())
 }
 
+/// A complete anti-entropy exchange, the way I2 is judged from any state:
+/// every replica believes every other up, then full states go all to all,
+/// `rounds` times. A replica that learns it was retired reincarnates, as its
+/// node would, and `reincarnated(old, state)` is told (to update a ground
+/// truth). Afterwards, [`check_convergence`] says whether they converged.
+pub fn exchange_full_states(
+    replicas: &mut [State],
+    rounds: usize,
+    mut reincarnated: impl FnMut(&ReplicaId, &State) -> Result<(), Violation>,
+) -> Result<(), Violation> {
+    for _round in 0..rounds {
+        let ids: Vec<ReplicaId> = replicas.iter().map(|replica| replica.replica().clone()).collect();
+        for replica in replicas.iter_mut() {
+            for id in &ids {
+                replica.replica_up(id);
+            }
+        }
+        for to in 0..replicas.len() {
+            for from in (0..replicas.len()).filter(|&from| from != to) {
+                let snapshot = replicas[from].snapshot();
+                replicas[to].merge_snapshot(&snapshot);
+                if replicas[to].is_retired() {
+                    let old = replicas[to].replica().clone();
+                    let incarnation = replicas[to].next_incarnation();
+                    if let Err(error) = replicas[to].reincarnate(incarnation) {
+                        return violation(
+                            Invariant::Convergence,
+                            format!("{old} cannot reincarnate: {error}"),
+                        );
+                    }
+                    reincarnated(&old, &replicas[to])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 // ----- I3 -------------------------------------------------------------------------
 
 /// What one state had observed and held when it was last checked for I3.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use presence_core::invariants::{
     check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority, check_provenance,
-    check_view_fingerprint, History, ResurrectionWatch,
+    check_view_fingerprint, exchange_full_states, History, ResurrectionWatch,
 };
 use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
@@ -541,31 +541,10 @@ impl Model for CrdtModel {
 pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
     let mut replicas: Vec<State> = state.replicas.iter().map(|r| r.state.clone()).collect();
     let mut history = state.history.clone();
-    for _round in 0..3 {
-        let ids: Vec<ReplicaId> = replicas.iter().map(|r| r.replica().clone()).collect();
-        for replica in &mut replicas {
-            for id in &ids {
-                replica.replica_up(id);
-            }
-        }
-        for to in 0..replicas.len() {
-            for from in 0..replicas.len() {
-                if from == to {
-                    continue;
-                }
-                let remote = replicas[from].snapshot();
-                replicas[to].merge_snapshot(&remote);
-                if replicas[to].is_retired() {
-                    let old = replicas[to].replica().clone();
-                    let incarnation = replicas[to].next_incarnation();
-                    replicas[to].reincarnate(incarnation).map_err(|e| e.to_string())?;
-                    history
-                        .record_reincarnation(&old, &replicas[to])
-                        .map_err(|v| v.to_string())?;
-                }
-            }
-        }
-    }
+    exchange_full_states(&mut replicas, 3, |old, state| {
+        history.record_reincarnation(old, state)
+    })
+    .map_err(|violation| violation.to_string())?;
     check_convergence(replicas.iter(), &history.live_view()).map_err(|violation| violation.to_string())
 }
 

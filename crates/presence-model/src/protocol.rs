@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use presence_core::invariants::{
     check_bounded_memory, check_causal_sanity, check_convergence, check_view_fingerprint,
+    exchange_full_states, History, MemoryBounds,
 };
-use presence_core::invariants::{History, MemoryBounds};
 use presence_core::{ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
 use serde_json::json;
@@ -483,27 +483,8 @@ fn exchange_converges(state: &ProtocolState) -> bool {
             replica.replica_down(id);
         }
     }
-    for _round in 0..3 {
-        let ids: Vec<ReplicaId> = replicas.iter().map(|r| r.replica().clone()).collect();
-        for replica in &mut replicas {
-            for id in &ids {
-                replica.replica_up(id);
-            }
-        }
-        for to in 0..replicas.len() {
-            for from in 0..replicas.len() {
-                if from != to {
-                    let snapshot = replicas[from].snapshot();
-                    replicas[to].merge_snapshot(&snapshot);
-                    if replicas[to].is_retired() {
-                        let incarnation = replicas[to].next_incarnation();
-                        if replicas[to].reincarnate(incarnation).is_err() {
-                            return false;
-                        }
-                    }
-                }
-            }
-        }
+    if exchange_full_states(&mut replicas, 3, |_, _| Ok(())).is_err() {
+        return false;
     }
     let truth = replicas
         .iter()

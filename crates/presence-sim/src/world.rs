@@ -469,13 +469,7 @@ impl World {
             None
         };
         if let Some(reason) = reason {
-            self.trace.record(TraceEvent::Drop {
-                t: self.now_ms,
-                from,
-                to,
-                msg: kind,
-                reason,
-            });
+            self.dropped(from, to, kind, reason);
             return;
         }
         let payload = if network.encode_messages {
@@ -500,6 +494,17 @@ impl World {
         }
     }
 
+    /// Records that a message from `from` to `to` was lost, and why.
+    fn dropped(&mut self, from: usize, to: usize, kind: &'static str, reason: &'static str) {
+        self.trace.record(TraceEvent::Drop {
+            t: self.now_ms,
+            from,
+            to,
+            msg: kind,
+            reason,
+        });
+    }
+
     /// Puts a message on its link: held if clogged, else delivered after a
     /// drawn delay; dropped if the link's queue is full.
     fn transmit(&mut self, envelope: Envelope) {
@@ -510,13 +515,7 @@ impl World {
             self.links.enqueue(from, to)
         };
         if !accepted {
-            self.trace.record(TraceEvent::Drop {
-                t: self.now_ms,
-                from,
-                to,
-                msg: kind,
-                reason: "overflow",
-            });
+            self.dropped(from, to, kind, "overflow");
             return;
         }
         if self.links.is_clogged(from, to) {
@@ -547,13 +546,7 @@ impl World {
             None
         };
         if let Some(reason) = reason {
-            self.trace.record(TraceEvent::Drop {
-                t: self.now_ms,
-                from,
-                to,
-                msg: kind,
-                reason,
-            });
+            self.dropped(from, to, kind, reason);
             return;
         }
         let message = match envelope.payload {
