@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxBuildHasher;
 use serde_json::Value;
 
-use crate::replica::Tag;
+use crate::replica::{ReplicaId, Tag};
 
 /// The longest topic, key or pid, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -177,6 +177,16 @@ pub struct Presence {
     pub tag: Tag,
     /// What was joined.
     pub entry: Arc<Entry>,
+}
+
+impl Presence {
+    /// The presence of `entry`, joined by `replica` at `clock`.
+    pub fn new(replica: &ReplicaId, clock: u64, entry: &Arc<Entry>) -> Self {
+        Self {
+            tag: Tag::new(replica.clone(), clock),
+            entry: Arc::clone(entry),
+        }
+    }
 }
 
 impl PartialOrd for Presence {

@@ -16,7 +16,7 @@ use crate::diff::Diff;
 use crate::entry::{Entry, Presence};
 use crate::index::{Dot, Indexes, Slot};
 use crate::log::{above, span, ReplicaLog};
-use crate::replica::{tag_fingerprint, ReplicaId, Tag};
+use crate::replica::{tag_fingerprint, ReplicaId};
 use crate::state::State;
 
 /// The replicated data of a state, without indexes or local liveness: what an
@@ -147,10 +147,11 @@ impl State {
             };
             if visible {
                 diff.joins.reserve(values.len());
-                diff.joins.extend(values.iter().map(|(&clock, entry)| Presence {
-                    tag: Tag::new(id.clone(), clock),
-                    entry: Arc::clone(entry),
-                }));
+                diff.joins.extend(
+                    values
+                        .iter()
+                        .map(|(&clock, entry)| Presence::new(&id, clock, entry)),
+                );
             }
             self.held += values.len();
             let known = self.known_mut(slot);
@@ -171,10 +172,7 @@ impl State {
                 }
                 self.insert_value(Dot { slot, clock }, entry);
                 if visible {
-                    diff.joins.push(Presence {
-                        tag: Tag::new(id.clone(), clock),
-                        entry: Arc::clone(entry),
-                    });
+                    diff.joins.push(Presence::new(&id, clock, entry));
                 }
             }
         }
@@ -234,10 +232,7 @@ impl State {
             }
             self.insert_value(Dot { slot, clock }, entry);
             if visible {
-                diff.joins.push(Presence {
-                    tag: Tag::new(delta.replica.clone(), clock),
-                    entry: Arc::clone(entry),
-                });
+                diff.joins.push(Presence::new(&delta.replica, clock, entry));
             }
         }
 

@@ -369,10 +369,13 @@ impl State {
                 continue;
             }
             let known = self.known(slot);
-            presences.extend(known.log.values.iter().map(|(&clock, entry)| Presence {
-                tag: Tag::new(known.id.clone(), clock),
-                entry: Arc::clone(entry),
-            }));
+            presences.extend(
+                known
+                    .log
+                    .values
+                    .iter()
+                    .map(|(&clock, entry)| Presence::new(&known.id, clock, entry)),
+            );
         }
         presences
     }
@@ -421,10 +424,7 @@ impl State {
             for clock in lookup(&known.indexes) {
                 let entry = known.log.values.get(&clock).expect("indexed clock is held");
                 if accept(entry) {
-                    presences.push(Presence {
-                        tag: Tag::new(known.id.clone(), clock),
-                        entry: Arc::clone(entry),
-                    });
+                    presences.push(Presence::new(&known.id, clock, entry));
                 }
             }
         }
@@ -461,10 +461,7 @@ impl State {
             .log
             .values
             .iter()
-            .map(|(&clock, entry)| Presence {
-                tag: Tag::new(known.id.clone(), clock),
-                entry: Arc::clone(entry),
-            })
+            .map(|(&clock, entry)| Presence::new(&known.id, clock, entry))
             .collect();
         match status {
             Status::Up => Diff {
@@ -522,10 +519,7 @@ impl State {
         if known.status == Status::Up {
             leaves.reserve(known.log.values.len());
             for (&clock, entry) in &known.log.values {
-                leaves.push(Presence {
-                    tag: Tag::new(known.id.clone(), clock),
-                    entry: Arc::clone(entry),
-                });
+                leaves.push(Presence::new(&known.id, clock, entry));
             }
         }
         Diff {
