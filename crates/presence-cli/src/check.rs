@@ -4,11 +4,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use presence_model::crdt::{CrdtModel, CrdtModelCfg, ALWAYS as CRDT_ALWAYS, SOMETIMES as CRDT_SOMETIMES};
-use presence_model::protocol::{
-    ProtocolModelCfg, ALWAYS as PROTOCOL_ALWAYS, SOMETIMES as PROTOCOL_SOMETIMES,
-};
-use stateright::{Checker, Model};
+use presence_model::crdt::{CrdtModel, CrdtModelCfg};
+use presence_model::property_names;
+use presence_model::protocol::ProtocolModelCfg;
+use stateright::{Checker, Expectation, Model};
 
 use crate::Failure;
 
@@ -164,41 +163,25 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
         ModelKind::Crdt => {
             let model = args.model.cfg()?.into_model();
             let replay_model = model.clone();
-            check_model(
-                args,
-                model,
-                &CRDT_ALWAYS,
-                &CRDT_SOMETIMES,
-                move |name, actions| print_counterexample(&replay_model, name, actions),
-            )
+            check_model(args, model, move |name, actions| {
+                print_counterexample(&replay_model, name, actions)
+            })
         }
         ModelKind::Protocol => {
             let model = args.model.protocol_cfg()?.into_model();
-            check_model(
-                args,
-                model,
-                &PROTOCOL_ALWAYS,
-                &PROTOCOL_SOMETIMES,
-                |name, actions| {
-                    println!("\nCOUNTEREXAMPLE for {name} ({} steps):", actions.len());
-                    for (step, action) in actions.iter().enumerate() {
-                        println!("  {:>3}. {action:?}", step + 1);
-                    }
-                },
-            )
+            check_model(args, model, |name, actions| {
+                println!("\nCOUNTEREXAMPLE for {name} ({} steps):", actions.len());
+                for (step, action) in actions.iter().enumerate() {
+                    println!("  {:>3}. {action:?}", step + 1);
+                }
+            })
         }
     }
 }
 
 /// Runs a check, prints and writes its report, and prints each
 /// counterexample with `show`.
-fn check_model<M>(
-    args: &CheckArgs,
-    model: M,
-    always: &[&'static str],
-    sometimes: &[&'static str],
-    show: impl Fn(&str, Vec<M::Action>),
-) -> Result<(), Failure>
+fn check_model<M>(args: &CheckArgs, model: M, show: impl Fn(&str, Vec<M::Action>)) -> Result<(), Failure>
 where
     M: Model + Send + Sync + 'static,
     M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
@@ -212,6 +195,8 @@ where
             .map_or(String::new(), |depth| format!(" --depth {depth}"))
     );
     println!("presence check: {command}");
+    let always = property_names(&model, Expectation::Always);
+    let sometimes = property_names(&model, Expectation::Sometimes);
     let mut builder = model
         .checker()
         .threads(args.threads)
@@ -268,7 +253,7 @@ where
     let _ = writeln!(report, "| exhaustive | {exhaustive} |");
     let _ = writeln!(report, "\n| property | kind | result |\n|---|---|---|");
     let mut violated = Vec::new();
-    for &name in always {
+    for &name in &always {
         let found = checker.discovery(name);
         let verdict = if found.is_some() { "VIOLATED" } else { "holds" };
         if let Some(path) = found {
@@ -276,7 +261,7 @@ where
         }
         let _ = writeln!(report, "| {name} | always | {verdict} |");
     }
-    for &name in sometimes {
+    for &name in &sometimes {
         let verdict = match checker.discovery(name) {
             Some(path) => format!("reached in {} steps", path.into_actions().len()),
             None => "not reached within these bounds".to_owned(),

@@ -353,23 +353,6 @@ impl CrdtModel {
     }
 }
 
-/// The names of the properties that must hold in every reachable state.
-pub const ALWAYS: [&str; 6] = [
-    "I1 diff exactness",
-    "I3 no resurrection",
-    "I4 provenance",
-    "I5 own authority",
-    "I6 causal sanity",
-    "I2 a complete anti-entropy exchange converges",
-];
-
-/// The names of the properties that prove interesting states are reached.
-pub const SOMETIMES: [&str; 3] = [
-    "add-wins conflict",
-    "removal observed through a third replica",
-    "stale payload after permdown",
-];
-
 impl Model for CrdtModel {
     type State = CrdtState;
     type Action = CrdtAction;

@@ -348,21 +348,6 @@ fn live_nodes(state: &ProtocolState) -> impl Iterator<Item = &NodeState> {
         .map(|(node, _)| &**node)
 }
 
-/// The names of the properties that must hold in every reachable state.
-pub const ALWAYS: [&str; 4] = [
-    "I1 diff exactness",
-    "I6 causal sanity",
-    "I7 bounded memory",
-    "I2 a complete anti-entropy exchange converges",
-];
-
-/// The names of the properties that prove interesting states are reached.
-pub const SOMETIMES: [&str; 3] = [
-    "a node marks a peer down",
-    "a recovered node is a new incarnation",
-    "a presence replicated to every node",
-];
-
 impl Model for ProtocolModel {
     type State = ProtocolState;
     type Action = ProtocolAction;

@@ -3,8 +3,9 @@
 //! crashes are too large to finish here; `presence check --model protocol
 //! --faults 1` explores them for a bounded time.
 
-use presence_model::protocol::{ProtocolModel, ProtocolModelCfg, ALWAYS};
-use stateright::{Checker, Model};
+use presence_model::property_names;
+use presence_model::protocol::{ProtocolModel, ProtocolModelCfg};
+use stateright::{Checker, Expectation, Model};
 
 fn check(cfg: ProtocolModelCfg) -> impl Checker<ProtocolModel> {
     cfg.into_model().checker().threads(2).spawn_dfs().join()
@@ -12,7 +13,7 @@ fn check(cfg: ProtocolModelCfg) -> impl Checker<ProtocolModel> {
 
 fn assert_always_holds(checker: &impl Checker<ProtocolModel>) {
     assert!(checker.is_done());
-    for property in ALWAYS {
+    for property in property_names(checker.model(), Expectation::Always) {
         checker.assert_no_discovery(property);
     }
 }
