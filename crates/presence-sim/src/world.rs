@@ -145,6 +145,22 @@ struct SimNode {
 }
 
 impl SimNode {
+    /// Node `index` starting as `incarnation` at `now_ms`: fresh memory, a
+    /// fresh client mirror, no client tracking anything.
+    fn start(index: usize, incarnation: u64, config: &Config, now_ms: u64, clients: usize) -> Self {
+        let id = node_id(index, incarnation);
+        Self {
+            node: Some(Node::new(id, config.clone(), now_ms).expect("validated config")),
+            paused: false,
+            incarnation,
+            mirror: ClientMirror::new(),
+            watch: ResurrectionWatch::default(),
+            diffs_fingerprint: 0,
+            clients: vec![BTreeSet::new(); clients],
+            steps: 0,
+        }
+    }
+
     fn running(&self) -> bool {
         self.node.is_some() && !self.paused
     }
@@ -198,16 +214,7 @@ impl World {
     pub fn new(scenario: &Scenario, seed: u64, keep_trace: bool) -> Self {
         let config = scenario.config();
         let nodes = (0..scenario.nodes)
-            .map(|index| SimNode {
-                node: Some(Node::new(node_id(index, 1), config.clone(), 0).expect("validated config")),
-                paused: false,
-                incarnation: 1,
-                mirror: ClientMirror::new(),
-                watch: ResurrectionWatch::default(),
-                diffs_fingerprint: 0,
-                clients: vec![BTreeSet::new(); scenario.workload.clients_per_node],
-                steps: 0,
-            })
+            .map(|index| SimNode::start(index, 1, &config, 0, scenario.workload.clients_per_node))
             .collect();
         Self {
             tick_ms: (config.broadcast_period_ms / 5).max(1),
@@ -747,14 +754,9 @@ impl World {
 
     fn restart(&mut self, index: usize) {
         self.crash(index);
-        let sim_node = &mut self.nodes[index];
-        sim_node.incarnation += 1;
-        let id = node_id(index, sim_node.incarnation);
-        sim_node.node = Some(Node::new(id, self.config.clone(), self.now_ms).expect("validated config"));
-        sim_node.mirror = ClientMirror::new();
-        sim_node.watch = ResurrectionWatch::default();
-        sim_node.diffs_fingerprint = 0;
-        sim_node.steps = 0;
+        let incarnation = self.nodes[index].incarnation + 1;
+        let clients = self.scenario.workload.clients_per_node;
+        self.nodes[index] = SimNode::start(index, incarnation, &self.config, self.now_ms, clients);
     }
 
     /// Draws one fault from the scenario's rates, and schedules its end.
