@@ -10,8 +10,8 @@ use presence_core::invariants::{
 use presence_core::{ClientMirror, Diff, ReplicaId, State};
 use serde_json::{json, Value};
 
-/// One replica with the client mirror fed by its diffs and the tags it has
-/// seen removed (for I3).
+/// One replica with the client mirror and fingerprint fed by its diffs, and
+/// what it had observed at its last check (for I3).
 pub struct Node {
     pub state: State,
     pub mirror: ClientMirror,
@@ -30,6 +30,18 @@ pub enum Record {
     Reincarnation(ReplicaId),
 }
 
+impl Node {
+    /// A fresh replica `replica`, with a fresh mirror.
+    fn start(replica: ReplicaId) -> Self {
+        Self {
+            state: State::new(replica),
+            mirror: ClientMirror::new(),
+            watch: ResurrectionWatch::default(),
+            diffs_fingerprint: 0,
+        }
+    }
+}
+
 /// Replicas plus the ground truth of what they did.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -40,12 +52,7 @@ impl Cluster {
     /// Replicas `n0@1`, `n1@1`, ...
     pub fn new(count: usize) -> Self {
         let nodes = (0..count)
-            .map(|i| Node {
-                state: State::new(ReplicaId::new(&format!("n{i}"), 1)),
-                mirror: ClientMirror::new(),
-                watch: ResurrectionWatch::default(),
-                diffs_fingerprint: 0,
-            })
+            .map(|i| Node::start(ReplicaId::new(&format!("n{i}"), 1)))
             .collect();
         Self {
             nodes,
@@ -137,12 +144,7 @@ impl Cluster {
         let old = self.id(at);
         self.history.record_dead(&old);
         let new = old.with_incarnation(old.incarnation() + 1);
-        self.nodes[at] = Node {
-            state: State::new(new),
-            mirror: ClientMirror::new(),
-            watch: ResurrectionWatch::default(),
-            diffs_fingerprint: 0,
-        };
+        self.nodes[at] = Node::start(new);
         self.check(at);
     }
 

@@ -41,6 +41,21 @@ pub struct Member {
     pub events: Vec<(u64, ReplicaEvent)>,
 }
 
+impl Member {
+    /// A node that starts as `replica` at `now_ms`, with a fresh mirror.
+    fn start(replica: ReplicaId, config: &Config, now_ms: u64) -> Self {
+        Self {
+            node: Node::new(replica, config.clone(), now_ms).unwrap(),
+            mirror: ClientMirror::new(),
+            watch: ResurrectionWatch::default(),
+            diffs_fingerprint: 0,
+            alive: true,
+            diffs: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
 pub struct Bus {
     pub members: Vec<Member>,
     pub now_ms: u64,
@@ -58,15 +73,7 @@ impl Bus {
     pub fn new(count: usize) -> Self {
         let config = test_config();
         let members = (0..count)
-            .map(|i| Member {
-                node: Node::new(ReplicaId::new(&format!("n{i}"), 1), config.clone(), 0).unwrap(),
-                mirror: ClientMirror::new(),
-                watch: ResurrectionWatch::default(),
-                diffs_fingerprint: 0,
-                alive: true,
-                diffs: Vec::new(),
-                events: Vec::new(),
-            })
+            .map(|i| Member::start(ReplicaId::new(&format!("n{i}"), 1), &config, 0))
             .collect();
         Self {
             members,
@@ -170,15 +177,7 @@ impl Bus {
         }
         let old = self.id(at);
         let new = old.with_incarnation(old.incarnation() + 1);
-        self.members[at] = Member {
-            node: Node::new(new, self.config.clone(), self.now_ms).unwrap(),
-            mirror: ClientMirror::new(),
-            watch: ResurrectionWatch::default(),
-            diffs_fingerprint: 0,
-            alive: true,
-            diffs: Vec::new(),
-            events: Vec::new(),
-        };
+        self.members[at] = Member::start(new, &self.config, self.now_ms);
     }
 
     /// Orderly shutdown of node `at`.
