@@ -12,20 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use presence_core::workload::{self, DeltaStream};
 use presence_core::{ReplicaId, State};
-use serde_json::json;
-
-/// Entry `i` of a workload: 100 topics, one key and one pid per entry.
-fn populate(state: &mut State, prefix: &str, count: usize) {
-    for i in 0..count {
-        let topic = format!("room:{}", i % 100);
-        let key = format!("{prefix}-user:{i}");
-        let pid = format!("{prefix}-pid:{i}");
-        state
-            .join(&pid, &topic, &key, json!({"online_at": i, "device": "phone"}))
-            .expect("workload joins are valid");
-    }
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -47,65 +35,26 @@ fn time_on_clone(setup: &State, runs: usize, mut operation: impl FnMut(&mut Stat
     median(samples)
 }
 
-/// A receiver holding `size` entries of replica C, and C itself.
-fn delta_workload(size: usize) -> (State, State) {
-    let mut origin = State::new(ReplicaId::new("node-c", 1));
-    populate(&mut origin, "c", size);
-    let mut receiver = State::new(ReplicaId::new("node-r", 1));
-    receiver.merge(&origin);
-    origin.take_delta();
-    (receiver, origin)
-}
-
-/// Median time to merge a 100-operation delta (50 joins, 50 leaves) into a
-/// state of `size` entries, over `rounds` consecutive deltas.
+/// Median time to merge a 100-operation delta (joins, leaves and updates)
+/// into a state of `size` entries, over `rounds` consecutive deltas.
 fn delta_merge(size: usize, rounds: usize) -> Duration {
-    let (mut receiver, mut origin) = delta_workload(size);
-    let mut next_join = size;
-    let mut next_leave = 0;
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        for _ in 0..50 {
-            let topic = format!("room:{}", next_leave % 100);
-            origin.leave(
-                &format!("c-pid:{next_leave}"),
-                &topic,
-                &format!("c-user:{next_leave}"),
-            );
-            next_leave += 1;
-        }
-        populate_from(&mut origin, next_join, 50);
-        next_join += 50;
-        let delta = origin.take_delta();
-        assert_eq!(delta.len(), 100, "a 100-operation delta");
-        let start = Instant::now();
-        let diff = receiver.merge_delta(&delta).expect("consecutive deltas connect");
-        samples.push(start.elapsed());
-        assert_eq!(diff.joins.len() + diff.leaves.len(), 100);
-    }
+    let (mut stream, mut receiver) = DeltaStream::new(size);
+    let samples = (0..rounds)
+        .map(|_| {
+            let delta = stream.next_delta();
+            let start = Instant::now();
+            let diff = receiver.merge_delta(&delta).expect("consecutive deltas connect");
+            let elapsed = start.elapsed();
+            assert!(!diff.is_empty());
+            elapsed
+        })
+        .collect();
     median(samples)
-}
-
-fn populate_from(state: &mut State, first: usize, count: usize) {
-    for i in first..first + count {
-        let topic = format!("room:{}", i % 100);
-        state
-            .join(
-                &format!("c-pid:{i}"),
-                &topic,
-                &format!("c-user:{i}"),
-                json!({"online_at": i}),
-            )
-            .expect("workload joins are valid");
-    }
 }
 
 fn main() {
     let size = 100_000;
-    let mut a = State::new(ReplicaId::new("node-a", 1));
-    let mut b = State::new(ReplicaId::new("node-b", 1));
-    populate(&mut a, "a", size);
-    populate(&mut b, "b", size);
+    let (a, b) = workload::disjoint_pair(size);
 
     let full = time_on_clone(&a, 7, |state| {
         state.merge(&b);
@@ -122,8 +71,7 @@ fn main() {
         from_snapshot.as_secs_f64() * 1e3
     );
 
-    let mut merged = a.clone();
-    merged.merge(&b);
+    let merged = workload::merged(&a, &b);
     let remerge = time_on_clone(&merged, 7, |state| {
         let diff = state.merge(&b);
         assert!(diff.is_empty());
@@ -145,8 +93,7 @@ fn main() {
 
     // A peer that knows both replicas and lags by 1% of the state: 2,000
     // clocks behind on b. Extracts go per replica, so b's whole log is sent.
-    let mut clocks = merged.clocks();
-    *clocks.get_mut(&b_id).expect("merged knows b") -= (2 * size / 100) as u64;
+    let clocks = workload::lagging_clocks(&merged, &b_id, (2 * size / 100) as u64);
     let peer = ReplicaId::new("node-p", 1);
     let extract_samples = (0..7)
         .map(|_| {

@@ -11,6 +11,7 @@
 //!   `presence_state` / `presence_diff` payloads (layer 4).
 //! - [`wire`]: the validated JSON format of states and deltas.
 //! - [`invariants`]: SPEC section 7 as named check functions.
+//! - [`workload`]: the deterministic workloads that benches and examples measure.
 //!
 //! The core does no I/O, reads no clock and draws no randomness.
 //!
@@ -58,6 +59,7 @@ pub mod replica;
 pub mod single;
 pub mod state;
 pub mod wire;
+pub mod workload;
 
 mod index;
 

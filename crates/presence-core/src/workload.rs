@@ -1,0 +1,155 @@
+//! The deterministic workloads of SPEC section 9, built one way for everyone
+//! who measures them: the `merge_scale` example, the criterion benches in
+//! `benches/` and the tests that keep both honest.
+//!
+//! Entry `i` of a workload with prefix `p` is key `p-user:i` on topic
+//! `room:{i % 100}` through pid `p-pid:i`, with a small metadata object. The
+//! same arguments always build the same state.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::{Delta, ReplicaId, State};
+
+/// Topics a workload spreads its entries over.
+pub const TOPICS: usize = 100;
+
+/// Operations in one [`DeltaStream`] delta.
+pub const DELTA_OPS: usize = 100;
+
+fn topic(i: usize) -> String {
+    format!("room:{}", i % TOPICS)
+}
+
+/// Joins entries `first..first + count` of `prefix` at `state`.
+pub fn populate(state: &mut State, prefix: &str, first: usize, count: usize) {
+    for i in first..first + count {
+        state
+            .join(
+                &format!("{prefix}-pid:{i}"),
+                &topic(i),
+                &format!("{prefix}-user:{i}"),
+                json!({"online_at": i, "device": "phone"}),
+            )
+            .expect("workload joins are valid");
+    }
+}
+
+/// A replica `node-{prefix}` holding `count` entries of its own.
+pub fn replica(prefix: &str, count: usize) -> State {
+    let mut state = State::new(ReplicaId::new(&format!("node-{prefix}"), 1));
+    populate(&mut state, prefix, 0, count);
+    state.take_delta();
+    state
+}
+
+/// Two replicas `a` and `b` of `count` entries each, none shared: the
+/// full-merge workload.
+pub fn disjoint_pair(count: usize) -> (State, State) {
+    (replica("a", count), replica("b", count))
+}
+
+/// `a` after merging `b`: both replicas' entries, all up.
+pub fn merged(a: &State, b: &State) -> State {
+    let mut merged = a.clone();
+    merged.merge(b);
+    merged
+}
+
+/// The clocks of a peer that knows every replica of `state` but lags `lag`
+/// clocks behind on `behind`.
+pub fn lagging_clocks(state: &State, behind: &ReplicaId, lag: u64) -> BTreeMap<ReplicaId, u64> {
+    let mut clocks = state.clocks();
+    if let Some(clock) = clocks.get_mut(behind) {
+        *clock = clock.saturating_sub(lag);
+    }
+    clocks
+}
+
+/// A replica `c` producing consecutive 100-operation deltas, and a receiver
+/// `r` that holds `c`'s `size` entries. Each delta mixes joins, leaves of the
+/// oldest entries and updates of the newest, a third each (34 joins).
+pub struct DeltaStream {
+    origin: State,
+    next_join: usize,
+    next_leave: usize,
+}
+
+impl DeltaStream {
+    /// The origin of the stream with `size` entries, and a receiver that has
+    /// merged all of them. `size` must be at least [`DELTA_OPS`].
+    pub fn new(size: usize) -> (Self, State) {
+        assert!(
+            size >= DELTA_OPS,
+            "a delta stream needs {DELTA_OPS} entries to work on"
+        );
+        let origin = replica("c", size);
+        let mut receiver = State::new(ReplicaId::new("node-r", 1));
+        receiver.merge(&origin);
+        let stream = DeltaStream {
+            origin,
+            next_join: size,
+            next_leave: 0,
+        };
+        (stream, receiver)
+    }
+
+    /// The next delta: 34 joins, 33 leaves of the oldest entries and 33
+    /// updates of the newest. The origin grows by one entry per delta.
+    pub fn next_delta(&mut self) -> Delta {
+        let joins = DELTA_OPS - 2 * (DELTA_OPS / 3);
+        for _ in 0..DELTA_OPS / 3 {
+            let i = self.next_leave;
+            self.origin
+                .leave(&format!("c-pid:{i}"), &topic(i), &format!("c-user:{i}"));
+            self.next_leave += 1;
+        }
+        for k in 0..DELTA_OPS / 3 {
+            // The newest entries, well clear of the oldest that leave.
+            let i = self.next_join - 1 - k;
+            self.origin
+                .update(
+                    &format!("c-pid:{i}"),
+                    &topic(i),
+                    &format!("c-user:{i}"),
+                    json!({"online_at": i, "away": true}),
+                )
+                .expect("updated entries are present");
+        }
+        populate(&mut self.origin, "c", self.next_join, joins);
+        self.next_join += joins;
+        self.origin.take_delta()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_carries_one_hundred_operations_and_merges_exactly() {
+        let (mut stream, mut receiver) = DeltaStream::new(1_000);
+        for _ in 0..20 {
+            let delta = stream.next_delta();
+            // An update removes the old tag and adds a new one.
+            assert_eq!(delta.len(), DELTA_OPS + DELTA_OPS / 3);
+            let diff = receiver.merge_delta(&delta).expect("consecutive deltas connect");
+            // 34 joins and 33 leaves, plus an update as one leave and one join each.
+            assert_eq!(diff.joins.len(), 34 + 33);
+            assert_eq!(diff.leaves.len(), 33 + 33);
+        }
+        assert_eq!(receiver.view_fingerprint(), stream.origin.view_fingerprint());
+        assert_eq!(receiver.len(), 1_000 + 20);
+    }
+
+    #[test]
+    fn workloads_are_deterministic() {
+        let (a, b) = disjoint_pair(50);
+        assert_eq!(a.to_json(), replica("a", 50).to_json());
+        let all = merged(&a, &b);
+        assert_eq!(all.len(), 100);
+        let clocks = lagging_clocks(&all, b.replica(), 10);
+        assert_eq!(clocks[b.replica()], 40);
+    }
+}
