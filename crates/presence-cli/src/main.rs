@@ -11,6 +11,9 @@
 //! - `presence explore`: stateright's Explorer web UI on 127.0.0.1.
 //! - `presence node`: one node over UDP on loopback (requests on stdin,
 //!   diffs and events on stdout).
+//! - `presence report`: criterion's estimates as a dated report under
+//!   `reports/bench/`, with a table against the targets and anchors, and
+//!   SVG charts.
 //!
 //! Exit codes: 0 all passed; 1 a safety invariant broke; 2 replicas did not
 //! converge (liveness); 3 the simulator or the code under test panicked;
@@ -19,6 +22,8 @@
 
 mod check;
 mod node;
+mod provenance;
+mod report;
 mod sim;
 mod swarm;
 
@@ -49,6 +54,8 @@ enum Command {
     Explore(check::ExploreArgs),
     /// Run one node over UDP on loopback.
     Node(node::NodeArgs),
+    /// Turn criterion's estimates into a report under reports/bench/.
+    Report(report::ReportArgs),
 }
 
 /// Why the command failed, by exit code.
@@ -74,6 +81,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Explore(args) => check::explore(&args),
         Command::Node(args) => node::run(&args),
+        Command::Report(args) => report::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
