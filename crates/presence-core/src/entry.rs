@@ -151,22 +151,24 @@ pub(crate) fn check_name(field: &'static str, name: &str) -> Result<(), EntryErr
     Ok(())
 }
 
-/// Checks the nesting depth of `meta` without recursion (an explicit stack).
+/// Checks the nesting depth of `meta` against [`MAX_META_DEPTH`], allocating
+/// nothing; its recursion stops at the limit.
 pub fn check_meta_depth(meta: &Value) -> Result<(), EntryError> {
-    let mut stack: Vec<(&Value, usize)> = vec![(meta, 0)];
-    while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
-        let child_depth = depth + 1;
-        if child_depth > MAX_META_DEPTH {
-            return Err(EntryError::MetaTooDeep);
+    // Recursion is bounded: a container deeper than the limit stops it.
+    fn within(value: &Value, depth: usize) -> bool {
+        match value {
+            Value::Array(items) => depth < MAX_META_DEPTH && items.iter().all(|item| within(item, depth + 1)),
+            Value::Object(fields) => {
+                depth < MAX_META_DEPTH && fields.values().all(|field| within(field, depth + 1))
+            }
+            _ => true,
         }
-        stack.extend(children.map(|child| (child, child_depth)));
     }
-    Ok(())
+    if within(meta, 0) {
+        Ok(())
+    } else {
+        Err(EntryError::MetaTooDeep)
+    }
 }
 
 /// One visible presence: its tag and its entry. Views, queries and diffs are

@@ -352,3 +352,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn escaped_names_decode_to_their_text() {
+    // Names borrow from the payload unless they hold escapes: both paths.
+    let entry = r#"{"topic":"room:\"lobby\"","key":"caf\u00e9","pid":"p\\1","meta":{}}"#;
+    let payload =
+        with_value("1", entry).replace(r#""replica":"a@1","clock""#, r#""replica":"\u0061@1","clock""#);
+    let snapshot = Snapshot::from_json(payload.as_bytes()).expect("escapes are valid JSON");
+    let (replica, log) = snapshot.logs().iter().next().expect("one log");
+    assert_eq!(replica.to_string(), "a@1");
+    let entry = &log.values()[&1];
+    assert_eq!(
+        (&*entry.topic, &*entry.key, &*entry.pid),
+        ("room:\"lobby\"", "café", "p\\1")
+    );
+}
