@@ -35,8 +35,9 @@ fn time_on_clone(setup: &State, runs: usize, mut operation: impl FnMut(&mut Stat
     median(samples)
 }
 
-/// Median time to merge a 100-operation delta (joins, leaves and updates)
-/// into a state of `size` entries, over `rounds` consecutive deltas.
+/// Mean time to merge a 100-operation delta (joins, leaves and updates)
+/// into a state of `size` entries, over `rounds` consecutive deltas. The mean,
+/// not the median: an occasional index resize is part of the cost.
 fn delta_merge(size: usize, rounds: usize) -> Duration {
     let (mut stream, mut receiver) = DeltaStream::new(size);
     let samples = (0..rounds)
@@ -48,8 +49,8 @@ fn delta_merge(size: usize, rounds: usize) -> Duration {
             assert!(!diff.is_empty());
             elapsed
         })
-        .collect();
-    median(samples)
+        .collect::<Vec<_>>();
+    samples.iter().sum::<Duration>() / samples.len() as u32
 }
 
 fn main() {
