@@ -194,6 +194,31 @@ impl History {
         Ok(())
     }
 
+    /// Adds what `other` recorded: for a cluster whose nodes each keep the
+    /// history of their own operations. A tag joined in both must name the
+    /// same entry, or clocks were reused (I6).
+    pub fn absorb(&mut self, other: &History) -> Result<(), Violation> {
+        for (tag, entry) in &other.joined {
+            if let Some(known) = self.joined.insert(tag.clone(), Arc::clone(entry)) {
+                if known != *entry {
+                    return violation(
+                        Invariant::CausalSanity,
+                        format!("clock reused: tag {tag} joined with two entries"),
+                    );
+                }
+            }
+        }
+        self.dead_replicas.extend(other.dead_replicas.iter().cloned());
+        self.live.extend(other.live.iter().cloned());
+        let dead = &self.dead_replicas;
+        self.live.retain(|tag| !dead.contains(&tag.replica));
+        for (replica, &issued) in &other.issued {
+            let mine = self.issued.entry(replica.clone()).or_insert(0);
+            *mine = (*mine).max(issued);
+        }
+        Ok(())
+    }
+
     /// Every tag ever joined.
     pub fn joined(&self) -> impl Iterator<Item = (&Tag, &Arc<Entry>)> {
         self.joined.iter()
@@ -770,4 +795,39 @@ pub fn check_merge_idempotent(a: &State) -> Result<(), Violation> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn absorbed_histories_join_their_truth_and_refuse_a_reused_clock() {
+        let mut a = State::new(ReplicaId::new("a", 1));
+        let mut b = State::new(ReplicaId::new("b", 1));
+        let (mut history_a, mut history_b) = (History::new(), History::new());
+        let diff = a.join("p1", "t", "alice", json!({})).unwrap();
+        history_a.record_local(&a, &diff).unwrap();
+        let diff = b.join("p2", "t", "bob", json!({})).unwrap();
+        history_b.record_local(&b, &diff).unwrap();
+        history_b.record_dead(a.replica());
+
+        let mut cluster = History::new();
+        cluster.absorb(&history_a).unwrap();
+        cluster.absorb(&history_b).unwrap();
+        assert_eq!(cluster.joined().count(), 2);
+        assert_eq!(cluster.issued(a.replica()), Some(1));
+        // b's record that a died hides a's join from the live truth.
+        let live: Vec<Tag> = cluster.live_view().into_keys().collect();
+        assert_eq!(live, [Tag::new(b.replica().clone(), 1)]);
+
+        // Another history claiming a's clock 1 for another entry.
+        let mut impostor = State::new(ReplicaId::new("a", 1));
+        let diff = impostor.join("p9", "t", "mallory", json!({})).unwrap();
+        let mut history_c = History::new();
+        history_c.record_local(&impostor, &diff).unwrap();
+        let refused = cluster.absorb(&history_c).unwrap_err();
+        assert_eq!(refused.invariant, Invariant::CausalSanity);
+    }
 }

@@ -11,6 +11,12 @@
 //!
 //! Every node tracks one presence of the shared key at start, and may
 //! untrack it once (a timer).
+//!
+//! Ground truth for I3-I5 is kept as ghosts, left out of hashing and
+//! equality (so a state is checked against the history of the first path
+//! that reached it): each node's local operations, in its [`Stored`] memory
+//! so they survive its crashes, and a resurrection watch per node that is
+//! checked after every step.
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -18,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_core::invariants::{
-    check_bounded_memory, check_causal_sanity, check_convergence, check_view_fingerprint,
-    exchange_full_states, History, MemoryBounds,
+    check_bounded_memory, check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority,
+    check_provenance, check_view_fingerprint, exchange_full_states, History, MemoryBounds, ResurrectionWatch,
 };
 use presence_core::{ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
@@ -115,12 +121,65 @@ pub struct NodeState {
     pub ticks: u8,
     /// XOR of the fingerprints of every diff it emitted (I1).
     pub diffs_fingerprint: u64,
+    /// The first I3 violation on the way here, if any.
+    pub resurrection: Option<String>,
+    /// What this node observed at its last step (I3; ghost).
+    watch: ResurrectionWatch,
+    /// This node's local operations, all incarnations (I4-I6; ghost).
+    history: History,
     canonical: Arc<str>,
 }
 
 impl NodeState {
-    fn recanonicalize(&mut self) {
+    /// After every step: a reincarnation recorded as ground truth (and
+    /// remembered across crashes), the canonical text, and I3 against the
+    /// last step.
+    fn settle(&mut self, before: &ReplicaId, o: &mut Out<TrackerActor>) {
+        if self.node.replica() != before {
+            if let Err(violation) = self.history.record_reincarnation(before, self.node.state()) {
+                self.resurrection.get_or_insert(violation.to_string());
+            }
+            self.save(o);
+            // The new incarnation is a new replica: its watch starts afresh.
+            self.watch = ResurrectionWatch::default();
+        }
         self.canonical = Arc::from(self.node.canonical());
+        if let Err(violation) = check_no_resurrection(&mut self.watch, self.node.state()) {
+            self.resurrection.get_or_insert(violation.to_string());
+        }
+    }
+
+    /// The node's ground truth.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    fn save(&self, o: &mut Out<TrackerActor>) {
+        o.save(Stored {
+            incarnation: self.node.replica().incarnation(),
+            history: self.history.clone(),
+        });
+    }
+}
+
+/// What a node keeps across crashes: its last incarnation, and (a ghost,
+/// left out of hashing and equality) the history of its local operations.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The last incarnation started.
+    pub incarnation: u64,
+    history: History,
+}
+
+impl PartialEq for Stored {
+    fn eq(&self, other: &Self) -> bool {
+        self.incarnation == other.incarnation
+    }
+}
+
+impl Hash for Stored {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        self.incarnation.hash(hasher);
     }
 }
 
@@ -134,6 +193,7 @@ impl PartialEq for NodeState {
     fn eq(&self, other: &Self) -> bool {
         (self.now_ms, self.ticks, self.diffs_fingerprint)
             == (other.now_ms, other.ticks, other.diffs_fingerprint)
+            && self.resurrection == other.resurrection
             && self.canonical == other.canonical
     }
 }
@@ -141,6 +201,7 @@ impl PartialEq for NodeState {
 impl Hash for NodeState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
         (self.now_ms, self.ticks, self.diffs_fingerprint).hash(hasher);
+        self.resurrection.hash(hasher);
         self.canonical.hash(hasher);
     }
 }
@@ -158,6 +219,20 @@ fn node_index(replica: &ReplicaId) -> Option<usize> {
 }
 
 impl TrackerActor {
+    /// Carries out a local operation's outputs, recording its diffs as
+    /// ground truth and saving that across crashes.
+    fn local(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
+        for output in &outputs {
+            if let Output::Diff(diff) = output {
+                if let Err(violation) = state.history.record_local(state.node.state(), diff) {
+                    state.resurrection.get_or_insert(violation.to_string());
+                }
+            }
+        }
+        state.save(o);
+        Self::carry_out(state, outputs, me, peers, o);
+    }
+
     fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
         for output in outputs {
             match output {
@@ -182,14 +257,20 @@ impl Actor for TrackerActor {
     type Msg = Wire;
     type Timer = Timer;
     type State = NodeState;
-    /// The last incarnation, kept across crashes.
-    type Storage = u64;
+    type Storage = Stored;
     type Random = ();
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
         let index = usize::from(id);
-        let incarnation = storage.map_or(1, |last| last + 1);
-        o.save(incarnation);
+        let incarnation = storage.as_ref().map_or(1, |last| last.incarnation + 1);
+        let mut history = storage
+            .as_ref()
+            .map(|last| last.history.clone())
+            .unwrap_or_default();
+        if let Some(last) = storage {
+            // The crashed incarnation's presences died with it.
+            history.record_dead(&ReplicaId::new(&format!("n{index}"), last.incarnation));
+        }
         let replica = ReplicaId::new(&format!("n{index}"), incarnation);
         let node = Node::new(replica, self.config.clone(), 0).expect("the model's config is valid");
         let mut state = NodeState {
@@ -197,6 +278,9 @@ impl Actor for TrackerActor {
             now_ms: 0,
             ticks: 0,
             diffs_fingerprint: 0,
+            resurrection: None,
+            watch: ResurrectionWatch::default(),
+            history,
             canonical: Arc::from(""),
         };
         let track = Input::Track {
@@ -205,17 +289,18 @@ impl Actor for TrackerActor {
             key: "alice".into(),
             meta: json!({"node": index}),
         };
-        if let Ok(outputs) = state.node.handle(track, 0) {
-            Self::carry_out(&mut state, outputs, id, self.peers(), o);
-        }
+        let outputs = state.node.handle(track, 0).unwrap_or_default();
+        Self::local(&mut state, outputs, id, self.peers(), o);
         o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
         o.set_timer(Timer::Leave, Duration::from_secs(1)..Duration::from_secs(2));
-        state.recanonicalize();
+        let replica = state.node.replica().clone();
+        state.settle(&replica, o);
         state
     }
 
     fn on_msg(&self, id: Id, state: &mut Cow<'_, Self::State>, _src: Id, msg: Self::Msg, o: &mut Out<Self>) {
         let now_ms = state.now_ms;
+        let before = state.node.replica().clone();
         let outputs = match state
             .to_mut()
             .node
@@ -226,30 +311,38 @@ impl Actor for TrackerActor {
         };
         let state = state.to_mut();
         Self::carry_out(state, outputs, id, self.peers(), o);
-        state.recanonicalize();
+        state.settle(&before, o);
     }
 
     fn on_timeout(&self, id: Id, state: &mut Cow<'_, Self::State>, timer: &Self::Timer, o: &mut Out<Self>) {
         let state = state.to_mut();
-        let input = match timer {
+        let before = state.node.replica().clone();
+        let (input, local) = match timer {
             Timer::Tick => {
                 state.ticks += 1;
                 state.now_ms += self.config.broadcast_period_ms;
                 if state.ticks < self.max_ticks {
                     o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
                 }
-                Input::Tick
+                (Input::Tick, false)
             }
-            Timer::Leave => Input::Untrack {
-                pid: format!("p{}", usize::from(id)),
-                topic: "room".into(),
-                key: "alice".into(),
-            },
+            Timer::Leave => {
+                let untrack = Input::Untrack {
+                    pid: format!("p{}", usize::from(id)),
+                    topic: "room".into(),
+                    key: "alice".into(),
+                };
+                (untrack, true)
+            }
         };
         if let Ok(outputs) = state.node.handle(input, state.now_ms) {
-            Self::carry_out(state, outputs, id, self.peers(), o);
+            if local {
+                Self::local(state, outputs, id, self.peers(), o);
+            } else {
+                Self::carry_out(state, outputs, id, self.peers(), o);
+            }
         }
-        state.recanonicalize();
+        state.settle(&before, o);
     }
 }
 
@@ -328,7 +421,7 @@ impl ProtocolModelCfg {
                 state
                     .actor_storages
                     .iter()
-                    .all(|stored| stored.unwrap_or(1) <= most)
+                    .all(|stored| stored.as_ref().map_or(1, |stored| stored.incarnation) <= most)
             });
         ProtocolModel { cfg: self, inner }
     }
@@ -407,9 +500,21 @@ impl Model for ProtocolModel {
             Property::always("I1 diff exactness", |_, state: &ProtocolState| {
                 live_nodes(state).all(|n| check_view_fingerprint(n.diffs_fingerprint, n.node.state()).is_ok())
             }),
+            Property::always("I3 no resurrection", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| n.resurrection.is_none())
+            }),
+            Property::always("I4 provenance", |_, state: &ProtocolState| {
+                cluster_history(state).is_some_and(|history| {
+                    live_nodes(state).all(|n| check_provenance(&history, n.node.state()).is_ok())
+                })
+            }),
+            Property::always("I5 own authority", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| check_own_authority(&n.history, n.node.state()).is_ok())
+            }),
             Property::always("I6 causal sanity", |_, state: &ProtocolState| {
-                let history = History::new();
-                live_nodes(state).all(|n| check_causal_sanity(&history, n.node.state()).is_ok())
+                cluster_history(state).is_some_and(|history| {
+                    live_nodes(state).all(|n| check_causal_sanity(&history, n.node.state()).is_ok())
+                })
             }),
             Property::always("I7 bounded memory", |_, state: &ProtocolState| {
                 live_nodes(state).all(|n| {
@@ -445,6 +550,20 @@ impl Model for ProtocolModel {
             ),
         ]
     }
+}
+
+/// Every node's local operations, all incarnations, crashed nodes' too
+/// (from what they keep across crashes); `None` when two nodes recorded one
+/// tag with different entries.
+fn cluster_history(state: &ProtocolState) -> Option<History> {
+    let mut cluster = History::new();
+    for stored in state.inner.actor_storages.iter().flatten() {
+        cluster.absorb(&stored.history).ok()?;
+    }
+    for node in live_nodes(state) {
+        cluster.absorb(&node.history).ok()?;
+    }
+    Some(cluster)
 }
 
 /// I2 from any protocol state: the live nodes' replicas, hiding every
