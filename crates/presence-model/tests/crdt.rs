@@ -100,3 +100,52 @@ fn counterexamples_shrink_to_what_still_breaks_the_property() {
         path
     );
 }
+
+/// The counterexample the model found when bug class B7 was injected by
+/// hand (an update whose delta dropped its removal half, Phoenix #172/#175):
+/// replica 0 joins and updates, replica 1 receives both deltas in order and,
+/// under B7, held the old entry beside the one that replaced it (I4). Every
+/// `always` property must hold at every step of this path, and replica 1
+/// must end with the updated presence alone.
+#[test]
+fn regression_b7_an_update_delta_carries_its_removal() {
+    use presence_model::crdt::CrdtAction;
+    let model = CrdtModelCfg {
+        replicas: 2,
+        ops: 2,
+        faults: 0,
+        restarts: false,
+    }
+    .into_model();
+    // Each local operation offers its delta, then its full state.
+    let actions = vec![
+        CrdtAction::Join { at: 0 },
+        CrdtAction::Update { at: 0 },
+        CrdtAction::Deliver { payload: 0, to: 1 },
+        CrdtAction::Deliver { payload: 2, to: 1 },
+    ];
+    let init = model.init_states().remove(0);
+    let path = stateright::Path::from_actions(&model, init, &actions).expect("the path replays");
+    for (step, state) in path.clone().into_states().iter().enumerate() {
+        for property in model.properties() {
+            if property.expectation == Expectation::Always {
+                assert!(
+                    (property.condition)(&model, state),
+                    "{} broke at step {step}",
+                    property.name
+                );
+            }
+        }
+    }
+    let last = path.last_state();
+    for delivered in [0, 2] {
+        assert!(matches!(
+            last.payloads[delivered].0,
+            presence_model::crdt::Payload::Delta { .. }
+        ));
+    }
+    let held: Vec<_> = last.replicas[1].state.get_by_key("room", "alice");
+    assert_eq!(held.len(), 1, "the old entry went with the update");
+    assert_eq!(held, last.replicas[0].state.get_by_key("room", "alice"));
+    assert!(held[0].entry.replaces.is_some(), "what remains is the update");
+}
