@@ -23,6 +23,17 @@ impl Generations {
         }
     }
 
+    /// Each generation as JSON, `-` for an empty one: for canonical texts.
+    pub(crate) fn write_canonical(&self, out: &mut Vec<u8>) {
+        for generation in &self.deltas {
+            out.push(b'|');
+            match generation {
+                Some(delta) => out.extend_from_slice(&delta.to_json()),
+                None => out.push(b'-'),
+            }
+        }
+    }
+
     /// Forgets everything (a new incarnation starts a new history).
     pub(crate) fn reset(&mut self) {
         self.deltas.iter_mut().for_each(|delta| *delta = None);

@@ -235,23 +235,37 @@ impl Node {
     /// liveness, peers, outstanding transfers, timers' progress, delta
     /// generations): equal texts, equal nodes. Model checkers hash it.
     pub fn canonical(&self) -> String {
-        let statuses: Vec<String> = self
-            .state
-            .replicas()
-            .map(|(id, _, status)| format!("{id}:{status:?}"))
-            .collect();
-        format!(
-            "{}|{statuses:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{:?}",
-            String::from_utf8_lossy(&self.state.to_json()),
-            self.peers,
-            self.pending,
-            self.next_broadcast_ms,
-            self.silent_periods,
-            self.periods,
-            self.stopped,
-            self.generations,
-            self.state.delta(),
-        )
+        use std::io::Write as _;
+        // Written straight into bytes (no Debug formatting): model checkers
+        // call this after every step.
+        let up = |up: bool| if up { "up" } else { "down" };
+        let mut out = self.state.to_json();
+        for (id, _, status) in self.state.replicas() {
+            let _ = write!(out, "|{id}:{}", up(status == presence_core::Status::Up));
+        }
+        for (id, peer) in &self.peers {
+            let _ = write!(
+                out,
+                "|peer {id}:{}:{}:",
+                peer.last_heard_ms,
+                up(peer.status == PeerStatus::Up)
+            );
+            for (replica, clock) in &peer.clocks {
+                let _ = write!(out, "{replica}={clock},");
+            }
+        }
+        for (id, since) in &self.pending {
+            let _ = write!(out, "|pending {id}:{since}");
+        }
+        let _ = write!(
+            out,
+            "|{}|{}|{}|{}",
+            self.next_broadcast_ms, self.silent_periods, self.periods, self.stopped
+        );
+        self.generations.write_canonical(&mut out);
+        out.push(b'|');
+        out.extend_from_slice(&self.state.delta().to_json());
+        String::from_utf8(out).expect("JSON and formatted numbers are UTF-8")
     }
 
     /// Sizes of everything the node keeps.
