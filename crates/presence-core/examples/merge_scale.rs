@@ -36,10 +36,13 @@ fn time_on_clone(setup: &State, runs: usize, mut operation: impl FnMut(&mut Stat
 }
 
 /// Mean time to merge a 100-operation delta (joins, leaves and updates)
-/// into a state of `size` entries, over `rounds` consecutive deltas. The mean,
-/// not the median: an occasional index resize is part of the cost.
+/// into a state of `size` entries, over `rounds` consecutive deltas, once
+/// churn has replaced every entry the state started with (see
+/// `DeltaStream::churn`). The mean, not the median: an occasional index
+/// resize is part of the cost.
 fn delta_merge(size: usize, rounds: usize) -> Duration {
     let (mut stream, mut receiver) = DeltaStream::new(size);
+    stream.churn(&mut receiver);
     let samples = (0..rounds)
         .map(|_| {
             let delta = stream.next_delta();
