@@ -368,3 +368,27 @@ fn escaped_names_decode_to_their_text() {
         ("room:\"lobby\"", "café", "p\\1")
     );
 }
+
+#[test]
+fn values_are_checked_as_they_are_parsed_and_syntax_still_wins() {
+    // A bad entry first, then more values: the typed error is reported.
+    let bad = r#"{"topic":"","key":"k","pid":"p","meta":{}}"#;
+    let payload = format!(
+        r#"{{"replica":"a@1","context":{{"a@1":2}},"clouds":{{}},
+        "values":[{{"tag":{{"replica":"a@1","clock":1}},"entry":{bad}}},
+                  {{"tag":{{"replica":"a@1","clock":2}},"entry":{ENTRY}}}]}}"#
+    );
+    assert!(matches!(state_error(&payload), DecodeError::InvalidEntry { .. }));
+    // The same payload cut short after the bad entry: malformed JSON wins,
+    // as it did when the whole array was parsed before any check.
+    let cut = &payload[..payload.len() - 10];
+    assert!(matches!(state_error(cut), DecodeError::Json { .. }));
+    // A duplicate tag two values apart.
+    let payload = format!(
+        r#"{{"replica":"a@1","context":{{"a@1":2}},"clouds":{{}},
+        "values":[{{"tag":{{"replica":"a@1","clock":1}},"entry":{ENTRY}}},
+                  {{"tag":{{"replica":"a@1","clock":2}},"entry":{ENTRY}}},
+                  {{"tag":{{"replica":"a@1","clock":1}},"entry":{ENTRY}}}]}}"#
+    );
+    assert!(matches!(state_error(&payload), DecodeError::DuplicateTag { .. }));
+}
