@@ -34,7 +34,14 @@ pub fn cores() -> usize {
 pub fn commit() -> String {
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
     let dirty = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"])
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!reports",
+        ])
         .output()
         .is_ok_and(|output| output.status.success() && !output.stdout.is_empty());
     if dirty {
