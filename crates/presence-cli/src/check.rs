@@ -30,6 +30,9 @@ pub struct ModelArgs {
     /// crdt: include restarts among the faults.
     #[arg(long)]
     pub restarts: bool,
+    /// crdt: symmetry reduction (replicas are interchangeable); DFS only.
+    #[arg(long)]
+    pub symmetry: bool,
     /// protocol: the nemesis may isolate a node and heal.
     #[arg(long)]
     pub partitions: bool,
@@ -78,12 +81,13 @@ impl ModelArgs {
     fn flags(&self) -> String {
         let switch = |on: bool, name: &str| if on { format!(" --{name}") } else { String::new() };
         format!(
-            "--model {} --replicas {} --ops {} --faults {}{}{}{}",
+            "--model {} --replicas {} --ops {} --faults {}{}{}{}{}",
             self.kind(),
             self.replicas,
             self.ops,
             self.faults,
             switch(self.restarts, "restarts"),
+            switch(self.symmetry, "symmetry"),
             switch(self.partitions, "partitions"),
             switch(self.lossy, "lossy")
         )
@@ -142,13 +146,21 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
         ModelKind::Crdt => {
             let model = args.model.cfg()?.into_model();
             let replay_model = model.clone();
-            check_model(args, model, move |name, actions| {
+            let symmetry = args
+                .model
+                .symmetry
+                .then_some(presence_model::crdt::representative as fn(&_) -> _);
+            check_model(args, model, symmetry, move |name, actions| {
                 print_counterexample(&replay_model, name, actions)
             })
         }
         ModelKind::Protocol => {
+            if args.model.symmetry {
+                eprintln!("error: --symmetry applies to the CRDT model only");
+                return Err(Failure::Usage);
+            }
             let model = args.model.protocol_cfg()?.into_model();
-            check_model(args, model, |name, actions| {
+            check_model(args, model, None, |name, actions| {
                 println!("\nCOUNTEREXAMPLE for {name} ({} steps):", actions.len());
                 for (step, action) in actions.iter().enumerate() {
                     println!("  {:>3}. {action:?}", step + 1);
@@ -158,9 +170,17 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
     }
 }
 
+/// A model's symmetry reduction: a state's representative.
+type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
+
 /// Runs a check, prints and writes its report, and prints each
 /// counterexample with `show`.
-fn check_model<M>(args: &CheckArgs, model: M, show: impl Fn(&str, Vec<M::Action>)) -> Result<(), Failure>
+fn check_model<M>(
+    args: &CheckArgs,
+    model: M,
+    symmetry: Option<Representative<M>>,
+    show: impl Fn(&str, Vec<M::Action>),
+) -> Result<(), Failure>
 where
     M: Model + Send + Sync + 'static,
     M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
@@ -182,6 +202,9 @@ where
         .timeout(Duration::from_secs(args.timeout_secs));
     if let Some(depth) = args.depth {
         builder = builder.target_max_depth(depth);
+    }
+    if let Some(representative) = symmetry {
+        builder = builder.symmetry_fn(representative);
     }
     let started = Instant::now();
     let checker = builder.spawn_dfs().join();

@@ -149,3 +149,94 @@ fn regression_b7_an_update_delta_carries_its_removal() {
     assert_eq!(held, last.replicas[0].state.get_by_key("room", "alice"));
     assert!(held[0].entry.replaces.is_some(), "what remains is the update");
 }
+
+fn reached(
+    model: &CrdtModel,
+    actions: &[presence_model::crdt::CrdtAction],
+) -> presence_model::crdt::CrdtState {
+    let init = model.init_states().remove(0);
+    stateright::Path::from_actions(model, init, actions)
+        .expect("the path replays")
+        .last_state()
+        .clone()
+}
+
+#[test]
+fn mirrored_states_share_a_representative_and_others_do_not() {
+    use presence_model::crdt::{representative, CrdtAction::*};
+    let model = CrdtModelCfg {
+        replicas: 3,
+        ops: 2,
+        faults: 1,
+        restarts: true,
+    }
+    .into_model();
+    let same = |a: &[_], b: &[_]| representative(&reached(&model, a)) == representative(&reached(&model, b));
+    assert!(same(&[Join { at: 0 }], &[Join { at: 2 }]));
+    // Replicas 0 and 1 swap roles, payload numbers follow production order.
+    assert!(same(
+        &[
+            Join { at: 0 },
+            Join { at: 1 },
+            Deliver { payload: 0, to: 1 },
+            Down { at: 1, of: 0 }
+        ],
+        &[
+            Join { at: 1 },
+            Join { at: 0 },
+            Deliver { payload: 0, to: 0 },
+            Down { at: 0, of: 1 }
+        ],
+    ));
+    assert!(same(&[Restart { at: 1 }], &[Restart { at: 0 }]));
+    assert!(!same(
+        &[Join { at: 0 }],
+        &[Join { at: 0 }, Deliver { payload: 0, to: 1 }]
+    ));
+    assert!(!same(
+        &[Join { at: 0 }, Deliver { payload: 0, to: 1 }],
+        &[Join { at: 0 }, Deliver { payload: 1, to: 1 }]
+    ));
+    assert!(!same(
+        &[Join { at: 0 }, Deliver { payload: 0, to: 1 }],
+        &[
+            Join { at: 0 },
+            Deliver { payload: 0, to: 1 },
+            Down { at: 1, of: 0 }
+        ]
+    ));
+}
+
+fn check_symmetric(cfg: CrdtModelCfg) -> impl Checker<CrdtModel> {
+    cfg.into_model()
+        .checker()
+        .threads(2)
+        .symmetry_fn(presence_model::crdt::representative)
+        .spawn_dfs()
+        .join()
+}
+
+#[test]
+fn symmetry_reduction_keeps_every_property_and_discovery() {
+    let checker = check_symmetric(CrdtModelCfg {
+        replicas: 3,
+        ops: 1,
+        faults: 0,
+        restarts: false,
+    });
+    assert_always_holds(&checker);
+    // 28,912 without symmetry.
+    assert_eq!(checker.unique_state_count(), 4_821);
+
+    let checker = check_symmetric(CrdtModelCfg {
+        replicas: 2,
+        ops: 2,
+        faults: 1,
+        restarts: true,
+    });
+    assert_always_holds(&checker);
+    checker.assert_any_discovery("add-wins conflict");
+    checker.assert_any_discovery("stale payload after permdown");
+    // 107,505 without symmetry.
+    assert_eq!(checker.unique_state_count(), 53_753);
+}
