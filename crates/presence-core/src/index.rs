@@ -72,6 +72,11 @@ impl Multimap {
     fn insert(&mut self, hash: u64, clock: u64) {
         debug_assert!(clock > 0, "clock 0 marks an empty slot");
         self.reserve(1);
+        self.place(hash, clock);
+    }
+
+    /// Files a pair in the first free slot from its home; there must be one.
+    fn place(&mut self, hash: u64, clock: u64) {
         let mask = self.mask();
         let mut at = self.home(hash);
         while self.slots[at].1 != 0 {
@@ -152,14 +157,8 @@ impl Multimap {
         self.shift = 64 - capacity.trailing_zeros();
         self.len = 0;
         for (hash, clock) in old.into_iter().filter(|filed| filed.1 != 0) {
-            // Distinct pairs, room to spare: the plain probe, no reserve.
-            let mask = self.mask();
-            let mut at = self.home(hash);
-            while self.slots[at].1 != 0 {
-                at = (at + 1) & mask;
-            }
-            self.slots[at] = (hash, clock);
-            self.len += 1;
+            // Distinct pairs, room to spare: no reserve.
+            self.place(hash, clock);
         }
     }
 }
