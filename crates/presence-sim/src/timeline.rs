@@ -15,7 +15,9 @@ const LANE: f64 = 48.0;
 /// At most this many message lines are drawn (evenly sampled).
 const MAX_MESSAGES: usize = 4_000;
 
-fn escape(text: &str) -> String {
+/// `text` escaped for SVG (XML) text and attribute values. The benchmark
+/// report's charts use it too.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

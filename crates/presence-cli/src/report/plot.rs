@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use presence_sim::timeline::escape;
+
 const WIDTH: f64 = 900.0;
 const MARGIN_LEFT: f64 = 80.0;
 const MARGIN_RIGHT: f64 = 260.0;
@@ -42,13 +44,6 @@ pub struct Bar {
 pub struct Section {
     pub title: String,
     pub bars: Vec<Bar>,
-}
-
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// `1 µs`, `10 ms`, `1 s`: a decade of seconds as an axis label.
