@@ -4,8 +4,8 @@
 //! curve must stay flat. Phoenix, into 200,000 entries: 60 ms.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use presence_benches::{size_label, DELTA_MERGE_SIZES};
-use presence_core::workload::{DeltaStream, DELTA_OPS};
+use presence_benches::DELTA_MERGE_SIZES;
+use presence_core::workload::{size_label, DeltaStream, DELTA_OPS};
 
 fn delta_merge(c: &mut Criterion) {
     let mut group = c.benchmark_group("delta_merge");

@@ -6,8 +6,8 @@ use crdts::CvRDT;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use presence_benches::{orswot_replica, size_label, FULL_MERGE_SIZES};
-use presence_core::workload;
+use presence_benches::{orswot_replica, FULL_MERGE_SIZES};
+use presence_core::workload::{self, size_label};
 
 fn full_merge(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_merge");

@@ -46,15 +46,6 @@ pub fn orswot_replica(prefix: &str, count: usize) -> Orswot<OrswotMember, String
     set
 }
 
-/// A readable size label: `1k`, `100k`, `1m`.
-pub fn size_label(size: usize) -> String {
-    match size {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,12 +58,5 @@ mod tests {
         assert_eq!(a.read().val.len(), 100);
         a.merge(b);
         assert_eq!(a.read().val.len(), 200);
-    }
-
-    #[test]
-    fn size_labels() {
-        assert_eq!(size_label(1_000), "1k");
-        assert_eq!(size_label(1_000_000), "1m");
-        assert_eq!(size_label(1_500), "1500");
     }
 }

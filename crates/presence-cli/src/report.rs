@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use presence_core::workload::size_label;
 use serde_json::Value;
 
 use crate::provenance::{command_output, commit, cores, cpu_model, machine_name, today};
@@ -339,7 +340,7 @@ fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<R
             estimate,
             format!("crdts `Orswot` merge, {0} + {0}", size_text(size)),
         );
-        if let Some(ours) = estimates.get(&format!("full_merge/{}", size_label(size))) {
+        if let Some(ours) = estimates.get(&format!("full_merge/{}", size_label(size as usize))) {
             let ratio = row.value / ours.point;
             row.anchor = Some(Anchor {
                 label: format!("presence-core: {}", time_text(ours.point)),
@@ -472,16 +473,6 @@ fn parse_size(label: &str) -> Option<f64> {
         _ => (label, 1.0),
     };
     digits.parse::<f64>().ok().map(|value| value * scale)
-}
-
-fn size_label(size: f64) -> String {
-    if size >= 1e6 {
-        format!("{}m", size / 1e6)
-    } else if size >= 1e3 {
-        format!("{}k", size / 1e3)
-    } else {
-        format!("{size}")
-    }
 }
 
 /// `100,000`.
@@ -809,7 +800,7 @@ mod tests {
         assert_eq!(parse_size("100k"), Some(1e5));
         assert_eq!(parse_size("1m"), Some(1e6));
         assert_eq!(parse_size("x"), None);
-        assert_eq!(size_label(1e6), "1m");
+        assert_eq!(size_label(1e6 as usize), "1m");
         assert_eq!(rate_text(161_234.4, "states/s"), "161,234 states/s");
         assert_eq!(time_text(1_500.0), "1.5 µs");
         assert_eq!(time_text(2.5e7), "25.00 ms");

@@ -22,6 +22,16 @@ fn topic(i: usize) -> String {
     format!("room:{}", i % TOPICS)
 }
 
+/// A readable size label, `1k`, `100k`, `1m`: how benchmark ids name their
+/// state sizes, and how `presence report` finds them again.
+pub fn size_label(size: usize) -> String {
+    match size {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
 /// Joins entries `first..first + count` of `prefix` at `state`.
 pub fn populate(state: &mut State, prefix: &str, first: usize, count: usize) {
     for i in first..first + count {
@@ -158,6 +168,13 @@ mod tests {
         stream.churn(&mut receiver);
         assert!(stream.next_leave >= 1_000, "every first entry left");
         assert_eq!(receiver.view_fingerprint(), stream.origin.view_fingerprint());
+    }
+
+    #[test]
+    fn size_labels() {
+        assert_eq!(size_label(1_000), "1k");
+        assert_eq!(size_label(1_000_000), "1m");
+        assert_eq!(size_label(1_500), "1500");
     }
 
     #[test]
