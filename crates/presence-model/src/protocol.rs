@@ -552,16 +552,14 @@ impl Model for ProtocolModel {
     }
 }
 
-/// Every node's local operations, all incarnations, crashed nodes' too
-/// (from what they keep across crashes); `None` when two nodes recorded one
-/// tag with different entries.
+/// Every node's local operations, all incarnations, crashed nodes' too,
+/// from what each keeps across crashes: a node saves its history in the
+/// same step as every change to it, so a live node's copy adds nothing.
+/// `None` when two nodes recorded one tag with different entries.
 fn cluster_history(state: &ProtocolState) -> Option<History> {
     let mut cluster = History::new();
     for stored in state.inner.actor_storages.iter().flatten() {
         cluster.absorb(&stored.history).ok()?;
-    }
-    for node in live_nodes(state) {
-        cluster.absorb(&node.history).ok()?;
     }
     Some(cluster)
 }
