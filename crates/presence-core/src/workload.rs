@@ -176,6 +176,24 @@ mod tests {
     }
 
     #[test]
+    fn deltas_into_a_state_beyond_the_caches_merge_exactly() {
+        // Large enough that merge_delta reads its slots ahead first.
+        let (mut stream, mut receiver) = DeltaStream::new(60_000);
+        let origin = stream.origin.replica().clone();
+        let slot = receiver.slot_of[&origin];
+        assert!(receiver.known(slot).indexes.beyond_caches());
+        for _ in 0..5 {
+            let delta = stream.next_delta();
+            let diff = receiver.merge_delta(&delta).expect("consecutive deltas connect");
+            assert_eq!(diff.joins.len(), 33 + 34);
+            assert_eq!(diff.leaves.len(), 33 + 34);
+        }
+        assert_eq!(receiver.view_fingerprint(), stream.origin.view_fingerprint());
+        crate::invariants::check_bounded_memory(&receiver, Default::default())
+            .expect("indexes match the values");
+    }
+
+    #[test]
     fn size_labels() {
         assert_eq!(size_label(1_000), "1k");
         assert_eq!(size_label(1_000_000), "1m");
