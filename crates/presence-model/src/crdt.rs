@@ -98,32 +98,52 @@ pub struct ModelReplica {
     watch: ResurrectionWatch,
     /// Canonical encoding of the replicated data and local liveness.
     canonical: Arc<[u8]>,
+    /// Its digest under each renaming of the `replicas` of the model (see
+    /// [`representative`]), kept with the state so only a changed replica
+    /// is digested again.
+    renamed: Arc<[u64]>,
+    replicas: usize,
 }
 
 impl ModelReplica {
-    fn new(state: State, ops_left: u8) -> Self {
+    fn new(state: State, ops_left: u8, replicas: usize) -> Self {
         let mut replica = Self {
             state,
             diffs_fingerprint: 0,
             ops_left,
             watch: ResurrectionWatch::default(),
             canonical: Arc::from(Vec::new()),
+            renamed: Arc::from(Vec::new()),
+            replicas,
         };
         replica.recanonicalize();
         replica
     }
 
+    /// Recomputes what is kept of the state: to be called after every change.
     fn recanonicalize(&mut self) {
         let mut bytes = self.state.to_json();
         for (replica, _, status) in self.state.replicas() {
             bytes.extend_from_slice(format!("|{replica}:{status:?}").as_bytes());
         }
         self.canonical = Arc::from(bytes);
+        self.renamed = Parts::replica(self).renamed(self.replicas);
     }
 
     fn apply(&mut self, diff: &Diff) {
         self.diffs_fingerprint ^= diff.fingerprint();
     }
+}
+
+/// A payload as produced, with what the checker reads of it.
+#[derive(Clone, Debug)]
+pub struct Produced {
+    /// The payload.
+    pub payload: Payload,
+    /// Its wire encoding, which stands for it in hashing and equality.
+    pub encoded: Arc<[u8]>,
+    /// Its digest under each renaming of replicas (see [`representative`]).
+    renamed: Arc<[u64]>,
 }
 
 /// A state of the model. Hashing and equality use the replicas' canonical
@@ -133,8 +153,8 @@ impl ModelReplica {
 pub struct CrdtState {
     /// The replicas.
     pub replicas: Vec<ModelReplica>,
-    /// Every payload produced so far, with its encoding.
-    pub payloads: Vec<(Payload, Arc<[u8]>)>,
+    /// Every payload produced so far.
+    pub payloads: Vec<Produced>,
     /// Liveness changes and restarts left.
     pub faults_left: u8,
     /// Whether I3 broke on the way here.
@@ -163,8 +183,8 @@ impl Hash for CrdtState {
             replica.diffs_fingerprint.hash(hasher);
             replica.ops_left.hash(hasher);
         }
-        for (_, encoded) in &self.payloads {
-            encoded.hash(hasher);
+        for produced in &self.payloads {
+            produced.encoded.hash(hasher);
         }
         self.faults_left.hash(hasher);
         self.resurrection.hash(hasher);
@@ -193,7 +213,7 @@ impl PartialEq for CrdtState {
                 .payloads
                 .iter()
                 .zip(&other.payloads)
-                .all(|((_, a), (_, b))| a == b);
+                .all(|(a, b)| a.encoded == b.encoded);
         replicas_equal
             && payloads_equal
             && self.faults_left == other.faults_left
@@ -309,15 +329,19 @@ impl CrdtModel {
             from: at,
             snapshot: Arc::new(replica.state.snapshot()),
         };
+        let replicas = state.replicas.len();
         for payload in [delta, full] {
-            let encoded: Arc<[u8]> = Arc::from(payload.encoded());
-            state.payloads.push((payload, encoded));
+            state.payloads.push(Produced {
+                encoded: Arc::from(payload.encoded()),
+                renamed: Parts::payload(&payload).renamed(replicas),
+                payload,
+            });
         }
         true
     }
 
     fn deliver(&self, state: &mut CrdtState, payload: usize, to: usize) -> bool {
-        let (payload, _) = state.payloads[payload].clone();
+        let payload = state.payloads[payload].payload.clone();
         let from = payload.from();
         let replica = &mut state.replicas[to];
         let stale = match &payload {
@@ -369,7 +393,7 @@ impl Model for CrdtModel {
 
     fn init_states(&self) -> Vec<Self::State> {
         let replicas = (0..self.cfg.replicas)
-            .map(|index| ModelReplica::new(State::new(replica_id(index, 1)), self.cfg.ops))
+            .map(|index| ModelReplica::new(State::new(replica_id(index, 1)), self.cfg.ops, self.cfg.replicas))
             .collect();
         vec![CrdtState {
             replicas,
@@ -396,9 +420,9 @@ impl Model for CrdtModel {
                 }
             }
         }
-        for (payload, (produced, _)) in state.payloads.iter().enumerate() {
+        for (payload, produced) in state.payloads.iter().enumerate() {
             for to in 0..state.replicas.len() {
-                if to != produced.from() {
+                if to != produced.payload.from() {
                     actions.push(CrdtAction::Deliver { payload, to });
                 }
             }
@@ -458,7 +482,7 @@ impl Model for CrdtModel {
                 state.history.record_dead(&old);
                 let ops_left = state.replicas[at].ops_left;
                 let fresh = State::new(old.with_incarnation(old.incarnation() + 1));
-                state.replicas[at] = ModelReplica::new(fresh, ops_left);
+                state.replicas[at] = ModelReplica::new(fresh, ops_left, self.cfg.replicas);
                 Some(at)
             }
         }?;
@@ -595,10 +619,24 @@ fn index_in(name: &str, prefix: char) -> usize {
         .expect("the model names replicas r{i} and pids p{i}")
 }
 
+/// A hasher that is fast, well mixed and the same in every build and run
+/// (ahash with fixed keys, as stateright's own fingerprints): digests must
+/// not depend on the process that computed them.
+fn digester() -> ahash::AHasher {
+    use std::hash::BuildHasher;
+    ahash::RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    )
+    .build_hasher()
+}
+
 /// A log's content, which no renaming of replicas changes: a log only ever
 /// holds entries of its own replica, whose pid `p{i}` follows its name `r{i}`.
 fn log_content(log: &presence_core::ReplicaLog) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = digester();
     (log.context(), log.cloud()).hash(&mut hasher);
     for (clock, entry) in log.values() {
         (clock, &*entry.topic, &*entry.key, entry.replaces).hash(&mut hasher);
@@ -650,7 +688,7 @@ impl Parts {
         // replicas: while it holds the fingerprint is the view's, and once it
         // breaks the state is a counterexample either way.
         let i1 = check_view_fingerprint(replica.diffs_fingerprint, state).is_ok();
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = digester();
         (replica.ops_left, i1).hash(&mut hasher);
         Parts {
             owner: (
@@ -664,7 +702,7 @@ impl Parts {
     }
 
     fn payload(payload: &Payload) -> Self {
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = digester();
         match payload {
             Payload::Full { from, snapshot } => {
                 // The producer is `from`: renamed with the owner, not here.
@@ -694,6 +732,19 @@ impl Parts {
         }
     }
 
+    /// Their digest under each renaming of `replicas` replicas, in the
+    /// order of [`permutations`].
+    fn renamed(&self, replicas: usize) -> Arc<[u64]> {
+        permutations(replicas)
+            .iter()
+            .map(|perm| {
+                let mut hasher = digester();
+                self.hash_renamed(perm, &mut hasher);
+                hasher.finish()
+            })
+            .collect()
+    }
+
     /// Hashes these parts with replica `i` renamed `perm[i]`.
     fn hash_renamed(&self, perm: &[usize], hasher: &mut impl Hasher) {
         ((perm[self.owner.0], self.owner.1), self.fixed).hash(hasher);
@@ -714,21 +765,27 @@ impl Parts {
     }
 }
 
-/// Every permutation of `0..n`, in lexicographic order.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![Vec::new()];
-    }
-    let mut all = Vec::new();
-    for rest in permutations(n - 1) {
-        for at in 0..=rest.len() {
-            let mut perm = rest.clone();
-            perm.insert(at, n - 1);
-            all.push(perm);
+/// Every permutation of `0..n`, in lexicographic order (computed once per
+/// `n`; the model has at most 4 replicas).
+fn permutations(n: usize) -> &'static [Vec<usize>] {
+    static ALL: [std::sync::OnceLock<Vec<Vec<usize>>>; 5] = [const { std::sync::OnceLock::new() }; 5];
+    ALL[n].get_or_init(|| {
+        let mut all = vec![Vec::new()];
+        for next in 0..n {
+            all = all
+                .into_iter()
+                .flat_map(|rest: Vec<usize>| {
+                    (0..=rest.len()).map(move |at| {
+                        let mut perm = rest.clone();
+                        perm.insert(at, next);
+                        perm
+                    })
+                })
+                .collect();
         }
-    }
-    all.sort();
-    all
+        all.sort();
+        all
+    })
 }
 
 /// Symmetry reduction for stateright (`checker().symmetry_fn(representative)`,
@@ -737,14 +794,12 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 /// representative is a hollow state that carries only the least digest over
 /// every renaming of replicas, which is all the checker reads of it (it
 /// fingerprints the representative and carries on with the original).
+///
+/// Each replica and payload keeps its own digest under every renaming, made
+/// when it changed or was produced, so this only combines a few numbers per
+/// renaming.
 pub fn representative(state: &CrdtState) -> CrdtState {
-    let replicas: Vec<Parts> = state.replicas.iter().map(Parts::replica).collect();
-    let payloads: Vec<Parts> = state
-        .payloads
-        .iter()
-        .map(|(payload, _)| Parts::payload(payload))
-        .collect();
-    let mut rest = std::hash::DefaultHasher::new();
+    let mut rest = digester();
     (state.faults_left, state.resurrection.is_some()).hash(&mut rest);
     (
         state.saw_add_wins,
@@ -753,17 +808,19 @@ pub fn representative(state: &CrdtState) -> CrdtState {
     )
         .hash(&mut rest);
     let rest = rest.finish();
+    let mut order: Vec<usize> = (0..state.replicas.len()).collect();
     let digest = permutations(state.replicas.len())
         .iter()
-        .map(|perm| {
-            let mut hasher = std::hash::DefaultHasher::new();
-            let mut order: Vec<usize> = (0..replicas.len()).collect();
-            order.sort_by_key(|&old| perm[old]);
-            for old in order {
-                replicas[old].hash_renamed(perm, &mut hasher);
+        .enumerate()
+        .map(|(renaming, perm)| {
+            let mut hasher = digester();
+            // Replicas in their new order, each digested under the renaming.
+            order.sort_unstable_by_key(|&old| perm[old]);
+            for &old in &order {
+                state.replicas[old].renamed[renaming].hash(&mut hasher);
             }
-            for payload in &payloads {
-                payload.hash_renamed(perm, &mut hasher);
+            for produced in &state.payloads {
+                produced.renamed[renaming].hash(&mut hasher);
             }
             rest.hash(&mut hasher);
             hasher.finish()

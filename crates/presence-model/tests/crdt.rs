@@ -140,7 +140,7 @@ fn regression_b7_an_update_delta_carries_its_removal() {
     let last = path.last_state();
     for delivered in [0, 2] {
         assert!(matches!(
-            last.payloads[delivered].0,
+            last.payloads[delivered].payload,
             presence_model::crdt::Payload::Delta { .. }
         ));
     }
