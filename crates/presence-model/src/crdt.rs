@@ -96,8 +96,9 @@ pub struct ModelReplica {
     pub ops_left: u8,
     /// What it had observed at its last check (I3; ghost, not hashed).
     watch: ResurrectionWatch,
-    /// Canonical encoding of the replicated data and local liveness.
-    canonical: Arc<[u8]>,
+    /// Digest of the replicated data and local liveness (see
+    /// [`canonical_digest`]).
+    canonical: u64,
     /// Its digest under each renaming of the `replicas` of the model (see
     /// [`representative`]), kept with the state so only a changed replica
     /// is digested again.
@@ -112,7 +113,7 @@ impl ModelReplica {
             diffs_fingerprint: 0,
             ops_left,
             watch: ResurrectionWatch::default(),
-            canonical: Arc::from(Vec::new()),
+            canonical: 0,
             renamed: Arc::from(Vec::new()),
             replicas,
         };
@@ -122,11 +123,7 @@ impl ModelReplica {
 
     /// Recomputes what is kept of the state: to be called after every change.
     fn recanonicalize(&mut self) {
-        let mut bytes = self.state.to_json();
-        for (replica, _, status) in self.state.replicas() {
-            bytes.extend_from_slice(format!("|{replica}:{status:?}").as_bytes());
-        }
-        self.canonical = Arc::from(bytes);
+        self.canonical = canonical_digest(&self.state);
         self.renamed = Parts::replica(self).renamed(self.replicas);
     }
 
@@ -147,12 +144,15 @@ pub struct Produced {
 }
 
 /// A state of the model. Hashing and equality use the replicas' canonical
-/// encodings, the payloads, the budgets and the discovery flags; the ground
+/// digests, the payloads, the budgets and the discovery flags; the ground
 /// truth (`history`) and the I3 watches are ghosts, left out.
+///
+/// Replicas and the history are shared between a state and its successors
+/// until a step changes them, so a step copies only what it changes.
 #[derive(Clone, Debug)]
 pub struct CrdtState {
     /// The replicas.
-    pub replicas: Vec<ModelReplica>,
+    pub replicas: Vec<Arc<ModelReplica>>,
     /// Every payload produced so far.
     pub payloads: Vec<Produced>,
     /// Liveness changes and restarts left.
@@ -166,7 +166,7 @@ pub struct CrdtState {
     /// A payload carrying a retired replica's entries arrived after permdown.
     pub saw_stale_after_permdown: bool,
     /// Ground truth (ghost).
-    pub history: History,
+    pub history: Arc<History>,
     /// Set only in a [`representative`]: the state's digest under symmetry,
     /// which is then all that hashes and compares.
     pub symmetric_digest: Option<u64>,
@@ -310,17 +310,18 @@ impl CrdtModel {
         at: usize,
         operation: impl FnOnce(&mut State) -> Option<Diff>,
     ) -> bool {
-        let replica = &mut state.replicas[at];
+        let mut replica = state.replicas[at].as_ref().clone();
         let Some(diff) = operation(&mut replica.state) else {
             return false;
         };
         replica.apply(&diff);
         replica.ops_left -= 1;
-        let recorded = state.history.record_local(&state.replicas[at].state, &diff);
+        state.replicas[at] = Arc::new(replica);
+        let recorded = Arc::make_mut(&mut state.history).record_local(&state.replicas[at].state, &diff);
         if let Err(violation) = recorded {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        let replica = &mut state.replicas[at];
+        let replica = Arc::make_mut(&mut state.replicas[at]);
         let delta = Payload::Delta {
             from: at,
             delta: Arc::new(replica.state.take_delta()),
@@ -343,7 +344,7 @@ impl CrdtModel {
     fn deliver(&self, state: &mut CrdtState, payload: usize, to: usize) -> bool {
         let payload = state.payloads[payload].payload.clone();
         let from = payload.from();
-        let replica = &mut state.replicas[to];
+        let replica = Arc::make_mut(&mut state.replicas[to]);
         let stale = match &payload {
             Payload::Full { snapshot, .. } => snapshot
                 .logs()
@@ -376,9 +377,8 @@ impl CrdtModel {
                 .reincarnate(incarnation)
                 .expect("next incarnation is accepted");
             replica.apply(&diff);
-            let recorded = state
-                .history
-                .record_reincarnation(&old, &state.replicas[to].state);
+            let recorded =
+                Arc::make_mut(&mut state.history).record_reincarnation(&old, &state.replicas[to].state);
             if let Err(violation) = recorded {
                 state.resurrection.get_or_insert(violation.to_string());
             }
@@ -393,7 +393,10 @@ impl Model for CrdtModel {
 
     fn init_states(&self) -> Vec<Self::State> {
         let replicas = (0..self.cfg.replicas)
-            .map(|index| ModelReplica::new(State::new(replica_id(index, 1)), self.cfg.ops, self.cfg.replicas))
+            .map(|index| {
+                let state = State::new(replica_id(index, 1));
+                Arc::new(ModelReplica::new(state, self.cfg.ops, self.cfg.replicas))
+            })
             .collect();
         vec![CrdtState {
             replicas,
@@ -403,7 +406,7 @@ impl Model for CrdtModel {
             saw_add_wins: false,
             saw_relayed_removal: false,
             saw_stale_after_permdown: false,
-            history: History::new(),
+            history: Arc::new(History::new()),
             symmetric_digest: None,
         }]
     }
@@ -464,7 +467,7 @@ impl Model for CrdtModel {
             CrdtAction::Down { at, of } | CrdtAction::Up { at, of } | CrdtAction::Permdown { at, of } => {
                 state.faults_left -= 1;
                 let peer = state.replicas[of].state.replica().clone();
-                let replica = &mut state.replicas[at];
+                let replica = Arc::make_mut(&mut state.replicas[at]);
                 let diff = match action {
                     CrdtAction::Down { .. } => replica.state.replica_down(&peer),
                     CrdtAction::Up { .. } => replica.state.replica_up(&peer),
@@ -479,18 +482,18 @@ impl Model for CrdtModel {
             CrdtAction::Restart { at } => {
                 state.faults_left -= 1;
                 let old = state.replicas[at].state.replica().clone();
-                state.history.record_dead(&old);
+                Arc::make_mut(&mut state.history).record_dead(&old);
                 let ops_left = state.replicas[at].ops_left;
                 let fresh = State::new(old.with_incarnation(old.incarnation() + 1));
-                state.replicas[at] = ModelReplica::new(fresh, ops_left, self.cfg.replicas);
+                state.replicas[at] = Arc::new(ModelReplica::new(fresh, ops_left, self.cfg.replicas));
                 Some(at)
             }
         }?;
-        let replica = &mut state.replicas[changed_at];
+        let replica = Arc::make_mut(&mut state.replicas[changed_at]);
         if let Err(violation) = check_no_resurrection(&mut replica.watch, &replica.state) {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        state.replicas[changed_at].recanonicalize();
+        replica.recanonicalize();
         Some(state)
     }
 
@@ -558,7 +561,7 @@ impl Model for CrdtModel {
 /// view must equal the ground truth.
 pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
     let mut replicas: Vec<State> = state.replicas.iter().map(|r| r.state.clone()).collect();
-    let mut history = state.history.clone();
+    let mut history = History::clone(&state.history);
     exchange_full_states(&mut replicas, 3, |old, state| {
         history.record_reincarnation(old, state)
     })
@@ -631,6 +634,23 @@ fn digester() -> ahash::AHasher {
         0x082E_FA98_EC4E_6C89,
     )
     .build_hasher()
+}
+
+/// What identifies a replica's state for the checker: its id, retirement
+/// watermarks, and every known replica's log with its liveness, hashed
+/// field by field (what `to_json` would write, without writing it).
+fn canonical_digest(state: &State) -> u64 {
+    let mut hasher = digester();
+    (state.replica(), state.retired()).hash(&mut hasher);
+    for (id, log, status) in state.replicas() {
+        (id, status == presence_core::Status::Up).hash(&mut hasher);
+        (log.context(), log.cloud()).hash(&mut hasher);
+        for (clock, entry) in log.values() {
+            (clock, &*entry.topic, &*entry.key, &*entry.pid, entry.replaces).hash(&mut hasher);
+            entry.meta.to_string().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// A log's content, which no renaming of replicas changes: a log only ever
@@ -835,7 +855,7 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         saw_add_wins: false,
         saw_relayed_removal: false,
         saw_stale_after_permdown: false,
-        history: History::new(),
+        history: Arc::new(History::new()),
         symmetric_digest: Some(digest),
     }
 }
