@@ -818,6 +818,11 @@ fn permutations(n: usize) -> &'static [Vec<usize>] {
 /// Each replica and payload keeps its own digest under every renaming, made
 /// when it changed or was produced, so this only combines a few numbers per
 /// renaming.
+///
+/// It also forgets the order in which payloads were produced: two states
+/// whose replicas agree and whose payloads are the same set behave alike
+/// (deliveries name a payload by its index in the list, but every index is
+/// offered), so interleavings of independent local operations meet.
 pub fn representative(state: &CrdtState) -> CrdtState {
     let mut rest = digester();
     (state.faults_left, state.resurrection.is_some()).hash(&mut rest);
@@ -829,6 +834,7 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         .hash(&mut rest);
     let rest = rest.finish();
     let mut order: Vec<usize> = (0..state.replicas.len()).collect();
+    let mut payloads: Vec<u64> = Vec::with_capacity(state.payloads.len());
     let digest = permutations(state.replicas.len())
         .iter()
         .enumerate()
@@ -839,9 +845,14 @@ pub fn representative(state: &CrdtState) -> CrdtState {
             for &old in &order {
                 state.replicas[old].renamed[renaming].hash(&mut hasher);
             }
-            for produced in &state.payloads {
-                produced.renamed[renaming].hash(&mut hasher);
-            }
+            // Payloads as a set: which were produced matters, not in what
+            // order (a delivery may pick any of them, and equal payloads
+            // deliver alike).
+            payloads.clear();
+            payloads.extend(state.payloads.iter().map(|produced| produced.renamed[renaming]));
+            payloads.sort_unstable();
+            payloads.dedup();
+            payloads.hash(&mut hasher);
             rest.hash(&mut hasher);
             hasher.finish()
         })
