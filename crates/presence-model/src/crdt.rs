@@ -99,11 +99,10 @@ pub struct ModelReplica {
     /// Digest of the replicated data and local liveness (see
     /// [`canonical_digest`]).
     canonical: u64,
-    /// Its digest under each renaming of the `replicas` of the model (see
+    /// Its digest under each renaming of the model's replicas (see
     /// [`representative`]), kept with the state so only a changed replica
     /// is digested again.
     renamed: Arc<[u64]>,
-    replicas: usize,
 }
 
 impl ModelReplica {
@@ -115,16 +114,16 @@ impl ModelReplica {
             watch: ResurrectionWatch::default(),
             canonical: 0,
             renamed: Arc::from(Vec::new()),
-            replicas,
         };
-        replica.recanonicalize();
+        replica.recanonicalize(replicas);
         replica
     }
 
-    /// Recomputes what is kept of the state: to be called after every change.
-    fn recanonicalize(&mut self) {
+    /// Recomputes what is kept of the state, in a model of `replicas`
+    /// replicas: to be called after every change.
+    fn recanonicalize(&mut self, replicas: usize) {
         self.canonical = canonical_digest(&self.state);
-        self.renamed = Parts::replica(self).renamed(self.replicas);
+        self.renamed = Parts::replica(self).renamed(replicas);
     }
 
     fn apply(&mut self, diff: &Diff) {
@@ -311,18 +310,16 @@ impl CrdtModel {
         at: usize,
         operation: impl FnOnce(&mut State) -> Option<Diff>,
     ) -> bool {
-        let mut replica = state.replicas[at].as_ref().clone();
+        let replica = Arc::make_mut(&mut state.replicas[at]);
         let Some(diff) = operation(&mut replica.state) else {
             return false;
         };
         replica.apply(&diff);
         replica.ops_left -= 1;
-        state.replicas[at] = Arc::new(replica);
-        let recorded = Arc::make_mut(&mut state.history).record_local(&state.replicas[at].state, &diff);
+        let recorded = Arc::make_mut(&mut state.history).record_local(&replica.state, &diff);
         if let Err(violation) = recorded {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        let replica = Arc::make_mut(&mut state.replicas[at]);
         let delta = Payload::Delta {
             from: at,
             delta: Arc::new(replica.state.take_delta()),
@@ -331,11 +328,10 @@ impl CrdtModel {
             from: at,
             snapshot: Arc::new(replica.state.snapshot()),
         };
-        let replicas = state.replicas.len();
         for payload in [delta, full] {
             state.payloads.push(Produced {
                 encoded: Arc::from(payload.encoded()),
-                renamed: Parts::payload(&payload).renamed(replicas),
+                renamed: Parts::payload(&payload).renamed(self.cfg.replicas),
                 payload,
             });
         }
@@ -501,7 +497,7 @@ impl Model for CrdtModel {
         if let Err(violation) = check_no_resurrection(&mut replica.watch, &replica.state) {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        replica.recanonicalize();
+        replica.recanonicalize(self.cfg.replicas);
         Some(state)
     }
 
@@ -653,12 +649,18 @@ fn canonical_digest(state: &State) -> u64 {
     for (id, log, status) in state.replicas() {
         (id, status == presence_core::Status::Up).hash(&mut hasher);
         (log.context(), log.cloud()).hash(&mut hasher);
-        for (clock, entry) in log.values() {
-            (clock, &*entry.topic, &*entry.key, &*entry.pid, entry.replaces).hash(&mut hasher);
-            entry.meta.to_string().hash(&mut hasher);
+        for (&clock, entry) in log.values() {
+            entry.pid.hash(&mut hasher);
+            hash_entry(clock, entry, &mut hasher);
         }
     }
     hasher.finish()
+}
+
+/// Hashes what an entry says apart from its pid (which names its replica).
+fn hash_entry(clock: u64, entry: &presence_core::Entry, hasher: &mut impl Hasher) {
+    (clock, &*entry.topic, &*entry.key, entry.replaces).hash(hasher);
+    entry.meta.to_string().hash(hasher);
 }
 
 /// A log's content, which no renaming of replicas changes: a log only ever
@@ -666,9 +668,8 @@ fn canonical_digest(state: &State) -> u64 {
 fn log_content(log: &presence_core::ReplicaLog) -> u64 {
     let mut hasher = digester();
     (log.context(), log.cloud()).hash(&mut hasher);
-    for (clock, entry) in log.values() {
-        (clock, &*entry.topic, &*entry.key, entry.replaces).hash(&mut hasher);
-        entry.meta.to_string().hash(&mut hasher);
+    for (&clock, entry) in log.values() {
+        hash_entry(clock, entry, &mut hasher);
     }
     hasher.finish()
 }
@@ -746,9 +747,8 @@ impl Parts {
             Payload::Delta { from, delta } => {
                 debug_assert_eq!(index_in(delta.replica().base(), 'r'), *from);
                 (1u8, delta.replica().incarnation(), delta.range(), delta.leaves()).hash(&mut hasher);
-                for (clock, entry) in delta.joins() {
-                    (clock, &*entry.topic, &*entry.key, entry.replaces).hash(&mut hasher);
-                    entry.meta.to_string().hash(&mut hasher);
+                for (&clock, entry) in delta.joins() {
+                    hash_entry(clock, entry, &mut hasher);
                 }
                 Parts {
                     owner: (*from, 0),
