@@ -10,6 +10,15 @@ fn check(cfg: CrdtModelCfg) -> impl Checker<CrdtModel> {
     cfg.into_model().checker().threads(2).spawn_dfs().join()
 }
 
+fn cfg(replicas: usize, ops: u8, faults: u8, restarts: bool) -> CrdtModelCfg {
+    CrdtModelCfg {
+        replicas,
+        ops,
+        faults,
+        restarts,
+    }
+}
+
 fn assert_always_holds(checker: &impl Checker<CrdtModel>) {
     assert!(checker.is_done(), "the check ran to completion");
     for property in property_names(checker.model(), Expectation::Always) {
@@ -19,12 +28,7 @@ fn assert_always_holds(checker: &impl Checker<CrdtModel>) {
 
 #[test]
 fn two_replicas_two_operations_each() {
-    let checker = check(CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 0,
-        restarts: false,
-    });
+    let checker = check(cfg(2, 2, 0, false));
     assert_always_holds(&checker);
     checker.assert_any_discovery("add-wins conflict");
     assert_eq!(checker.unique_state_count(), 6_909);
@@ -32,12 +36,7 @@ fn two_replicas_two_operations_each() {
 
 #[test]
 fn two_replicas_with_a_liveness_change_permdown_or_restart() {
-    let checker = check(CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 1,
-        restarts: true,
-    });
+    let checker = check(cfg(2, 2, 1, true));
     assert_always_holds(&checker);
     checker.assert_any_discovery("add-wins conflict");
     checker.assert_any_discovery("stale payload after permdown");
@@ -46,12 +45,7 @@ fn two_replicas_with_a_liveness_change_permdown_or_restart() {
 
 #[test]
 fn three_replicas_one_operation_each() {
-    let checker = check(CrdtModelCfg {
-        replicas: 3,
-        ops: 1,
-        faults: 0,
-        restarts: false,
-    });
+    let checker = check(cfg(3, 1, 0, false));
     assert_always_holds(&checker);
     assert_eq!(checker.unique_state_count(), 28_912);
 }
@@ -60,13 +54,7 @@ fn three_replicas_one_operation_each() {
 fn a_counterexample_path_replays_in_the_model() {
     // Discoveries are re-checked with Path::from_actions before they are
     // shown: the path must lead from the initial state to the same state.
-    let model = CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 0,
-        restarts: false,
-    }
-    .into_model();
+    let model = cfg(2, 2, 0, false).into_model();
     let checker = model.clone().checker().spawn_dfs().join();
     let path = checker.assert_any_discovery("add-wins conflict");
     let actions = path.clone().into_actions();
@@ -80,13 +68,7 @@ fn counterexamples_shrink_to_what_still_breaks_the_property() {
     use presence_model::crdt::{shrink_counterexample, CrdtAction};
     // "add-wins conflict" is false in the initial state, so any path whose
     // last state leaves it false shrinks to nothing.
-    let model = CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 0,
-        restarts: false,
-    }
-    .into_model();
+    let model = cfg(2, 2, 0, false).into_model();
     let path = vec![
         CrdtAction::Join { at: 0 },
         CrdtAction::Join { at: 1 },
@@ -110,13 +92,7 @@ fn counterexamples_shrink_to_what_still_breaks_the_property() {
 #[test]
 fn regression_b7_an_update_delta_carries_its_removal() {
     use presence_model::crdt::CrdtAction;
-    let model = CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 0,
-        restarts: false,
-    }
-    .into_model();
+    let model = cfg(2, 2, 0, false).into_model();
     // Each local operation offers its delta, then its full state.
     let actions = vec![
         CrdtAction::Join { at: 0 },
@@ -164,13 +140,7 @@ fn reached(
 #[test]
 fn mirrored_states_share_a_representative_and_others_do_not() {
     use presence_model::crdt::{representative, CrdtAction::*};
-    let model = CrdtModelCfg {
-        replicas: 3,
-        ops: 2,
-        faults: 1,
-        restarts: true,
-    }
-    .into_model();
+    let model = cfg(3, 2, 1, true).into_model();
     let same = |a: &[_], b: &[_]| representative(&reached(&model, a)) == representative(&reached(&model, b));
     assert!(same(&[Join { at: 0 }], &[Join { at: 2 }]));
     // Replicas 0 and 1 swap roles, payload numbers follow production order.
@@ -228,22 +198,12 @@ fn check_symmetric(cfg: CrdtModelCfg) -> impl Checker<CrdtModel> {
 
 #[test]
 fn symmetry_reduction_keeps_every_property_and_discovery() {
-    let checker = check_symmetric(CrdtModelCfg {
-        replicas: 3,
-        ops: 1,
-        faults: 0,
-        restarts: false,
-    });
+    let checker = check_symmetric(cfg(3, 1, 0, false));
     assert_always_holds(&checker);
     // 28,912 without symmetry; 4,821 with payloads kept in production order.
     assert_eq!(checker.unique_state_count(), 2_375);
 
-    let checker = check_symmetric(CrdtModelCfg {
-        replicas: 2,
-        ops: 2,
-        faults: 1,
-        restarts: true,
-    });
+    let checker = check_symmetric(cfg(2, 2, 1, true));
     assert_always_holds(&checker);
     checker.assert_any_discovery("add-wins conflict");
     checker.assert_any_discovery("stale payload after permdown");
