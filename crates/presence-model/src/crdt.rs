@@ -41,7 +41,10 @@ impl CrdtModelCfg {
             (2..=4).contains(&self.replicas),
             "the CRDT model takes 2 to 4 replicas"
         );
-        CrdtModel { cfg: self }
+        CrdtModel {
+            cfg: self,
+            audit: false,
+        }
     }
 }
 
@@ -49,6 +52,9 @@ impl CrdtModelCfg {
 #[derive(Clone, Debug)]
 pub struct CrdtModel {
     cfg: CrdtModelCfg,
+    /// Whether pruned payloads are kept aside and checked (see
+    /// [`CrdtModel::auditing_pruning`]).
+    audit: bool,
 }
 
 /// A payload some replica produced: what a later delivery may carry.
@@ -140,6 +146,11 @@ pub struct Produced {
     pub encoded: Arc<[u8]>,
     /// Its digest under each renaming of replicas (see [`representative`]).
     renamed: Arc<[u64]>,
+    /// The replicas it is spent on: bit `q` is set once delivering it to
+    /// replica `q` changes nothing, which stays so until `q` restarts (see
+    /// [`CrdtModel::prune`]). Follows from the payload and the replicas, so
+    /// it is not hashed.
+    spent: u8,
 }
 
 /// A state of the model. Hashing and equality use the replicas' canonical
@@ -166,6 +177,9 @@ pub struct CrdtState {
     pub saw_stale_after_permdown: bool,
     /// Ground truth (ghost).
     pub history: Arc<History>,
+    /// Payloads pruned on the way here, kept only when the model audits
+    /// pruning (ghost).
+    pub pruned: Arc<Vec<Payload>>,
     /// Set only in a [`representative`]: the state's digest under symmetry,
     /// which is then all that hashes and compares.
     pub symmetric_digest: Option<u64>,
@@ -330,6 +344,7 @@ impl CrdtModel {
         };
         for payload in [delta, full] {
             state.payloads.push(Produced {
+                spent: 0,
                 encoded: Arc::from(payload.encoded()),
                 renamed: Parts::payload(&payload).renamed(self.cfg.replicas),
                 payload,
@@ -342,21 +357,8 @@ impl CrdtModel {
         let payload = state.payloads[payload].payload.clone();
         let from = payload.from();
         let replica = Arc::make_mut(&mut state.replicas[to]);
-        let stale = match &payload {
-            Payload::Full { snapshot, .. } => snapshot
-                .logs()
-                .iter()
-                .any(|(id, log)| !log.values().is_empty() && replica.state.is_retired_id(id)),
-            Payload::Delta { delta, .. } => {
-                replica.state.is_retired_id(delta.replica()) && !delta.joins().is_empty()
-            }
-        };
-        let diff = match &payload {
-            Payload::Full { snapshot, .. } => replica.state.merge_snapshot(snapshot),
-            Payload::Delta { delta, .. } => match replica.state.merge_delta(delta) {
-                Ok(diff) => diff,
-                Err(_gap) => return false,
-            },
+        let Some((diff, stale)) = merge_payload(&mut replica.state, &payload) else {
+            return false;
         };
         // A delivery that changes nothing (a duplicate, or one already
         // covered) only leads back here: leave it out, so the checker does
@@ -389,6 +391,135 @@ impl CrdtModel {
         }
         true
     }
+
+    /// Marks the payloads from index `first` on that are now spent on
+    /// replica `at` (see [`Produced::spent`]).
+    fn mark_spent(state: &mut CrdtState, at: usize, first: usize) {
+        let replica = &state.replicas[at];
+        let watch = StaleWatch::of(state);
+        for produced in &mut state.payloads[first..] {
+            let unmarked = produced.payload.from() != at && produced.spent & (1 << at) == 0;
+            if unmarked && spent_on(replica, &produced.payload, watch) {
+                produced.spent |= 1 << at;
+            }
+        }
+    }
+
+    /// Drops the payloads spent on every replica but their producer, once no
+    /// replica can restart any more.
+    ///
+    /// Why this keeps the explored behaviour exact: a payload spent on a
+    /// replica stays spent while that replica does not restart. Every other
+    /// step moves a replica up in the lattice the payload is merged into
+    /// (local operations and merges only add to contexts, retirements only
+    /// add watermarks, and merges skip retired replicas), or changes only
+    /// liveness, which merging never reads or writes. So a spent payload's
+    /// deliveries are no-ops in every later state, and no-op deliveries are
+    /// never taken: a state with the payload and one without it have the
+    /// same successors. The one thing a later retirement changes is whether
+    /// a payload's entries arrive stale, which is a discovery: hence
+    /// [`StaleWatch`]. [`CrdtModel::auditing_pruning`] checks the claim
+    /// instead of trusting it (it found that case).
+    fn prune(&self, state: &mut CrdtState) {
+        if self.cfg.restarts && state.faults_left > 0 {
+            return;
+        }
+        let everyone = (1u8 << self.cfg.replicas) - 1;
+        let done = |produced: &Produced| produced.spent | (1 << produced.payload.from()) == everyone;
+        if !state.payloads.iter().any(done) {
+            return;
+        }
+        if self.audit {
+            let pruned = Arc::make_mut(&mut state.pruned);
+            pruned.extend(
+                state
+                    .payloads
+                    .iter()
+                    .filter(|produced| done(produced))
+                    .map(|produced| produced.payload.clone()),
+            );
+        }
+        state.payloads.retain(|produced| !done(produced));
+    }
+
+    /// This model, keeping every pruned payload aside and checking, as the
+    /// property "pruned payloads stay spent", that delivering any of them to
+    /// any replica still changes nothing. For tests: it costs a merge per
+    /// pruned payload and replica in every state.
+    pub fn auditing_pruning(mut self) -> Self {
+        self.audit = true;
+        self
+    }
+}
+
+/// Merges `payload` into `state`: its diff, and whether the payload carried
+/// entries of a replica `state` had retired. `None` when a delta is refused
+/// for a gap (it changes nothing).
+fn merge_payload(state: &mut State, payload: &Payload) -> Option<(Diff, bool)> {
+    match payload {
+        Payload::Full { snapshot, .. } => {
+            let stale = snapshot
+                .logs()
+                .iter()
+                .any(|(id, log)| !log.values().is_empty() && state.is_retired_id(id));
+            Some((state.merge_snapshot(snapshot), stale))
+        }
+        Payload::Delta { delta, .. } => {
+            let stale = state.is_retired_id(delta.replica()) && !delta.joins().is_empty();
+            state.merge_delta(delta).ok().map(|diff| (diff, stale))
+        }
+    }
+}
+
+/// What decides whether a delivery that changes no replica still matters:
+/// it may make the "stale payload after permdown" discovery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StaleWatch {
+    /// The discovery was made on the way here.
+    seen: bool,
+    /// A payload could still be found stale: a permdown or restart may
+    /// still happen, or one left a retirement watermark in some replica or
+    /// payload, from where it can spread. Once false it stays so.
+    possible: bool,
+}
+
+impl StaleWatch {
+    fn of(state: &CrdtState) -> Self {
+        let marked =
+            |retired: &std::collections::BTreeMap<Arc<str>, u64>| retired.values().any(|&mark| mark > 0);
+        let possible = state.faults_left > 0
+            || state
+                .replicas
+                .iter()
+                .any(|replica| marked(replica.state.retired()))
+            || state.payloads.iter().any(|produced| match &produced.payload {
+                Payload::Full { snapshot, .. } => marked(snapshot.retired()),
+                Payload::Delta { .. } => false,
+            });
+        Self {
+            seen: state.saw_stale_after_permdown,
+            possible,
+        }
+    }
+}
+
+/// Whether delivering `payload` to `replica` changes nothing now and will
+/// change nothing later while the replica does not restart: not its state,
+/// nor the discovery flags. A payload with entries could be found stale
+/// after a later retirement, so while that discovery is still to be made,
+/// it is not spent.
+fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch) -> bool {
+    let carries_entries = match payload {
+        Payload::Full { snapshot, .. } => snapshot.logs().values().any(|log| !log.values().is_empty()),
+        Payload::Delta { delta, .. } => !delta.joins().is_empty(),
+    };
+    if carries_entries && !watch.seen && watch.possible {
+        return false;
+    }
+    let mut state = replica.state.clone();
+    merge_payload(&mut state, payload).is_some_and(|(diff, stale)| {
+        diff.is_empty() && (!stale || watch.seen) && canonical_digest(&state) == replica.canonical
+    })
 }
 
 impl Model for CrdtModel {
@@ -411,6 +542,7 @@ impl Model for CrdtModel {
             saw_relayed_removal: false,
             saw_stale_after_permdown: false,
             history: Arc::new(History::new()),
+            pruned: Arc::default(),
             symmetric_digest: None,
         }]
     }
@@ -429,7 +561,7 @@ impl Model for CrdtModel {
         }
         for (payload, produced) in state.payloads.iter().enumerate() {
             for to in 0..state.replicas.len() {
-                if to != produced.payload.from() {
+                if to != produced.payload.from() && produced.spent & (1 << to) == 0 {
                     actions.push(CrdtAction::Deliver { payload, to });
                 }
             }
@@ -452,6 +584,7 @@ impl Model for CrdtModel {
 
     fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
         let mut state = last.clone();
+        let restarted = matches!(action, CrdtAction::Restart { .. });
         let changed_at = match action {
             CrdtAction::Join { at } => {
                 let meta = json!({"v": 0});
@@ -498,11 +631,28 @@ impl Model for CrdtModel {
             state.resurrection.get_or_insert(violation.to_string());
         }
         replica.recanonicalize(self.cfg.replicas);
+        if restarted {
+            for produced in &mut state.payloads {
+                produced.spent &= !(1 << changed_at);
+            }
+        }
+        // Only the changed replica and the new payloads need a look, unless
+        // what "spent" means changed: then everything does, so the marks
+        // follow from the state alone, whatever the path here.
+        let first = if StaleWatch::of(last) == StaleWatch::of(&state) {
+            last.payloads.len()
+        } else {
+            0
+        };
+        for at in 0..self.cfg.replicas {
+            Self::mark_spent(&mut state, at, if at == changed_at { 0 } else { first });
+        }
+        self.prune(&mut state);
         Some(state)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut properties = vec![
             Property::always("I1 diff exactness", |_, state: &CrdtState| {
                 state
                     .replicas
@@ -542,7 +692,20 @@ impl Model for CrdtModel {
             Property::sometimes("stale payload after permdown", |_, state: &CrdtState| {
                 state.saw_stale_after_permdown
             }),
-        ]
+        ];
+        if self.audit {
+            properties.push(Property::always(
+                "pruned payloads stay spent",
+                |_, state: &CrdtState| {
+                    state.pruned.iter().all(|payload| {
+                        state.replicas.iter().enumerate().all(|(at, replica)| {
+                            at == payload.from() || spent_on(replica, payload, StaleWatch::of(state))
+                        })
+                    })
+                },
+            ));
+        }
+        properties
     }
 
     fn format_action(&self, action: &Self::Action) -> String {
@@ -875,6 +1038,7 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         saw_relayed_removal: false,
         saw_stale_after_permdown: false,
         history: Arc::new(History::new()),
+        pruned: Arc::default(),
         symmetric_digest: Some(digest),
     }
 }
