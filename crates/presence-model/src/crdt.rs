@@ -736,50 +736,6 @@ pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
     check_convergence(replicas.iter(), &history.live_view()).map_err(|violation| violation.to_string())
 }
 
-/// Shortens a counterexample to `property`: drops actions one at a time
-/// while the path still replays from the initial state and its last state
-/// still breaks the property. Depth-first discoveries are rarely minimal.
-/// At most `budget` replays.
-pub fn shrink_counterexample(
-    model: &CrdtModel,
-    mut actions: Vec<CrdtAction>,
-    property: &str,
-    budget: usize,
-) -> Vec<CrdtAction> {
-    let Some(condition) = model
-        .properties()
-        .into_iter()
-        .find(|p| p.name == property)
-        .map(|p| p.condition)
-    else {
-        return actions;
-    };
-    let init = model.init_states().remove(0);
-    let mut replays = 0;
-    'shorter: loop {
-        for skip in 0..actions.len() {
-            if replays >= budget {
-                break 'shorter;
-            }
-            replays += 1;
-            let candidate: Vec<CrdtAction> = actions
-                .iter()
-                .enumerate()
-                .filter(|(index, _)| *index != skip)
-                .map(|(_, action)| action.clone())
-                .collect();
-            let broken = stateright::Path::from_actions(model, init.clone(), &candidate)
-                .is_some_and(|path| !condition(model, path.last_state()));
-            if broken {
-                actions = candidate;
-                continue 'shorter;
-            }
-        }
-        break;
-    }
-    actions
-}
-
 // ----- symmetry ------------------------------------------------------------------
 
 /// The index `i` of a replica base `r{i}` or a pid `p{i}`.

@@ -63,26 +63,6 @@ fn a_counterexample_path_replays_in_the_model() {
     assert!(replayed.last_state() == path.last_state());
 }
 
-#[test]
-fn counterexamples_shrink_to_what_still_breaks_the_property() {
-    use presence_model::crdt::{shrink_counterexample, CrdtAction};
-    // "add-wins conflict" is false in the initial state, so any path whose
-    // last state leaves it false shrinks to nothing.
-    let model = cfg(2, 2, 0, false).into_model();
-    let path = vec![
-        CrdtAction::Join { at: 0 },
-        CrdtAction::Join { at: 1 },
-        CrdtAction::Deliver { payload: 0, to: 1 },
-        CrdtAction::Update { at: 1 },
-    ];
-    assert!(shrink_counterexample(&model, path.clone(), "add-wins conflict", 100).is_empty());
-    // A property that holds cannot be "broken" by any sub-path: no change.
-    assert_eq!(
-        shrink_counterexample(&model, path.clone(), "no such property", 100),
-        path
-    );
-}
-
 /// The counterexample the model found when bug class B7 was injected by
 /// hand (an update whose delta dropped its removal half, Phoenix #172/#175):
 /// replica 0 joins and updates, replica 1 receives both deltas in order and,
