@@ -50,6 +50,7 @@
 
 pub mod delta;
 pub mod diff;
+mod digest;
 pub mod entry;
 pub mod invariants;
 pub mod log;

@@ -18,6 +18,8 @@ use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
 use stateright::{Model, Property};
 
+use crate::digester;
+
 const TOPIC: &str = "room";
 const KEY: &str = "alice";
 
@@ -745,34 +747,11 @@ fn index_in(name: &str, prefix: char) -> usize {
         .expect("the model names replicas r{i} and pids p{i}")
 }
 
-/// A hasher that is fast, well mixed and the same in every build and run
-/// (ahash with fixed keys, as stateright's own fingerprints): digests must
-/// not depend on the process that computed them.
-fn digester() -> ahash::AHasher {
-    use std::hash::BuildHasher;
-    ahash::RandomState::with_seeds(
-        0x243F_6A88_85A3_08D3,
-        0x1319_8A2E_0370_7344,
-        0xA409_3822_299F_31D0,
-        0x082E_FA98_EC4E_6C89,
-    )
-    .build_hasher()
-}
-
-/// What identifies a replica's state for the checker: its id, retirement
-/// watermarks, and every known replica's log with its liveness, hashed
-/// field by field (what `to_json` would write, without writing it).
+/// What identifies a replica's state for the checker: a digest of its
+/// fields (see `State::hash_canonical`).
 fn canonical_digest(state: &State) -> u64 {
     let mut hasher = digester();
-    (state.replica(), state.retired()).hash(&mut hasher);
-    for (id, log, status) in state.replicas() {
-        (id, status == presence_core::Status::Up).hash(&mut hasher);
-        (log.context(), log.cloud()).hash(&mut hasher);
-        for (&clock, entry) in log.values() {
-            entry.pid.hash(&mut hasher);
-            hash_entry(clock, entry, &mut hasher);
-        }
-    }
+    state.hash_canonical(&mut hasher);
     hasher.finish()
 }
 

@@ -24,6 +24,20 @@ pub mod protocol;
 
 use stateright::{Expectation, Model};
 
+/// A hasher that is fast, well mixed and the same in every build and run
+/// (ahash with fixed keys, as stateright's own fingerprints): digests must
+/// not depend on the process that computed them.
+pub(crate) fn digester() -> ahash::AHasher {
+    use std::hash::BuildHasher;
+    ahash::RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    )
+    .build_hasher()
+}
+
 /// The names of a model's properties of one kind, in the order the model
 /// declares them: derived from [`Model::properties`], so no second list can
 /// drift from it.

@@ -39,6 +39,8 @@ use stateright::actor::{
 };
 use stateright::{Model, Property};
 
+use crate::digester;
+
 /// Bounds of the protocol model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProtocolModelCfg {
@@ -54,12 +56,12 @@ pub struct ProtocolModelCfg {
     pub lossy: bool,
 }
 
-/// A message on the wire: the protocol message and its JSON, which is what
-/// hashes and compares (and what a real transport would carry).
+/// A message on the wire: the protocol message and its digest (see
+/// `Message::hash_canonical`), by which it hashes and orders.
 #[derive(Clone)]
 pub struct Wire {
     message: Arc<Message>,
-    bytes: Arc<[u8]>,
+    digest: u64,
 }
 
 impl Wire {
@@ -69,10 +71,11 @@ impl Wire {
     }
 
     fn new(message: Message) -> Self {
-        let bytes = Arc::from(message.to_json());
+        let mut hasher = digester();
+        message.hash_canonical(&mut hasher);
         Self {
             message: Arc::new(message),
-            bytes,
+            digest: hasher.finish(),
         }
     }
 }
@@ -127,7 +130,7 @@ impl std::fmt::Debug for Wire {
 
 impl PartialEq for Wire {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        self.digest == other.digest && self.message == other.message
     }
 }
 
@@ -139,16 +142,23 @@ impl PartialOrd for Wire {
     }
 }
 
-/// Messages order by their encoding, so the network's order is stable.
+/// Messages order by their digest, and by their encoding in the unlikely
+/// case two different messages share one, so the order is stable.
 impl Ord for Wire {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.bytes.cmp(&other.bytes)
+        self.digest.cmp(&other.digest).then_with(|| {
+            if self.message == other.message {
+                std::cmp::Ordering::Equal
+            } else {
+                self.message.to_json().cmp(&other.message.to_json())
+            }
+        })
     }
 }
 
 impl Hash for Wire {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
-        self.bytes.hash(hasher);
+        self.digest.hash(hasher);
     }
 }
 
@@ -178,12 +188,13 @@ pub struct NodeState {
     watch: ResurrectionWatch,
     /// This node's local operations, all incarnations (I4-I6; ghost).
     history: History,
-    canonical: Arc<str>,
+    /// Digest of the node (`Node::hash_canonical`).
+    canonical: u64,
 }
 
 impl NodeState {
     /// After every step: a reincarnation recorded as ground truth (and
-    /// remembered across crashes), the canonical text, and I3 against the
+    /// remembered across crashes), the canonical digest, and I3 against the
     /// last step.
     fn settle(&mut self, before: &ReplicaId, o: &mut Out<TrackerActor>) {
         if self.node.replica() != before {
@@ -194,7 +205,9 @@ impl NodeState {
             // The new incarnation is a new replica: its watch starts afresh.
             self.watch = ResurrectionWatch::default();
         }
-        self.canonical = Arc::from(self.node.canonical());
+        let mut hasher = digester();
+        self.node.hash_canonical(&mut hasher);
+        self.canonical = hasher.finish();
         if let Err(violation) = check_no_resurrection(&mut self.watch, self.node.state()) {
             self.resurrection.get_or_insert(violation.to_string());
         }
@@ -332,7 +345,7 @@ impl Actor for TrackerActor {
             resurrection: None,
             watch: ResurrectionWatch::default(),
             history,
-            canonical: Arc::from(""),
+            canonical: 0,
         };
         let track = Input::Track {
             pid: format!("p{index}"),

@@ -23,13 +23,14 @@ impl Generations {
         }
     }
 
-    /// Each generation as JSON, `-` for an empty one: for canonical texts.
-    pub(crate) fn write_canonical(&self, out: &mut Vec<u8>) {
+    /// Feeds `hasher` each generation, or its absence (see
+    /// [`Node::hash_canonical`](crate::Node::hash_canonical)).
+    pub(crate) fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        use std::hash::Hash as _;
         for generation in &self.deltas {
-            out.push(b'|');
-            match generation {
-                Some(delta) => out.extend_from_slice(&delta.to_json()),
-                None => out.push(b'-'),
+            generation.is_some().hash(hasher);
+            if let Some(delta) = generation {
+                delta.hash_canonical(hasher);
             }
         }
     }

@@ -231,41 +231,32 @@ impl Node {
         self.stopped
     }
 
-    /// A canonical text of everything the node keeps (replicated data, local
+    /// Feeds `hasher` everything the node keeps (replicated data, local
     /// liveness, peers, outstanding transfers, timers' progress, delta
-    /// generations): equal texts, equal nodes. Model checkers hash it.
-    pub fn canonical(&self) -> String {
-        use std::io::Write as _;
-        // Written straight into bytes (no Debug formatting): model checkers
-        // call this after every step.
-        let up = |up: bool| if up { "up" } else { "down" };
-        let mut out = self.state.to_json();
-        for (id, _, status) in self.state.replicas() {
-            let _ = write!(out, "|{id}:{}", up(status == presence_core::Status::Up));
-        }
+    /// generations), field by field: nodes that behave alike feed it alike.
+    /// Model checkers fingerprint nodes by it.
+    pub fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        use std::hash::Hash as _;
+        self.state.hash_canonical(hasher);
+        self.peers.len().hash(hasher);
         for (id, peer) in &self.peers {
-            let _ = write!(
-                out,
-                "|peer {id}:{}:{}:",
+            (
+                id,
                 peer.last_heard_ms,
-                up(peer.status == PeerStatus::Up)
-            );
-            for (replica, clock) in &peer.clocks {
-                let _ = write!(out, "{replica}={clock},");
-            }
+                peer.status == PeerStatus::Up,
+                &peer.clocks,
+            )
+                .hash(hasher);
         }
-        for (id, since) in &self.pending {
-            let _ = write!(out, "|pending {id}:{since}");
-        }
-        let _ = write!(
-            out,
-            "|{}|{}|{}|{}",
-            self.next_broadcast_ms, self.silent_periods, self.periods, self.stopped
-        );
-        self.generations.write_canonical(&mut out);
-        out.push(b'|');
-        out.extend_from_slice(&self.state.delta().to_json());
-        String::from_utf8(out).expect("JSON and formatted numbers are UTF-8")
+        self.pending.hash(hasher);
+        (
+            self.next_broadcast_ms,
+            self.silent_periods,
+            self.periods,
+            self.stopped,
+        )
+            .hash(hasher);
+        self.generations.hash_canonical(hasher);
     }
 
     /// Sizes of everything the node keeps.
