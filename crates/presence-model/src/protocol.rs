@@ -187,7 +187,7 @@ pub struct NodeState {
     /// What this node observed at its last step (I3; ghost).
     watch: ResurrectionWatch,
     /// This node's local operations, all incarnations (I4-I6; ghost).
-    history: History,
+    history: Arc<History>,
     /// Digest of the node (`Node::hash_canonical`).
     canonical: u64,
 }
@@ -198,7 +198,8 @@ impl NodeState {
     /// last step.
     fn settle(&mut self, before: &ReplicaId, o: &mut Out<TrackerActor>) {
         if self.node.replica() != before {
-            if let Err(violation) = self.history.record_reincarnation(before, self.node.state()) {
+            let recorded = Arc::make_mut(&mut self.history).record_reincarnation(before, self.node.state());
+            if let Err(violation) = recorded {
                 self.resurrection.get_or_insert(violation.to_string());
             }
             self.save(o);
@@ -221,7 +222,7 @@ impl NodeState {
     fn save(&self, o: &mut Out<TrackerActor>) {
         o.save(Stored {
             incarnation: self.node.replica().incarnation(),
-            history: self.history.clone(),
+            history: Arc::clone(&self.history),
         });
     }
 }
@@ -232,7 +233,7 @@ impl NodeState {
 pub struct Stored {
     /// The last incarnation started.
     pub incarnation: u64,
-    history: History,
+    history: Arc<History>,
 }
 
 impl PartialEq for Stored {
@@ -288,7 +289,8 @@ impl TrackerActor {
     fn local(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
         for output in &outputs {
             if let Output::Diff(diff) = output {
-                if let Err(violation) = state.history.record_local(state.node.state(), diff) {
+                let recorded = Arc::make_mut(&mut state.history).record_local(state.node.state(), diff);
+                if let Err(violation) = recorded {
                     state.resurrection.get_or_insert(violation.to_string());
                 }
             }
@@ -329,11 +331,11 @@ impl Actor for TrackerActor {
         let incarnation = storage.as_ref().map_or(1, |last| last.incarnation + 1);
         let mut history = storage
             .as_ref()
-            .map(|last| last.history.clone())
+            .map(|last| Arc::clone(&last.history))
             .unwrap_or_default();
         if let Some(last) = storage {
             // The crashed incarnation's presences died with it.
-            history.record_dead(&ReplicaId::new(&format!("n{index}"), last.incarnation));
+            Arc::make_mut(&mut history).record_dead(&ReplicaId::new(&format!("n{index}"), last.incarnation));
         }
         let replica = ReplicaId::new(&format!("n{index}"), incarnation);
         let node = Node::new(replica, self.config.clone(), 0).expect("the model's config is valid");
