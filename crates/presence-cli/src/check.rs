@@ -30,7 +30,7 @@ pub struct ModelArgs {
     /// crdt: include restarts among the faults.
     #[arg(long)]
     pub restarts: bool,
-    /// crdt: symmetry reduction (replicas are interchangeable); DFS only.
+    /// Symmetry reduction (replicas or nodes are interchangeable); DFS only.
     #[arg(long)]
     pub symmetry: bool,
     /// protocol: the nemesis may isolate a node and heal.
@@ -155,13 +155,13 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
             })
         }
         ModelKind::Protocol => {
-            if args.model.symmetry {
-                eprintln!("error: --symmetry applies to the CRDT model only");
-                return Err(Failure::Usage);
-            }
             let model = args.model.protocol_cfg()?.into_model();
             let replay_model = args.model.protocol_cfg()?.into_model();
-            check_model(args, model, None, move |name, actions| {
+            let symmetry = args
+                .model
+                .symmetry
+                .then_some(presence_model::protocol::representative as fn(&_) -> _);
+            check_model(args, model, symmetry, move |name, actions| {
                 print_counterexample(&replay_model, name, actions)
             })
         }

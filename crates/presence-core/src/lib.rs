@@ -11,6 +11,8 @@
 //!   `presence_state` / `presence_diff` payloads (layer 4).
 //! - [`wire`]: the validated JSON format of states and deltas.
 //! - [`invariants`]: SPEC section 7 as named check functions.
+//! - [`digest`]: canonical hashing field by field, and under renamings of
+//!   replicas, for model checkers.
 //! - [`workload`]: the deterministic workloads that benches and examples measure.
 //!
 //! The core does no I/O, reads no clock and draws no randomness.
@@ -50,7 +52,7 @@
 
 pub mod delta;
 pub mod diff;
-mod digest;
+pub mod digest;
 pub mod entry;
 pub mod invariants;
 pub mod log;

@@ -18,7 +18,7 @@ use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
 use stateright::{Model, Property};
 
-use crate::digester;
+use crate::{digester, permutations};
 
 const TOPIC: &str = "room";
 const KEY: &str = "alice";
@@ -889,29 +889,6 @@ impl Parts {
         retired.sort_unstable();
         retired.hash(hasher);
     }
-}
-
-/// Every permutation of `0..n`, in lexicographic order (computed once per
-/// `n`; the model has at most 4 replicas).
-fn permutations(n: usize) -> &'static [Vec<usize>] {
-    static ALL: [std::sync::OnceLock<Vec<Vec<usize>>>; 5] = [const { std::sync::OnceLock::new() }; 5];
-    ALL[n].get_or_init(|| {
-        let mut all = vec![Vec::new()];
-        for next in 0..n {
-            all = all
-                .into_iter()
-                .flat_map(|rest: Vec<usize>| {
-                    (0..=rest.len()).map(move |at| {
-                        let mut perm = rest.clone();
-                        perm.insert(at, next);
-                        perm
-                    })
-                })
-                .collect();
-        }
-        all.sort();
-        all
-    })
 }
 
 /// Symmetry reduction for stateright (`checker().symmetry_fn(representative)`,

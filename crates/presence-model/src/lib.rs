@@ -50,6 +50,29 @@ pub fn property_names<M: Model>(model: &M, expectation: Expectation) -> Vec<&'st
         .collect()
 }
 
+/// Every permutation of `0..n`, in lexicographic order (computed once per
+/// `n`; the model has at most 4 replicas).
+pub(crate) fn permutations(n: usize) -> &'static [Vec<usize>] {
+    static ALL: [std::sync::OnceLock<Vec<Vec<usize>>>; 5] = [const { std::sync::OnceLock::new() }; 5];
+    ALL[n].get_or_init(|| {
+        let mut all = vec![Vec::new()];
+        for next in 0..n {
+            all = all
+                .into_iter()
+                .flat_map(|rest: Vec<usize>| {
+                    (0..=rest.len()).map(move |at| {
+                        let mut perm = rest.clone();
+                        perm.insert(at, next);
+                        perm
+                    })
+                })
+                .collect();
+        }
+        all.sort();
+        all
+    })
+}
+
 /// Whether `actions` replay in `model` from its first initial state to a
 /// state that breaks the `always` property named `property`. Discoveries
 /// are confirmed this way before they are shown: a path rebuilt from

@@ -39,7 +39,7 @@ use stateright::actor::{
 };
 use stateright::{Model, Property};
 
-use crate::digester;
+use crate::{digester, permutations};
 
 /// Bounds of the protocol model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,10 +350,10 @@ impl Actor for TrackerActor {
             canonical: 0,
         };
         let track = Input::Track {
-            pid: format!("p{index}"),
+            pid: PID.into(),
             topic: "room".into(),
             key: "alice".into(),
-            meta: json!({"node": index}),
+            meta: json!({}),
         };
         let outputs = state.node.handle(track, 0).unwrap_or_default();
         Self::local(&mut state, outputs, id, self.peers(), o);
@@ -401,7 +401,7 @@ impl Actor for TrackerActor {
             }
             Timer::Leave => {
                 let untrack = Input::Untrack {
-                    pid: format!("p{}", usize::from(id)),
+                    pid: PID.into(),
                     topic: "room".into(),
                     key: "alice".into(),
                 };
@@ -435,8 +435,13 @@ pub struct ProtocolModel {
     inner: Inner,
 }
 
+/// Every node's connection. Pids and metas name no node, so that nodes are
+/// interchangeable (see [`representative`]); entries of different nodes
+/// differ by their tags.
+const PID: &str = "p";
+
 /// A state of the protocol model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ProtocolState {
     /// The actors, network, timers and crashes.
     pub inner: Arc<InnerState>,
@@ -444,6 +449,19 @@ pub struct ProtocolState {
     pub isolated: Option<usize>,
     /// Whether the nemesis may still isolate a node.
     pub partition_left: bool,
+    /// Set only in a [`representative`]: the state's digest under symmetry,
+    /// which is then all that hashes and compares.
+    pub symmetric_digest: Option<u64>,
+}
+
+impl PartialEq for ProtocolState {
+    fn eq(&self, other: &Self) -> bool {
+        if self.symmetric_digest.is_some() || other.symmetric_digest.is_some() {
+            return self.symmetric_digest == other.symmetric_digest;
+        }
+        self.inner == other.inner
+            && (self.isolated, self.partition_left) == (other.isolated, other.partition_left)
+    }
 }
 
 /// Hashes everything but the duplicating network's memory of the last
@@ -452,6 +470,10 @@ pub struct ProtocolState {
 /// it, so it only multiplied states that behave alike.
 impl Hash for ProtocolState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
+        if let Some(digest) = self.symmetric_digest {
+            digest.hash(hasher);
+            return;
+        }
         let inner = &*self.inner;
         inner.actor_states.hash(hasher);
         match &inner.network {
@@ -546,6 +568,7 @@ impl Model for ProtocolModel {
                 inner: Arc::new(inner),
                 isolated: None,
                 partition_left: self.cfg.partitions,
+                symmetric_digest: None,
             })
             .collect()
     }
@@ -825,4 +848,87 @@ pub fn exchange_converges(state: &ProtocolState) -> bool {
     // so failure detection hides it too.
     hide_silent(&mut replicas);
     check_convergence(replicas.iter(), &own_presences(replicas.iter())).is_ok()
+}
+
+/// Symmetry reduction for stateright (`checker().symmetry_fn(representative)`,
+/// DFS only): nodes are interchangeable, since each starts alike (same
+/// config, timers and budgets, one presence under the same pid and meta)
+/// and every action is offered for every node. The representative carries
+/// the least digest over every renaming of nodes of: each node's state with
+/// replica names renamed (`Node::hash_renamed`), its clock, ticks, crash,
+/// timers and last incarnation, every message in flight with its ends and
+/// its names renamed, and the nemesis's cut. It is hollow otherwise: the
+/// checker fingerprints it and carries on with the original.
+///
+/// I1 stands in as "holds here" for a node's diff fingerprint, which names
+/// replicas, as in the CRDT model. Whether the protocol's behaviour is
+/// really the same under renaming (it breaks ties between equally advanced
+/// peers by replica order) is checked, not assumed: a test compares the
+/// representatives reached with and without the reduction.
+pub fn representative(state: &ProtocolState) -> ProtocolState {
+    let inner = &*state.inner;
+    let count = inner.actor_states.len();
+    let names: Vec<Arc<str>> = (0..count).map(|index| Arc::from(format!("n{index}"))).collect();
+    let fixed: Vec<u64> = inner
+        .actor_states
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let mut hasher = digester();
+            let i1 = check_view_fingerprint(node.diffs_fingerprint, node.node.state()).is_ok();
+            (node.now_ms, node.ticks, i1, node.resurrection.is_some()).hash(&mut hasher);
+            inner.crashed[index].hash(&mut hasher);
+            inner.timers_set[index].hash(&mut hasher);
+            inner.actor_storages[index]
+                .as_ref()
+                .map(|stored| stored.incarnation)
+                .hash(&mut hasher);
+            hasher.finish()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..count).collect();
+    let digest = permutations(count)
+        .iter()
+        .map(|perm| {
+            let rename = |base: &str| -> Arc<str> {
+                match base
+                    .strip_prefix('n')
+                    .and_then(|digits| digits.parse::<usize>().ok())
+                {
+                    Some(index) if index < count => Arc::clone(&names[perm[index]]),
+                    _ => Arc::from(base),
+                }
+            };
+            let mut hasher = digester();
+            order.sort_unstable_by_key(|&old| perm[old]);
+            for &old in &order {
+                fixed[old].hash(&mut hasher);
+                inner.actor_states[old].node.hash_renamed(&rename, &mut hasher);
+            }
+            let mut in_flight: Vec<(usize, usize, u64)> = inner
+                .network
+                .iter_deliverable()
+                .map(|envelope| {
+                    let mut message = digester();
+                    envelope.msg.message.hash_renamed(&rename, &mut message);
+                    (
+                        perm[usize::from(envelope.src)],
+                        perm[usize::from(envelope.dst)],
+                        message.finish(),
+                    )
+                })
+                .collect();
+            in_flight.sort_unstable();
+            in_flight.hash(&mut hasher);
+            (state.isolated.map(|cut| perm[cut]), state.partition_left).hash(&mut hasher);
+            hasher.finish()
+        })
+        .min()
+        .expect("at least one permutation");
+    ProtocolState {
+        inner: Arc::clone(&state.inner),
+        isolated: state.isolated,
+        partition_left: state.partition_left,
+        symmetric_digest: Some(digest),
+    }
 }

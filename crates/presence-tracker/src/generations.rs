@@ -35,6 +35,11 @@ impl Generations {
         }
     }
 
+    /// Each generation, or its absence.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Option<&Delta>> + '_ {
+        self.deltas.iter().map(Option::as_ref)
+    }
+
     /// Forgets everything (a new incarnation starts a new history).
     pub(crate) fn reset(&mut self) {
         self.deltas.iter_mut().for_each(|delta| *delta = None);

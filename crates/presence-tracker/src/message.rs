@@ -100,6 +100,43 @@ impl Message {
         }
     }
 
+    /// [`Message::hash_canonical`] as if every replica base were renamed by
+    /// `rename` (see `State::hash_renamed`): for symmetry reduction.
+    pub fn hash_renamed<H: std::hash::Hasher>(
+        &self,
+        rename: presence_core::digest::Rename<'_>,
+        hasher: &mut H,
+    ) {
+        use presence_core::digest::{hash_clocks_renamed, hash_id_renamed};
+        use std::hash::Hash as _;
+        self.kind().hash(hasher);
+        hash_id_renamed(self.from(), rename, hasher);
+        match self {
+            Self::Heartbeat { clocks, delta, .. } => {
+                hash_clocks_renamed(clocks, rename, hasher);
+                delta.is_some().hash(hasher);
+                if let Some(delta) = delta {
+                    delta.hash_renamed(rename, hasher);
+                }
+            }
+            Self::TransferRequest { clocks, full, .. } => {
+                hash_clocks_renamed(clocks, rename, hasher);
+                full.hash(hasher);
+            }
+            Self::TransferAck { transfer, .. } => match transfer {
+                Transfer::Delta(delta) => {
+                    0u8.hash(hasher);
+                    delta.hash_renamed(rename, hasher);
+                }
+                Transfer::State(snapshot) => {
+                    1u8.hash(hasher);
+                    snapshot.hash_renamed(rename, hasher);
+                }
+            },
+            Self::GracefulPermdown { .. } => {}
+        }
+    }
+
     /// The sender.
     pub fn from(&self) -> &ReplicaId {
         match self {

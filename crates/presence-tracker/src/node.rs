@@ -259,6 +259,49 @@ impl Node {
         self.generations.hash_canonical(hasher);
     }
 
+    /// [`Node::hash_canonical`] as if every replica base were renamed by
+    /// `rename` (see `State::hash_renamed`): for symmetry reduction.
+    pub fn hash_renamed<H: std::hash::Hasher>(
+        &self,
+        rename: presence_core::digest::Rename<'_>,
+        hasher: &mut H,
+    ) {
+        use presence_core::digest::hash_clocks_renamed;
+        use std::hash::Hash as _;
+        self.state.hash_renamed(rename, hasher);
+        let mut peers: Vec<_> = self
+            .peers
+            .iter()
+            .map(|(id, peer)| ((rename(id.base()), id.incarnation()), peer))
+            .collect();
+        peers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        peers.len().hash(hasher);
+        for (id, peer) in peers {
+            (id, peer.last_heard_ms, peer.status == PeerStatus::Up).hash(hasher);
+            hash_clocks_renamed(&peer.clocks, rename, hasher);
+        }
+        let mut pending: Vec<_> = self
+            .pending
+            .iter()
+            .map(|(id, &since)| ((rename(id.base()), id.incarnation()), since))
+            .collect();
+        pending.sort_unstable();
+        pending.hash(hasher);
+        (
+            self.next_broadcast_ms,
+            self.silent_periods,
+            self.periods,
+            self.stopped,
+        )
+            .hash(hasher);
+        for generation in self.generations.iter() {
+            generation.is_some().hash(hasher);
+            if let Some(delta) = generation {
+                delta.hash_renamed(rename, hasher);
+            }
+        }
+    }
+
     /// Sizes of everything the node keeps.
     pub fn footprint(&self) -> Footprint {
         Footprint {
