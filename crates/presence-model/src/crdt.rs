@@ -148,6 +148,8 @@ pub struct Produced {
     pub encoded: Arc<[u8]>,
     /// Its digest under each renaming of replicas (see [`representative`]).
     renamed: Arc<[u64]>,
+    /// A digest of its encoding.
+    digest: u64,
     /// The replicas it is spent on: bit `q` is set once delivering it to
     /// replica `q` changes nothing, which stays so until `q` restarts (see
     /// [`CrdtModel::prune`]). Follows from the payload and the replicas, so
@@ -345,9 +347,13 @@ impl CrdtModel {
             snapshot: Arc::new(replica.state.snapshot()),
         };
         for payload in [delta, full] {
+            let encoded: Arc<[u8]> = Arc::from(payload.encoded());
+            let mut digest = digester();
+            encoded.hash(&mut digest);
             state.payloads.push(Produced {
                 spent: 0,
-                encoded: Arc::from(payload.encoded()),
+                digest: digest.finish(),
+                encoded,
                 renamed: Parts::payload(&payload).renamed(self.cfg.replicas),
                 payload,
             });
@@ -401,7 +407,7 @@ impl CrdtModel {
         let watch = StaleWatch::of(state);
         for produced in &mut state.payloads[first..] {
             let unmarked = produced.payload.from() != at && produced.spent & (1 << at) == 0;
-            if unmarked && spent_on(replica, &produced.payload, watch) {
+            if unmarked && spent_on_cached(replica, produced, watch) {
                 produced.spent |= 1 << at;
             }
         }
@@ -522,6 +528,44 @@ fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch) -> boo
     merge_payload(&mut state, payload).is_some_and(|(diff, stale)| {
         diff.is_empty() && (!stale || watch.seen) && canonical_digest(&state) == replica.canonical
     })
+}
+
+/// One shard of [`spent_on_cached`]'s verdicts.
+// Looked up by key, never iterated: its order reaches nothing.
+#[allow(clippy::disallowed_types)]
+type SpentShard = std::collections::HashMap<(u64, u64, bool, bool), bool, ahash::RandomState>;
+
+/// Verdicts kept per shard before the shard is emptied (a bound on memory).
+const SPENT_SHARD_CAPACITY: usize = 1 << 18;
+
+/// [`spent_on`], remembered by the replica's digest, the payload's digest
+/// and the stale watch: in a model the same replica state meets the same
+/// payload in a great many states, and a verdict costs a merge. Shared by
+/// every check in the process (the key says everything the verdict depends
+/// on), in 16 locked shards.
+fn spent_on_cached(replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
+    static SHARDS: std::sync::OnceLock<Vec<std::sync::Mutex<SpentShard>>> = std::sync::OnceLock::new();
+    let shards = SHARDS.get_or_init(|| {
+        (0..16)
+            .map(|_| {
+                std::sync::Mutex::new(SpentShard::with_hasher(ahash::RandomState::with_seeds(
+                    1, 2, 3, 4,
+                )))
+            })
+            .collect()
+    });
+    let key = (replica.canonical, produced.digest, watch.seen, watch.possible);
+    let shard = &shards[(replica.canonical ^ produced.digest) as usize % shards.len()];
+    if let Some(&verdict) = shard.lock().expect("no panic while held").get(&key) {
+        return verdict;
+    }
+    let verdict = spent_on(replica, &produced.payload, watch);
+    let mut shard = shard.lock().expect("no panic while held");
+    if shard.len() >= SPENT_SHARD_CAPACITY {
+        shard.clear();
+    }
+    shard.insert(key, verdict);
+    verdict
 }
 
 impl Model for CrdtModel {
