@@ -419,8 +419,16 @@ pub fn exchange_full_states(
         }
         for to in 0..replicas.len() {
             for from in (0..replicas.len()).filter(|&from| from != to) {
-                let snapshot = replicas[from].snapshot();
-                replicas[to].merge_snapshot(&snapshot);
+                // What merging `replicas[from].snapshot()` does, without
+                // copying the sender's logs into a snapshot first.
+                let (receiver, sender) = if to < from {
+                    let (left, right) = replicas.split_at_mut(from);
+                    (&mut left[to], &right[0])
+                } else {
+                    let (left, right) = replicas.split_at_mut(to);
+                    (&mut right[0], &left[from])
+                };
+                receiver.merge(sender);
                 if replicas[to].is_retired() {
                     let old = replicas[to].replica().clone();
                     let incarnation = replicas[to].next_incarnation();

@@ -234,6 +234,27 @@ proptest! {
         }
     }
 
+    /// `merge(&state)` (which may copy the sender's indexes) does exactly
+    /// what merging the sender's snapshot does: same diffs, same result.
+    /// The I2 exchange relies on it.
+    #[test]
+    fn prop_merging_a_state_equals_merging_its_snapshot(ops in prop::collection::vec(op(), 1..60)) {
+        let mut cluster = Cluster::new(REPLICAS);
+        let mut sent = Vec::new();
+        for op in &ops {
+            apply(&mut cluster, &mut sent, op);
+        }
+        let states: Vec<State> = cluster.nodes.iter().map(|node| node.state.clone()).collect();
+        for receiver in &states {
+            for sender in &states {
+                let mut direct = receiver.clone();
+                let mut via_snapshot = receiver.clone();
+                prop_assert_eq!(direct.merge(sender), via_snapshot.merge_snapshot(&sender.snapshot()));
+                prop_assert_eq!(direct.to_json(), via_snapshot.to_json());
+            }
+        }
+    }
+
     #[test]
     fn prop_deltas_in_any_order_with_duplicates_equal_full_state_merge(
         ops in prop::collection::vec(op(), 1..60),
