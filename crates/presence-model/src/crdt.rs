@@ -18,7 +18,7 @@ use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
 use stateright::{Model, Property};
 
-use crate::{digester, permutations};
+use crate::{digester, permutations, Memo};
 
 const TOPIC: &str = "room";
 const KEY: &str = "alice";
@@ -96,8 +96,9 @@ impl Payload {
 /// One replica of the model.
 #[derive(Clone, Debug)]
 pub struct ModelReplica {
-    /// The replica.
-    pub state: State,
+    /// The replica (shared with other model states, and with the delivery
+    /// cache, until changed).
+    pub state: Arc<State>,
     /// XOR of the fingerprints of every diff it emitted (I1).
     pub diffs_fingerprint: u64,
     /// Local operations left.
@@ -107,16 +108,16 @@ pub struct ModelReplica {
     /// Digest of the replicated data and local liveness (see
     /// [`canonical_digest`]).
     canonical: u64,
-    /// Its digest under each renaming of the model's replicas (see
+    /// Its state's digest under each renaming of the model's replicas (see
     /// [`representative`]), kept with the state so only a changed replica
-    /// is digested again.
+    /// is digested again. A function of the state alone.
     renamed: Arc<[u64]>,
 }
 
 impl ModelReplica {
     fn new(state: State, ops_left: u8, replicas: usize) -> Self {
         let mut replica = Self {
-            state,
+            state: Arc::new(state),
             diffs_fingerprint: 0,
             ops_left,
             watch: ResurrectionWatch::default(),
@@ -131,7 +132,18 @@ impl ModelReplica {
     /// replicas: to be called after every change.
     fn recanonicalize(&mut self, replicas: usize) {
         self.canonical = canonical_digest(&self.state);
-        self.renamed = Parts::replica(self).renamed(replicas);
+        self.renamed = Parts::replica(&self.state).renamed(replicas);
+    }
+
+    /// What identifies it beyond its state, under any renaming: its budget,
+    /// and whether I1 holds, which stands for the diff fingerprint (that
+    /// names replicas): while I1 holds the fingerprint is the view's, and
+    /// once it breaks the state is a counterexample either way.
+    fn fixed(&self) -> u64 {
+        let i1 = check_view_fingerprint(self.diffs_fingerprint, &self.state).is_ok();
+        let mut hasher = digester();
+        (self.ops_left, i1).hash(&mut hasher);
+        hasher.finish()
     }
 
     fn apply(&mut self, diff: &Diff) {
@@ -329,7 +341,7 @@ impl CrdtModel {
         operation: impl FnOnce(&mut State) -> Option<Diff>,
     ) -> bool {
         let replica = Arc::make_mut(&mut state.replicas[at]);
-        let Some(diff) = operation(&mut replica.state) else {
+        let Some(diff) = operation(Arc::make_mut(&mut replica.state)) else {
             return false;
         };
         replica.apply(&diff);
@@ -340,7 +352,7 @@ impl CrdtModel {
         }
         let delta = Payload::Delta {
             from: at,
-            delta: Arc::new(replica.state.take_delta()),
+            delta: Arc::new(Arc::make_mut(&mut replica.state).take_delta()),
         };
         let full = Payload::Full {
             from: at,
@@ -362,37 +374,28 @@ impl CrdtModel {
     }
 
     fn deliver(&self, state: &mut CrdtState, payload: usize, to: usize) -> bool {
-        let payload = state.payloads[payload].payload.clone();
-        let from = payload.from();
-        let replica = Arc::make_mut(&mut state.replicas[to]);
-        let Some((diff, stale)) = merge_payload(&mut replica.state, &payload) else {
+        let Some(delivery) =
+            delivery_cached(&state.replicas[to], &state.payloads[payload], self.cfg.replicas)
+        else {
             return false;
         };
         // A delivery that changes nothing (a duplicate, or one already
         // covered) only leads back here: leave it out, so the checker does
         // not digest and look up a state it has just seen.
-        let flags_unchanged = !stale || state.saw_stale_after_permdown;
-        if diff.is_empty() && flags_unchanged && canonical_digest(&replica.state) == replica.canonical {
+        let flags_unchanged = !delivery.stale || state.saw_stale_after_permdown;
+        if delivery.quiet && flags_unchanged && delivery.canonical == state.replicas[to].canonical {
             return false;
         }
-        replica.apply(&diff);
-        let producer = replica_id(from, 0);
-        state.saw_relayed_removal |= diff
-            .leaves
-            .iter()
-            .any(|p| p.tag.replica.base() != producer.base());
-        state.saw_add_wins |= !diff.leaves.is_empty() && replica.state.count_keys(TOPIC) > 0;
-        state.saw_stale_after_permdown |= stale;
-        if replica.state.is_retired() {
-            let old = replica.state.replica().clone();
-            let incarnation = replica.state.next_incarnation();
-            let diff = replica
-                .state
-                .reincarnate(incarnation)
-                .expect("next incarnation is accepted");
-            replica.apply(&diff);
-            let recorded =
-                Arc::make_mut(&mut state.history).record_reincarnation(&old, &state.replicas[to].state);
+        let replica = Arc::make_mut(&mut state.replicas[to]);
+        replica.state = Arc::clone(&delivery.state);
+        replica.diffs_fingerprint ^= delivery.diffs;
+        replica.canonical = delivery.canonical;
+        replica.renamed = Arc::clone(&delivery.renamed);
+        state.saw_relayed_removal |= delivery.relayed_removal;
+        state.saw_add_wins |= delivery.add_wins;
+        state.saw_stale_after_permdown |= delivery.stale;
+        if let Some(old) = &delivery.reincarnated_from {
+            let recorded = Arc::make_mut(&mut state.history).record_reincarnation(old, &delivery.state);
             if let Err(violation) = recorded {
                 state.resurrection.get_or_insert(violation.to_string());
             }
@@ -524,48 +527,101 @@ fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch) -> boo
     if carries_entries && !watch.seen && watch.possible {
         return false;
     }
-    let mut state = replica.state.clone();
+    let mut state = State::clone(&replica.state);
     merge_payload(&mut state, payload).is_some_and(|(diff, stale)| {
         diff.is_empty() && (!stale || watch.seen) && canonical_digest(&state) == replica.canonical
     })
 }
 
-/// One shard of [`spent_on_cached`]'s verdicts.
-// Looked up by key, never iterated: its order reaches nothing.
-#[allow(clippy::disallowed_types)]
-type SpentShard = std::collections::HashMap<(u64, u64, bool, bool), bool, ahash::RandomState>;
+/// What delivering one payload to one replica state does: a function of
+/// the two, so remembered (see [`delivery_cached`]).
+struct Delivery {
+    /// The state after the merge, and after the reincarnation if the
+    /// payload told the replica it was retired.
+    state: Arc<State>,
+    /// Its digest (see [`canonical_digest`]).
+    canonical: u64,
+    /// Its digest under every renaming (see [`representative`]).
+    renamed: Arc<[u64]>,
+    /// XOR of the fingerprints of the diffs emitted.
+    diffs: u64,
+    /// Whether the merge's diff was empty.
+    quiet: bool,
+    /// Whether the payload carried entries of a replica the receiver had
+    /// retired.
+    stale: bool,
+    /// Whether the merge removed a presence of a replica other than the
+    /// payload's producer.
+    relayed_removal: bool,
+    /// Whether it removed a presence while the key stayed present.
+    add_wins: bool,
+    /// The incarnation the replica left, if it reincarnated.
+    reincarnated_from: Option<ReplicaId>,
+}
 
-/// Verdicts kept per shard before the shard is emptied (a bound on memory).
-const SPENT_SHARD_CAPACITY: usize = 1 << 18;
+/// Delivers `payload` to a replica in `state`, in a model of `replicas`
+/// replicas. `None` when a delta is refused for a gap.
+fn delivery(state: &State, payload: &Payload, replicas: usize) -> Option<Delivery> {
+    let mut next = State::clone(state);
+    let (diff, stale) = merge_payload(&mut next, payload)?;
+    let producer = replica_id(payload.from(), 0);
+    let relayed_removal = diff
+        .leaves
+        .iter()
+        .any(|p| p.tag.replica.base() != producer.base());
+    let add_wins = !diff.leaves.is_empty() && next.count_keys(TOPIC) > 0;
+    let quiet = diff.is_empty();
+    let mut diffs = diff.fingerprint();
+    let mut reincarnated_from = None;
+    if next.is_retired() {
+        let old = next.replica().clone();
+        let incarnation = next.next_incarnation();
+        let diff = next
+            .reincarnate(incarnation)
+            .expect("next incarnation is accepted");
+        diffs ^= diff.fingerprint();
+        reincarnated_from = Some(old);
+    }
+    Some(Delivery {
+        canonical: canonical_digest(&next),
+        renamed: Parts::replica(&next).renamed(replicas),
+        state: Arc::new(next),
+        diffs,
+        quiet,
+        stale,
+        relayed_removal,
+        add_wins,
+        reincarnated_from,
+    })
+}
+
+/// [`delivery`], remembered by the replica's digest and the payload's: in a
+/// model the same replica state receives the same payload in a great many
+/// states, and each time would cost a copy, a merge and two digests.
+/// Shared by every check in the process; each of its 16 shards holds at
+/// most 2^13 outcomes, each with a replica state.
+fn delivery_cached(replica: &ModelReplica, produced: &Produced, replicas: usize) -> Option<Arc<Delivery>> {
+    type Outcomes = Memo<(u64, u64, usize), Option<Arc<Delivery>>>;
+    static OUTCOMES: std::sync::OnceLock<Outcomes> = std::sync::OnceLock::new();
+    OUTCOMES.get_or_init(|| Memo::new(1 << 13)).get_or_compute(
+        (replica.canonical, produced.digest, replicas),
+        replica.canonical ^ produced.digest,
+        || delivery(&replica.state, &produced.payload, replicas).map(Arc::new),
+    )
+}
 
 /// [`spent_on`], remembered by the replica's digest, the payload's digest
 /// and the stale watch: in a model the same replica state meets the same
 /// payload in a great many states, and a verdict costs a merge. Shared by
 /// every check in the process (the key says everything the verdict depends
-/// on), in 16 locked shards.
+/// on); each of its 16 shards holds at most 2^18 verdicts.
 fn spent_on_cached(replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
-    static SHARDS: std::sync::OnceLock<Vec<std::sync::Mutex<SpentShard>>> = std::sync::OnceLock::new();
-    let shards = SHARDS.get_or_init(|| {
-        (0..16)
-            .map(|_| {
-                std::sync::Mutex::new(SpentShard::with_hasher(ahash::RandomState::with_seeds(
-                    1, 2, 3, 4,
-                )))
-            })
-            .collect()
-    });
-    let key = (replica.canonical, produced.digest, watch.seen, watch.possible);
-    let shard = &shards[(replica.canonical ^ produced.digest) as usize % shards.len()];
-    if let Some(&verdict) = shard.lock().expect("no panic while held").get(&key) {
-        return verdict;
-    }
-    let verdict = spent_on(replica, &produced.payload, watch);
-    let mut shard = shard.lock().expect("no panic while held");
-    if shard.len() >= SPENT_SHARD_CAPACITY {
-        shard.clear();
-    }
-    shard.insert(key, verdict);
-    verdict
+    static VERDICTS: std::sync::OnceLock<Memo<(u64, u64, bool, bool), bool>> = std::sync::OnceLock::new();
+    VERDICTS.get_or_init(|| Memo::new(1 << 18)).get_or_compute(
+        (replica.canonical, produced.digest, watch.seen, watch.possible),
+        replica.canonical ^ produced.digest,
+        || spent_on(replica, &produced.payload, watch),
+    )
 }
 
 impl Model for CrdtModel {
@@ -631,6 +687,8 @@ impl Model for CrdtModel {
     fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
         let mut state = last.clone();
         let restarted = matches!(action, CrdtAction::Restart { .. });
+        // A delivery brings its state's digests along.
+        let digested = matches!(action, CrdtAction::Deliver { .. });
         let changed_at = match action {
             CrdtAction::Join { at } => {
                 let meta = json!({"v": 0});
@@ -651,10 +709,11 @@ impl Model for CrdtModel {
                 state.faults_left -= 1;
                 let peer = state.replicas[of].state.replica().clone();
                 let replica = Arc::make_mut(&mut state.replicas[at]);
+                let target = Arc::make_mut(&mut replica.state);
                 let diff = match action {
-                    CrdtAction::Down { .. } => replica.state.replica_down(&peer),
-                    CrdtAction::Up { .. } => replica.state.replica_up(&peer),
-                    _ => replica.state.remove_down_replica(&peer).ok()?,
+                    CrdtAction::Down { .. } => target.replica_down(&peer),
+                    CrdtAction::Up { .. } => target.replica_up(&peer),
+                    _ => target.remove_down_replica(&peer).ok()?,
                 };
                 if diff.is_empty() && !matches!(action, CrdtAction::Permdown { .. }) {
                     return None;
@@ -676,7 +735,9 @@ impl Model for CrdtModel {
         if let Err(violation) = check_no_resurrection(&mut replica.watch, &replica.state) {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        replica.recanonicalize(self.cfg.replicas);
+        if !digested {
+            replica.recanonicalize(self.cfg.replicas);
+        }
         if restarted {
             for produced in &mut state.payloads {
                 produced.spent &= !(1 << changed_at);
@@ -772,14 +833,54 @@ impl Model for CrdtModel {
 /// full states are exchanged all to all until quiet (replicas that learn
 /// they were retired re-assert themselves, as their nodes would). Then every
 /// view must equal the ground truth.
+///
+/// The exchange is a function of the replicas' states, so it is remembered
+/// by their digests (see [`exchanged`]); the ground truth is the state's
+/// own, with the exchange's reincarnations recorded in it in order.
 pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
-    let mut replicas: Vec<State> = state.replicas.iter().map(|r| r.state.clone()).collect();
+    let outcome = exchanged(state);
+    let exchange = outcome.as_ref().as_ref()?;
     let mut history = History::clone(&state.history);
-    exchange_full_states(&mut replicas, 3, |old, state| {
-        history.record_reincarnation(old, state)
-    })
-    .map_err(|violation| violation.to_string())?;
-    check_convergence(replicas.iter(), &history.live_view()).map_err(|violation| violation.to_string())
+    for (old, reincarnated) in &exchange.reincarnations {
+        history
+            .record_reincarnation(old, reincarnated)
+            .map_err(|violation| violation.to_string())?;
+    }
+    check_convergence(exchange.replicas.iter(), &history.live_view())
+        .map_err(|violation| violation.to_string())
+}
+
+/// What a complete exchange leaves: the replicas, and each reincarnation
+/// on the way (the incarnation left, and the state just after).
+struct Exchange {
+    replicas: Vec<State>,
+    reincarnations: Vec<(ReplicaId, State)>,
+}
+
+/// The complete exchange from `state`'s replicas, remembered by their
+/// digests (each of the 16 shards holds at most 2^12 outcomes).
+fn exchanged(state: &CrdtState) -> Arc<Result<Exchange, String>> {
+    type Outcomes = Memo<Vec<u64>, Arc<Result<Exchange, String>>>;
+    static OUTCOMES: std::sync::OnceLock<Outcomes> = std::sync::OnceLock::new();
+    let key: Vec<u64> = state.replicas.iter().map(|replica| replica.canonical).collect();
+    let spread = key.iter().fold(0, |spread, digest| spread ^ digest);
+    OUTCOMES
+        .get_or_init(|| Memo::new(1 << 12))
+        .get_or_compute(key, spread, || {
+            let mut replicas: Vec<State> = state.replicas.iter().map(|r| State::clone(&r.state)).collect();
+            let mut reincarnations = Vec::new();
+            let exchange = exchange_full_states(&mut replicas, 3, |old, state| {
+                reincarnations.push((old.clone(), state.clone()));
+                Ok(())
+            });
+            Arc::new(match exchange {
+                Ok(()) => Ok(Exchange {
+                    replicas,
+                    reincarnations,
+                }),
+                Err(violation) => Err(violation.to_string()),
+            })
+        })
 }
 
 // ----- symmetry ------------------------------------------------------------------
@@ -853,20 +954,13 @@ impl Parts {
             .collect()
     }
 
-    fn replica(replica: &ModelReplica) -> Self {
-        let state = &replica.state;
-        // I1 judged here stands for the diff fingerprint, which names
-        // replicas: while it holds the fingerprint is the view's, and once it
-        // breaks the state is a counterexample either way.
-        let i1 = check_view_fingerprint(replica.diffs_fingerprint, state).is_ok();
-        let mut hasher = digester();
-        (replica.ops_left, i1).hash(&mut hasher);
+    fn replica(state: &State) -> Self {
         Parts {
             owner: (
                 index_in(state.replica().base(), 'r'),
                 state.replica().incarnation(),
             ),
-            fixed: hasher.finish(),
+            fixed: 0,
             logs: Self::of_logs(state.replicas().map(|(id, log, status)| (id, log, Some(status)))),
             retired: Self::of_retired(state.retired()),
         }
@@ -960,6 +1054,7 @@ pub fn representative(state: &CrdtState) -> CrdtState {
     )
         .hash(&mut rest);
     let rest = rest.finish();
+    let fixed: Vec<u64> = state.replicas.iter().map(|replica| replica.fixed()).collect();
     let mut order: Vec<usize> = (0..state.replicas.len()).collect();
     let mut payloads: Vec<u64> = Vec::with_capacity(state.payloads.len());
     let digest = permutations(state.replicas.len())
@@ -970,7 +1065,7 @@ pub fn representative(state: &CrdtState) -> CrdtState {
             // Replicas in their new order, each digested under the renaming.
             order.sort_unstable_by_key(|&old| perm[old]);
             for &old in &order {
-                state.replicas[old].renamed[renaming].hash(&mut hasher);
+                (state.replicas[old].renamed[renaming], fixed[old]).hash(&mut hasher);
             }
             // Payloads as a set: which were produced matters, not in what
             // order (a delivery may pick any of them, and equal payloads

@@ -73,6 +73,46 @@ pub(crate) fn permutations(n: usize) -> &'static [Vec<usize>] {
     })
 }
 
+/// A bounded table of remembered results, shared by the checker's threads:
+/// 16 locked shards, each emptied when it reaches its capacity. Models use
+/// it for pure functions of digests that recur across many states.
+pub(crate) struct Memo<K, V> {
+    shards: Vec<std::sync::Mutex<MemoShard<K, V>>>,
+    capacity: usize,
+}
+
+// Looked up by key, never iterated: its order reaches nothing.
+#[allow(clippy::disallowed_types)]
+type MemoShard<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
+    /// A table of at most `capacity` entries per shard.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let shards = (0..16)
+            .map(|_| {
+                std::sync::Mutex::new(MemoShard::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)))
+            })
+            .collect();
+        Self { shards, capacity }
+    }
+
+    /// The value remembered for `key`, or `compute()`'s, remembered.
+    /// `spread` picks the shard (any well-mixed part of the key).
+    pub(crate) fn get_or_compute(&self, key: K, spread: u64, compute: impl FnOnce() -> V) -> V {
+        let shard = &self.shards[(spread % self.shards.len() as u64) as usize];
+        if let Some(value) = shard.lock().expect("no panic while held").get(&key) {
+            return value.clone();
+        }
+        let value = compute();
+        let mut shard = shard.lock().expect("no panic while held");
+        if shard.len() >= self.capacity {
+            shard.clear();
+        }
+        shard.insert(key, value.clone());
+        value
+    }
+}
+
 /// Whether `actions` replay in `model` from its first initial state to a
 /// state that breaks the `always` property named `property`. Discoveries
 /// are confirmed this way before they are shown: a path rebuilt from
