@@ -692,7 +692,7 @@ pub const HEAL_ROUNDS: usize = 8;
 /// Messages a healed cluster may exchange before it is judged to loop.
 const HEAL_MESSAGES: usize = 10_000;
 
-/// I2 as the issue words it, "once faults heal, the cluster converges",
+/// I2 in its liveness form, "once faults heal, the cluster converges",
 /// judged from every state: from here on the partition is healed, nothing
 /// is lost, no node crashes or recovers, and no local operation happens.
 /// Every message in flight is delivered, then every live node runs
@@ -703,8 +703,9 @@ const HEAL_MESSAGES: usize = 10_000;
 /// This is the form of "quiet and healed implies converged" that a bounded
 /// model can check soundly: the model's tick budget makes nodes fall
 /// silent, so a quiet state of the model can be unconverged only because
-/// time stopped. Here time goes on. Messages are delivered in a fixed
-/// order, so the check is deterministic.
+/// time stopped. Here time goes on. Messages are delivered in one fixed
+/// order (sorted), so the check is deterministic; other orders of the
+/// healed run are not tried.
 pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Result<(), String> {
     let period = model.inner.actors[0].config.broadcast_period_ms;
     let mut nodes: Vec<Option<(Node, u64)>> = state
