@@ -46,6 +46,7 @@ impl CrdtModelCfg {
         CrdtModel {
             cfg: self,
             audit: false,
+            caches: Arc::new(Caches::new()),
         }
     }
 }
@@ -57,6 +58,36 @@ pub struct CrdtModel {
     /// Whether pruned payloads are kept aside and checked (see
     /// [`CrdtModel::auditing_pruning`]).
     audit: bool,
+    /// What this model has computed once and remembers (see [`Caches`]).
+    caches: Arc<Caches>,
+}
+
+/// Results that are functions of replica and payload digests alone, which
+/// recur across a great many model states: each is computed once per
+/// distinct input and kept in a bounded [`Memo`] shared by the checker's
+/// threads. They belong to one model (and its clones), so every check
+/// starts cold and measures what it computes.
+#[derive(Debug)]
+struct Caches {
+    /// [`delivery`] by (replica digest, payload digest, replica count); each
+    /// of the 16 shards holds at most 2^13 outcomes, each with a state.
+    deliveries: Memo<(u64, u64, usize), Option<Arc<Delivery>>>,
+    /// [`spent_on`] by (replica digest, payload digest, stale watch); at
+    /// most 2^18 per shard.
+    spent: Memo<(u64, u64, bool, bool), bool>,
+    /// The complete exchange of I2 by the replicas' digests; at most 2^12
+    /// per shard.
+    exchanges: Memo<Vec<u64>, Arc<Result<Exchange, String>>>,
+}
+
+impl Caches {
+    fn new() -> Self {
+        Self {
+            deliveries: Memo::new(1 << 13),
+            spent: Memo::new(1 << 18),
+            exchanges: Memo::new(1 << 12),
+        }
+    }
 }
 
 /// A payload some replica produced: what a later delivery may carry.
@@ -374,9 +405,7 @@ impl CrdtModel {
     }
 
     fn deliver(&self, state: &mut CrdtState, payload: usize, to: usize) -> bool {
-        let Some(delivery) =
-            delivery_cached(&state.replicas[to], &state.payloads[payload], self.cfg.replicas)
-        else {
+        let Some(delivery) = self.delivery_cached(&state.replicas[to], &state.payloads[payload]) else {
             return false;
         };
         // A delivery that changes nothing (a duplicate, or one already
@@ -405,12 +434,12 @@ impl CrdtModel {
 
     /// Marks the payloads from index `first` on that are now spent on
     /// replica `at` (see [`Produced::spent`]).
-    fn mark_spent(state: &mut CrdtState, at: usize, first: usize) {
+    fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize) {
         let replica = &state.replicas[at];
         let watch = StaleWatch::of(state);
         for produced in &mut state.payloads[first..] {
             let unmarked = produced.payload.from() != at && produced.spent & (1 << at) == 0;
-            if unmarked && spent_on_cached(replica, produced, watch) {
+            if unmarked && self.spent_on_cached(replica, produced, watch) {
                 produced.spent |= 1 << at;
             }
         }
@@ -534,7 +563,7 @@ fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch) -> boo
 }
 
 /// What delivering one payload to one replica state does: a function of
-/// the two, so remembered (see [`delivery_cached`]).
+/// the two, so remembered (see [`Caches`]).
 struct Delivery {
     /// The state after the merge, and after the reincarnation if the
     /// payload told the replica it was retired.
@@ -595,33 +624,28 @@ fn delivery(state: &State, payload: &Payload, replicas: usize) -> Option<Deliver
     })
 }
 
-/// [`delivery`], remembered by the replica's digest and the payload's: in a
-/// model the same replica state receives the same payload in a great many
-/// states, and each time would cost a copy, a merge and two digests.
-/// Shared by every check in the process; each of its 16 shards holds at
-/// most 2^13 outcomes, each with a replica state.
-fn delivery_cached(replica: &ModelReplica, produced: &Produced, replicas: usize) -> Option<Arc<Delivery>> {
-    type Outcomes = Memo<(u64, u64, usize), Option<Arc<Delivery>>>;
-    static OUTCOMES: std::sync::OnceLock<Outcomes> = std::sync::OnceLock::new();
-    OUTCOMES.get_or_init(|| Memo::new(1 << 13)).get_or_compute(
-        (replica.canonical, produced.digest, replicas),
-        replica.canonical ^ produced.digest,
-        || delivery(&replica.state, &produced.payload, replicas).map(Arc::new),
-    )
-}
+impl CrdtModel {
+    /// [`delivery`], remembered (see [`Caches`]): the same replica state
+    /// receives the same payload in a great many states, and each time would
+    /// cost a copy, a merge and two digests.
+    fn delivery_cached(&self, replica: &ModelReplica, produced: &Produced) -> Option<Arc<Delivery>> {
+        let replicas = self.cfg.replicas;
+        self.caches.deliveries.get_or_compute(
+            (replica.canonical, produced.digest, replicas),
+            replica.canonical ^ produced.digest,
+            || delivery(&replica.state, &produced.payload, replicas).map(Arc::new),
+        )
+    }
 
-/// [`spent_on`], remembered by the replica's digest, the payload's digest
-/// and the stale watch: in a model the same replica state meets the same
-/// payload in a great many states, and a verdict costs a merge. Shared by
-/// every check in the process (the key says everything the verdict depends
-/// on); each of its 16 shards holds at most 2^18 verdicts.
-fn spent_on_cached(replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
-    static VERDICTS: std::sync::OnceLock<Memo<(u64, u64, bool, bool), bool>> = std::sync::OnceLock::new();
-    VERDICTS.get_or_init(|| Memo::new(1 << 18)).get_or_compute(
-        (replica.canonical, produced.digest, watch.seen, watch.possible),
-        replica.canonical ^ produced.digest,
-        || spent_on(replica, &produced.payload, watch),
-    )
+    /// [`spent_on`], remembered (see [`Caches`]): the key says everything
+    /// the verdict depends on, and a verdict costs a merge.
+    fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
+        self.caches.spent.get_or_compute(
+            (replica.canonical, produced.digest, watch.seen, watch.possible),
+            replica.canonical ^ produced.digest,
+            || spent_on(replica, &produced.payload, watch),
+        )
+    }
 }
 
 impl Model for CrdtModel {
@@ -752,7 +776,7 @@ impl Model for CrdtModel {
             0
         };
         for at in 0..self.cfg.replicas {
-            Self::mark_spent(&mut state, at, if at == changed_at { 0 } else { first });
+            self.mark_spent(&mut state, at, if at == changed_at { 0 } else { first });
         }
         self.prune(&mut state);
         Some(state)
@@ -789,7 +813,7 @@ impl Model for CrdtModel {
             }),
             Property::always(
                 "I2 a complete anti-entropy exchange converges",
-                |_, state: &CrdtState| anti_entropy_converges(state).is_ok(),
+                |model: &CrdtModel, state: &CrdtState| anti_entropy_converges(model, state).is_ok(),
             ),
             Property::sometimes("add-wins conflict", |_, state: &CrdtState| state.saw_add_wins),
             Property::sometimes(
@@ -835,10 +859,10 @@ impl Model for CrdtModel {
 /// view must equal the ground truth.
 ///
 /// The exchange is a function of the replicas' states, so it is remembered
-/// by their digests (see [`exchanged`]); the ground truth is the state's
+/// by their digests (see [`Caches`]); the ground truth is the state's
 /// own, with the exchange's reincarnations recorded in it in order.
-pub fn anti_entropy_converges(state: &CrdtState) -> Result<(), String> {
-    let outcome = exchanged(state);
+pub fn anti_entropy_converges(model: &CrdtModel, state: &CrdtState) -> Result<(), String> {
+    let outcome = exchanged(model, state);
     let exchange = outcome.as_ref().as_ref()?;
     let mut history = History::clone(&state.history);
     for (old, reincarnated) in &exchange.reincarnations {
@@ -858,29 +882,25 @@ struct Exchange {
 }
 
 /// The complete exchange from `state`'s replicas, remembered by their
-/// digests (each of the 16 shards holds at most 2^12 outcomes).
-fn exchanged(state: &CrdtState) -> Arc<Result<Exchange, String>> {
-    type Outcomes = Memo<Vec<u64>, Arc<Result<Exchange, String>>>;
-    static OUTCOMES: std::sync::OnceLock<Outcomes> = std::sync::OnceLock::new();
+/// digests (see [`Caches`]).
+fn exchanged(model: &CrdtModel, state: &CrdtState) -> Arc<Result<Exchange, String>> {
     let key: Vec<u64> = state.replicas.iter().map(|replica| replica.canonical).collect();
     let spread = key.iter().fold(0, |spread, digest| spread ^ digest);
-    OUTCOMES
-        .get_or_init(|| Memo::new(1 << 12))
-        .get_or_compute(key, spread, || {
-            let mut replicas: Vec<State> = state.replicas.iter().map(|r| State::clone(&r.state)).collect();
-            let mut reincarnations = Vec::new();
-            let exchange = exchange_full_states(&mut replicas, 3, |old, state| {
-                reincarnations.push((old.clone(), state.clone()));
-                Ok(())
-            });
-            Arc::new(match exchange {
-                Ok(()) => Ok(Exchange {
-                    replicas,
-                    reincarnations,
-                }),
-                Err(violation) => Err(violation.to_string()),
-            })
+    model.caches.exchanges.get_or_compute(key, spread, || {
+        let mut replicas: Vec<State> = state.replicas.iter().map(|r| State::clone(&r.state)).collect();
+        let mut reincarnations = Vec::new();
+        let exchange = exchange_full_states(&mut replicas, 3, |old, state| {
+            reincarnations.push((old.clone(), state.clone()));
+            Ok(())
+        });
+        Arc::new(match exchange {
+            Ok(()) => Ok(Exchange {
+                replicas,
+                reincarnations,
+            }),
+            Err(violation) => Err(violation.to_string()),
         })
+    })
 }
 
 // ----- symmetry ------------------------------------------------------------------

@@ -85,6 +85,17 @@ pub(crate) struct Memo<K, V> {
 #[allow(clippy::disallowed_types)]
 type MemoShard<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
+impl<K, V> std::fmt::Debug for Memo<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held: usize = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |shard| shard.len()))
+            .sum();
+        write!(f, "Memo({held} held, at most {} per shard)", self.capacity)
+    }
+}
+
 impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
     /// A table of at most `capacity` entries per shard.
     pub(crate) fn new(capacity: usize) -> Self {
