@@ -424,14 +424,14 @@ fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<R
         ),
         (
             "stateright/crdt_states",
-            "stateright CRDT model (2 replicas, 2 ops, 1 fault), 1 thread",
+            "stateright CRDT model (2 replicas, 2 ops, 1 fault or restart), 1 thread",
             "unique states/s",
             1.0,
             None,
         ),
         (
             "stateright/protocol_states",
-            "stateright protocol model (2 nodes, 2 ticks), 1 thread",
+            "stateright protocol model (3 nodes, 1 tick), 1 thread",
             "unique states/s",
             1.0,
             Some(100_000.0),
