@@ -110,17 +110,34 @@ impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
     /// The value remembered for `key`, or `compute()`'s, remembered.
     /// `spread` picks the shard (any well-mixed part of the key).
     pub(crate) fn get_or_compute(&self, key: K, spread: u64, compute: impl FnOnce() -> V) -> V {
-        let shard = &self.shards[(spread % self.shards.len() as u64) as usize];
-        if let Some(value) = shard.lock().expect("no panic while held").get(&key) {
-            return value.clone();
+        if let Some(value) = self.get(&key, spread) {
+            return value;
         }
         let value = compute();
-        let mut shard = shard.lock().expect("no panic while held");
+        self.insert(key, spread, value.clone());
+        value
+    }
+
+    /// The value remembered for `key`, if any (`spread` as above).
+    pub(crate) fn get(&self, key: &K, spread: u64) -> Option<V> {
+        self.shard(spread)
+            .lock()
+            .expect("no panic while held")
+            .get(key)
+            .cloned()
+    }
+
+    /// Remembers `value` for `key` (`spread` as above).
+    pub(crate) fn insert(&self, key: K, spread: u64, value: V) {
+        let mut shard = self.shard(spread).lock().expect("no panic while held");
         if shard.len() >= self.capacity {
             shard.clear();
         }
-        shard.insert(key, value.clone());
-        value
+        shard.insert(key, value);
+    }
+
+    fn shard(&self, spread: u64) -> &std::sync::Mutex<MemoShard<K, V>> {
+        &self.shards[(spread % self.shards.len() as u64) as usize]
     }
 }
 

@@ -39,7 +39,7 @@ use stateright::actor::{
 };
 use stateright::{Model, Property};
 
-use crate::{digester, permutations};
+use crate::{digester, permutations, Memo};
 
 /// Bounds of the protocol model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,6 +277,11 @@ pub struct TrackerActor {
     config: Config,
     max_ticks: u8,
     nodes: usize,
+    /// Deliveries found to change nothing, by (node digest, node clock,
+    /// message digest): on a duplicating network the same message reaches
+    /// the same node state in a great many model states. Shared by the
+    /// model's actors and threads; each of 16 shards holds at most 2^18.
+    no_ops: Arc<Memo<(u64, u64, u64), ()>>,
 }
 
 fn node_index(replica: &ReplicaId) -> Option<usize> {
@@ -365,12 +370,20 @@ impl Actor for TrackerActor {
     }
 
     fn on_msg(&self, id: Id, state: &mut Cow<'_, Self::State>, _src: Id, msg: Self::Msg, o: &mut Out<Self>) {
+        // What a delivery does is a function of the node, its clock and the
+        // message, which the key names.
+        let key = (state.canonical, state.now_ms, msg.digest);
+        let spread = state.canonical ^ msg.digest;
+        if self.no_ops.get(&key, spread).is_some() {
+            return;
+        }
         let before = state.node.replica().clone();
         let mut next = NodeState::clone(state);
         let Ok(outputs) = next
             .node
             .handle(Input::Receive(Message::clone(&msg.message)), next.now_ms)
         else {
+            self.no_ops.insert(key, spread, ());
             return;
         };
         let mut out = Out::new();
@@ -381,6 +394,7 @@ impl Actor for TrackerActor {
         // network every message stays deliverable, and most deliveries are
         // repeats that would only lead back to this state.
         if out.is_empty() && next == **state {
+            self.no_ops.insert(key, spread, ());
             return;
         }
         *state.to_mut() = next;
@@ -519,6 +533,7 @@ impl ProtocolModelCfg {
             config,
             max_ticks: self.ticks,
             nodes: self.nodes,
+            no_ops: Arc::new(Memo::new(1 << 18)),
         };
         let inner = ActorModel::new(self, ())
             .actors(std::iter::repeat_n(actor, self.nodes))
