@@ -51,7 +51,7 @@ pub fn property_names<M: Model>(model: &M, expectation: Expectation) -> Vec<&'st
 }
 
 /// Every permutation of `0..n`, in lexicographic order (computed once per
-/// `n`; the model has at most 4 replicas).
+/// `n`; the models have at most 4 replicas or 3 nodes).
 pub(crate) fn permutations(n: usize) -> &'static [Vec<usize>] {
     static ALL: [std::sync::OnceLock<Vec<Vec<usize>>>; 5] = [const { std::sync::OnceLock::new() }; 5];
     ALL[n].get_or_init(|| {
@@ -202,4 +202,39 @@ where
         break;
     }
     actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_computes_once_per_key_and_stays_bounded() {
+        let memo: Memo<u64, u64> = Memo::new(2);
+        let mut computed = 0;
+        for _ in 0..3 {
+            let value = memo.get_or_compute(7, 7, || {
+                computed += 1;
+                49
+            });
+            assert_eq!(value, 49);
+        }
+        assert_eq!(computed, 1, "remembered after the first call");
+        // Keys 7, 23 and 39 share a shard of capacity 2: the third empties it.
+        memo.insert(23, 23, 1);
+        assert_eq!(memo.get(&7, 7), Some(49));
+        memo.insert(39, 39, 2);
+        assert_eq!(memo.get(&7, 7), None, "the full shard was emptied");
+        assert_eq!(memo.get(&39, 39), Some(2));
+        assert!(format!("{memo:?}").starts_with("Memo(1 held"));
+    }
+
+    #[test]
+    fn permutations_are_every_ordering_once() {
+        assert_eq!(permutations(3).len(), 6);
+        assert_eq!(permutations(3)[0], [0, 1, 2]);
+        let mut seen = permutations(4).to_vec();
+        seen.dedup();
+        assert_eq!(seen.len(), 24);
+    }
 }
