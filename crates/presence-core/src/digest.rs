@@ -20,12 +20,8 @@ impl State {
     pub fn hash_canonical<H: Hasher>(&self, hasher: &mut H) {
         (self.replica(), self.retired()).hash(hasher);
         for (id, log, status) in self.replicas() {
-            (id, status == Status::Up, log.context(), log.cloud()).hash(hasher);
-            log.values().len().hash(hasher);
-            for (&clock, entry) in log.values() {
-                clock.hash(hasher);
-                entry.hash_canonical(hasher);
-            }
+            (id, status == Status::Up).hash(hasher);
+            hash_log(log, hasher);
         }
         self.delta().hash_canonical(hasher);
     }
@@ -37,12 +33,8 @@ impl Snapshot {
         (self.replica(), self.retired()).hash(hasher);
         self.logs().len().hash(hasher);
         for (id, log) in self.logs() {
-            (id, log.context(), log.cloud()).hash(hasher);
-            log.values().len().hash(hasher);
-            for (&clock, entry) in log.values() {
-                clock.hash(hasher);
-                entry.hash_canonical(hasher);
-            }
+            id.hash(hasher);
+            hash_log(log, hasher);
         }
     }
 }
@@ -51,11 +43,7 @@ impl Delta {
     /// Feeds `hasher` the delta's replica, range, joins and leaves.
     pub fn hash_canonical<H: Hasher>(&self, hasher: &mut H) {
         (&self.replica, self.from, self.to, &self.leaves).hash(hasher);
-        self.joins.len().hash(hasher);
-        for (&clock, entry) in &self.joins {
-            clock.hash(hasher);
-            entry.hash_canonical(hasher);
-        }
+        hash_entries(&self.joins, hasher);
     }
 }
 
@@ -94,12 +82,28 @@ fn hash_json<H: Hasher>(value: &Value, hasher: &mut H) {
     }
 }
 
+/// Hashes a log's content (no replica names in it).
+fn hash_log<H: Hasher>(log: &crate::ReplicaLog, hasher: &mut H) {
+    (log.context(), log.cloud()).hash(hasher);
+    hash_entries(log.values(), hasher);
+}
+
+/// Hashes entries by clock, with their count.
+fn hash_entries<H: Hasher>(entries: &std::collections::BTreeMap<u64, std::sync::Arc<Entry>>, hasher: &mut H) {
+    entries.len().hash(hasher);
+    for (&clock, entry) in entries {
+        clock.hash(hasher);
+        entry.hash_canonical(hasher);
+    }
+}
+
 /// A renaming of replica bases (for symmetry reduction): the name each
 /// base takes.
 pub type Rename<'a> = &'a dyn Fn(&str) -> std::sync::Arc<str>;
 
-/// A replica id under a renaming: the order maps are walked in.
-fn renamed(id: &crate::ReplicaId, rename: Rename<'_>) -> (std::sync::Arc<str>, u64) {
+/// A replica id under a renaming, as (base, incarnation): what it hashes
+/// as, and the order maps keyed by replica are walked in.
+pub fn renamed_id(id: &crate::ReplicaId, rename: Rename<'_>) -> (std::sync::Arc<str>, u64) {
     (rename(id.base()), id.incarnation())
 }
 
@@ -115,25 +119,15 @@ fn hash_retired_renamed<H: Hasher>(
     marks.hash(hasher);
 }
 
-/// Hashes a log's content (no replica names in it).
-fn hash_log<H: Hasher>(log: &crate::ReplicaLog, hasher: &mut H) {
-    (log.context(), log.cloud()).hash(hasher);
-    log.values().len().hash(hasher);
-    for (&clock, entry) in log.values() {
-        clock.hash(hasher);
-        entry.hash_canonical(hasher);
-    }
-}
-
-/// Hashes per-replica clocks under a renaming, in renamed order.
-pub fn hash_clocks_renamed<H: Hasher>(
+/// Per-replica numbers (clocks, times) under a renaming, in renamed order.
+pub fn hash_per_replica_renamed<H: Hasher>(
     clocks: &std::collections::BTreeMap<crate::ReplicaId, u64>,
     rename: Rename<'_>,
     hasher: &mut H,
 ) {
     let mut pairs: Vec<((std::sync::Arc<str>, u64), u64)> = clocks
         .iter()
-        .map(|(id, &clock)| (renamed(id, rename), clock))
+        .map(|(id, &clock)| (renamed_id(id, rename), clock))
         .collect();
     pairs.sort_unstable();
     pairs.hash(hasher);
@@ -141,7 +135,7 @@ pub fn hash_clocks_renamed<H: Hasher>(
 
 /// Hashes a replica id under a renaming.
 pub fn hash_id_renamed<H: Hasher>(id: &crate::ReplicaId, rename: Rename<'_>, hasher: &mut H) {
-    renamed(id, rename).hash(hasher);
+    renamed_id(id, rename).hash(hasher);
 }
 
 impl State {
@@ -155,7 +149,7 @@ impl State {
         hash_retired_renamed(self.retired(), rename, hasher);
         let mut logs: Vec<_> = self
             .replicas()
-            .map(|(id, log, status)| (renamed(id, rename), status == Status::Up, log))
+            .map(|(id, log, status)| (renamed_id(id, rename), status == Status::Up, log))
             .collect();
         logs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         logs.len().hash(hasher);
@@ -176,7 +170,7 @@ impl Snapshot {
         let mut logs: Vec<_> = self
             .logs()
             .iter()
-            .map(|(id, log)| (renamed(id, rename), log))
+            .map(|(id, log)| (renamed_id(id, rename), log))
             .collect();
         logs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         logs.len().hash(hasher);
@@ -193,11 +187,7 @@ impl Delta {
     pub fn hash_renamed<H: Hasher>(&self, rename: Rename<'_>, hasher: &mut H) {
         hash_id_renamed(&self.replica, rename, hasher);
         (self.from, self.to, &self.leaves).hash(hasher);
-        self.joins.len().hash(hasher);
-        for (&clock, entry) in &self.joins {
-            clock.hash(hasher);
-            entry.hash_canonical(hasher);
-        }
+        hash_entries(&self.joins, hasher);
     }
 }
 

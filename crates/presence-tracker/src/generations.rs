@@ -35,9 +35,20 @@ impl Generations {
         }
     }
 
-    /// Each generation, or its absence.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Option<&Delta>> + '_ {
-        self.deltas.iter().map(Option::as_ref)
+    /// [`Generations::hash_canonical`] under a renaming of replicas (see
+    /// [`Node::hash_renamed`](crate::Node::hash_renamed)).
+    pub(crate) fn hash_renamed<H: std::hash::Hasher>(
+        &self,
+        rename: presence_core::digest::Rename<'_>,
+        hasher: &mut H,
+    ) {
+        use std::hash::Hash as _;
+        for generation in &self.deltas {
+            generation.is_some().hash(hasher);
+            if let Some(delta) = generation {
+                delta.hash_renamed(rename, hasher);
+            }
+        }
     }
 
     /// Forgets everything (a new incarnation starts a new history).

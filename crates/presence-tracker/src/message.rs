@@ -107,20 +107,20 @@ impl Message {
         rename: presence_core::digest::Rename<'_>,
         hasher: &mut H,
     ) {
-        use presence_core::digest::{hash_clocks_renamed, hash_id_renamed};
+        use presence_core::digest::{hash_id_renamed, hash_per_replica_renamed};
         use std::hash::Hash as _;
         self.kind().hash(hasher);
         hash_id_renamed(self.from(), rename, hasher);
         match self {
             Self::Heartbeat { clocks, delta, .. } => {
-                hash_clocks_renamed(clocks, rename, hasher);
+                hash_per_replica_renamed(clocks, rename, hasher);
                 delta.is_some().hash(hasher);
                 if let Some(delta) = delta {
                     delta.hash_renamed(rename, hasher);
                 }
             }
             Self::TransferRequest { clocks, full, .. } => {
-                hash_clocks_renamed(clocks, rename, hasher);
+                hash_per_replica_renamed(clocks, rename, hasher);
                 full.hash(hasher);
             }
             Self::TransferAck { transfer, .. } => match transfer {

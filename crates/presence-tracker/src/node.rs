@@ -266,27 +266,21 @@ impl Node {
         rename: presence_core::digest::Rename<'_>,
         hasher: &mut H,
     ) {
-        use presence_core::digest::hash_clocks_renamed;
+        use presence_core::digest::{hash_per_replica_renamed, renamed_id};
         use std::hash::Hash as _;
         self.state.hash_renamed(rename, hasher);
         let mut peers: Vec<_> = self
             .peers
             .iter()
-            .map(|(id, peer)| ((rename(id.base()), id.incarnation()), peer))
+            .map(|(id, peer)| (renamed_id(id, rename), peer))
             .collect();
         peers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         peers.len().hash(hasher);
         for (id, peer) in peers {
             (id, peer.last_heard_ms, peer.status == PeerStatus::Up).hash(hasher);
-            hash_clocks_renamed(&peer.clocks, rename, hasher);
+            hash_per_replica_renamed(&peer.clocks, rename, hasher);
         }
-        let mut pending: Vec<_> = self
-            .pending
-            .iter()
-            .map(|(id, &since)| ((rename(id.base()), id.incarnation()), since))
-            .collect();
-        pending.sort_unstable();
-        pending.hash(hasher);
+        hash_per_replica_renamed(&self.pending, rename, hasher);
         (
             self.next_broadcast_ms,
             self.silent_periods,
@@ -294,12 +288,7 @@ impl Node {
             self.stopped,
         )
             .hash(hasher);
-        for generation in self.generations.iter() {
-            generation.is_some().hash(hasher);
-            if let Some(delta) = generation {
-                delta.hash_renamed(rename, hasher);
-            }
-        }
+        self.generations.hash_renamed(rename, hasher);
     }
 
     /// Sizes of everything the node keeps.
