@@ -145,25 +145,16 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
     match args.model.model {
         ModelKind::Crdt => {
             let model = args.model.cfg()?.into_model();
-            let replay_model = model.clone();
-            let symmetry = args
-                .model
-                .symmetry
-                .then_some(presence_model::crdt::representative as fn(&_) -> _);
-            check_model(args, model, symmetry, move |name, actions| {
-                print_counterexample(&replay_model, name, actions)
-            })
+            check_model(args, model.clone(), model, presence_model::crdt::representative)
         }
         ModelKind::Protocol => {
-            let model = args.model.protocol_cfg()?.into_model();
-            let replay_model = args.model.protocol_cfg()?.into_model();
-            let symmetry = args
-                .model
-                .symmetry
-                .then_some(presence_model::protocol::representative as fn(&_) -> _);
-            check_model(args, model, symmetry, move |name, actions| {
-                print_counterexample(&replay_model, name, actions)
-            })
+            let cfg = args.model.protocol_cfg()?;
+            check_model(
+                args,
+                cfg.into_model(),
+                cfg.into_model(),
+                presence_model::protocol::representative,
+            )
         }
     }
 }
@@ -171,13 +162,14 @@ pub fn run(args: &CheckArgs) -> Result<(), Failure> {
 /// A model's symmetry reduction: a state's representative.
 type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
 
-/// Runs a check, prints and writes its report, and prints each
-/// counterexample with `show`.
+/// Runs a check (with `representative` as its symmetry reduction when asked
+/// for), prints and writes its report, and prints each counterexample,
+/// confirmed and shrunk in `replay` (the same model).
 fn check_model<M>(
     args: &CheckArgs,
     model: M,
-    symmetry: Option<Representative<M>>,
-    show: impl Fn(&str, Vec<M::Action>),
+    replay: M,
+    representative: Representative<M>,
 ) -> Result<(), Failure>
 where
     M: Model + Send + Sync + 'static,
@@ -198,7 +190,7 @@ where
     if let Some(depth) = args.depth {
         builder = builder.target_max_depth(depth);
     }
-    if let Some(representative) = symmetry {
+    if args.model.symmetry {
         builder = builder.symmetry_fn(representative);
     }
     let started = Instant::now();
@@ -282,7 +274,7 @@ where
     }
     print!("{report}");
     for (name, actions) in &violated {
-        show(name, actions.clone());
+        print_counterexample(&replay, name, actions.clone());
         println!(
             "  replay (one thread, same order): cargo run --release -- check {} --threads 1",
             args.model.flags()
