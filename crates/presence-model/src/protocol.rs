@@ -288,6 +288,22 @@ fn node_index(replica: &ReplicaId) -> Option<usize> {
     replica.base().strip_prefix('n')?.parse().ok()
 }
 
+/// Where node `from`'s output goes in a cluster of `count` nodes: its
+/// message and the nodes it reaches (a broadcast every other node, a send
+/// its addressee if that is a node). `None` for outputs that are not
+/// messages. The model's network and the healed run of
+/// [`heals_to_convergence`] both route by it.
+fn addressed(from: usize, count: usize, output: Output) -> Option<(Message, Vec<usize>)> {
+    match output {
+        Output::Broadcast(message) => Some((message, (0..count).filter(|&to| to != from).collect())),
+        Output::Send { to, message } => Some((
+            message,
+            node_index(&to).filter(|&to| to < count).into_iter().collect(),
+        )),
+        Output::Diff(_) | Output::Event(_) => None,
+    }
+}
+
 impl TrackerActor {
     /// Carries out a local operation's outputs, recording its diffs as
     /// ground truth and saving that across crashes.
@@ -306,19 +322,12 @@ impl TrackerActor {
 
     fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
         for output in outputs {
-            match output {
-                Output::Broadcast(message) => {
-                    let wire = Wire::new(message);
-                    let others: Vec<Id> = (0..peers).map(Id::from).filter(|&id| id != me).collect();
-                    o.broadcast(&others, &wire);
-                }
-                Output::Send { to, message } => {
-                    if let Some(index) = node_index(&to).filter(|&index| index < peers) {
-                        o.send(Id::from(index), Wire::new(message));
-                    }
-                }
-                Output::Diff(diff) => state.diffs_fingerprint ^= diff.fingerprint(),
-                Output::Event(_) => {}
+            if let Output::Diff(diff) = &output {
+                state.diffs_fingerprint ^= diff.fingerprint();
+            }
+            if let Some((message, to)) = addressed(usize::from(me), peers, output) {
+                let to: Vec<Id> = to.into_iter().map(Id::from).collect();
+                o.broadcast(&to, &Wire::new(message));
             }
         }
     }
@@ -786,20 +795,11 @@ fn route(
     outputs: Vec<Output>,
     queue: &mut std::collections::VecDeque<(usize, Message)>,
 ) {
-    for output in outputs {
-        match output {
-            Output::Broadcast(message) => {
-                for to in (0..count).filter(|&to| to != from) {
-                    queue.push_back((to, message.clone()));
-                }
-            }
-            Output::Send { to, message } => {
-                if let Some(to) = node_index(&to).filter(|&to| to < count) {
-                    queue.push_back((to, message));
-                }
-            }
-            Output::Diff(_) | Output::Event(_) => {}
-        }
+    for (message, to) in outputs
+        .into_iter()
+        .filter_map(|output| addressed(from, count, output))
+    {
+        queue.extend(to.into_iter().map(|to| (to, message.clone())));
     }
 }
 
