@@ -411,8 +411,7 @@ impl CrdtModel {
         // A delivery that changes nothing (a duplicate, or one already
         // covered) only leads back here: leave it out, so the checker does
         // not digest and look up a state it has just seen.
-        let flags_unchanged = !delivery.stale || state.saw_stale_after_permdown;
-        if delivery.quiet && flags_unchanged && delivery.canonical == state.replicas[to].canonical {
+        if delivery.changes_nothing(state.replicas[to].canonical, state.saw_stale_after_permdown) {
             return false;
         }
         let replica = Arc::make_mut(&mut state.replicas[to]);
@@ -543,23 +542,26 @@ impl StaleWatch {
     }
 }
 
-/// Whether delivering `payload` to `replica` changes nothing now and will
-/// change nothing later while the replica does not restart: not its state,
-/// nor the discovery flags. A payload with entries could be found stale
-/// after a later retirement, so while that discovery is still to be made,
-/// it is not spent.
-fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch) -> bool {
+/// Whether a payload could still be found stale later, after a retirement:
+/// it carries entries, and that discovery is still to be made and still
+/// possible. Such a payload is never spent, even when delivering it
+/// changes nothing now.
+fn may_turn_stale(payload: &Payload, watch: StaleWatch) -> bool {
     let carries_entries = match payload {
         Payload::Full { snapshot, .. } => snapshot.logs().values().any(|log| !log.values().is_empty()),
         Payload::Delta { delta, .. } => !delta.joins().is_empty(),
     };
-    if carries_entries && !watch.seen && watch.possible {
-        return false;
-    }
-    let mut state = State::clone(&replica.state);
-    merge_payload(&mut state, payload).is_some_and(|(diff, stale)| {
-        diff.is_empty() && (!stale || watch.seen) && canonical_digest(&state) == replica.canonical
-    })
+    carries_entries && !watch.seen && watch.possible
+}
+
+/// Whether delivering `payload` to `replica` (in a model of `replicas`
+/// replicas) changes nothing now and will change nothing later while the
+/// replica does not restart: not its state, nor the discovery flags.
+/// Computed afresh: the pruning audit's independent check.
+fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch, replicas: usize) -> bool {
+    !may_turn_stale(payload, watch)
+        && delivery(&replica.state, payload, replicas)
+            .is_some_and(|delivered| delivered.changes_nothing(replica.canonical, watch.seen))
 }
 
 /// What delivering one payload to one replica state does: a function of
@@ -586,6 +588,15 @@ struct Delivery {
     add_wins: bool,
     /// The incarnation the replica left, if it reincarnated.
     reincarnated_from: Option<ReplicaId>,
+}
+
+impl Delivery {
+    /// Whether it changes nothing for a replica whose digest was `before`:
+    /// not its state, nor the discovery flags (`saw_stale`: a stale payload
+    /// was seen already).
+    fn changes_nothing(&self, before: u64, saw_stale: bool) -> bool {
+        self.quiet && (!self.stale || saw_stale) && self.canonical == before
+    }
 }
 
 /// Delivers `payload` to a replica in `state`, in a model of `replicas`
@@ -638,12 +649,19 @@ impl CrdtModel {
     }
 
     /// [`spent_on`], remembered (see [`Caches`]): the key says everything
-    /// the verdict depends on, and a verdict costs a merge.
+    /// the verdict depends on. A verdict takes the delivery it judges from
+    /// the delivery table, so a later delivery of the payload to that state
+    /// costs nothing more.
     fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
         self.caches.spent.get_or_compute(
             (replica.canonical, produced.digest, watch.seen, watch.possible),
             replica.canonical ^ produced.digest,
-            || spent_on(replica, &produced.payload, watch),
+            || {
+                !may_turn_stale(&produced.payload, watch)
+                    && self
+                        .delivery_cached(replica, produced)
+                        .is_some_and(|delivered| delivered.changes_nothing(replica.canonical, watch.seen))
+            },
         )
     }
 }
@@ -827,10 +845,11 @@ impl Model for CrdtModel {
         if self.audit {
             properties.push(Property::always(
                 "pruned payloads stay spent",
-                |_, state: &CrdtState| {
+                |model: &CrdtModel, state: &CrdtState| {
                     state.pruned.iter().all(|payload| {
                         state.replicas.iter().enumerate().all(|(at, replica)| {
-                            at == payload.from() || spent_on(replica, payload, StaleWatch::of(state))
+                            at == payload.from()
+                                || spent_on(replica, payload, StaleWatch::of(state), model.cfg.replicas)
                         })
                     })
                 },
