@@ -432,10 +432,9 @@ impl CrdtModel {
     }
 
     /// Marks the payloads from index `first` on that are now spent on
-    /// replica `at` (see [`Produced::spent`]).
-    fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize) {
+    /// replica `at` (see [`Produced::spent`]), `watch` being the state's.
+    fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize, watch: StaleWatch) {
         let replica = &state.replicas[at];
-        let watch = StaleWatch::of(state);
         for produced in &mut state.payloads[first..] {
             let unmarked = produced.payload.from() != at && produced.spent & (1 << at) == 0;
             if unmarked && self.spent_on_cached(replica, produced, watch) {
@@ -788,13 +787,14 @@ impl Model for CrdtModel {
         // Only the changed replica and the new payloads need a look, unless
         // what "spent" means changed: then everything does, so the marks
         // follow from the state alone, whatever the path here.
-        let first = if StaleWatch::of(last) == StaleWatch::of(&state) {
+        let watch = StaleWatch::of(&state);
+        let first = if StaleWatch::of(last) == watch {
             last.payloads.len()
         } else {
             0
         };
         for at in 0..self.cfg.replicas {
-            self.mark_spent(&mut state, at, if at == changed_at { 0 } else { first });
+            self.mark_spent(&mut state, at, if at == changed_at { 0 } else { first }, watch);
         }
         self.prune(&mut state);
         Some(state)
