@@ -19,10 +19,11 @@
 //! Ground truth for I3-I5 is kept as ghosts, left out of hashing and
 //! equality (so a state is checked against the history of the first path
 //! that reached it): each node's local operations, in its [`Stored`] memory
-//! so they survive its crashes, and a resurrection watch per node that is
-//! checked after every step.
+//! so they survive its crashes. I3 is checked after every step, against
+//! what the node observed before it.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,8 +175,9 @@ pub enum Timer {
 /// One node's state in the model.
 #[derive(Clone)]
 pub struct NodeState {
-    /// The tracker node.
-    pub node: Node,
+    /// The tracker node, shared between the model states that hold it
+    /// unchanged.
+    pub node: Arc<Node>,
     /// Its logical clock.
     pub now_ms: u64,
     /// Heartbeat timers fired so far.
@@ -184,8 +186,6 @@ pub struct NodeState {
     pub diffs_fingerprint: u64,
     /// The first I3 violation on the way here, if any.
     pub resurrection: Option<String>,
-    /// What this node observed at its last step (I3; ghost).
-    watch: ResurrectionWatch,
     /// This node's local operations, all incarnations (I4-I6; ghost).
     history: Arc<History>,
     /// Digest of the node (`Node::hash_canonical`).
@@ -193,24 +193,26 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// After every step: a reincarnation recorded as ground truth (and
-    /// remembered across crashes), the canonical digest, and I3 against the
-    /// last step.
-    fn settle(&mut self, before: &ReplicaId, o: &mut Out<TrackerActor>) {
-        if self.node.replica() != before {
-            let recorded = Arc::make_mut(&mut self.history).record_reincarnation(before, self.node.state());
+    /// After every step from `before` (the node's state before it, `None`
+    /// for a fresh start): a reincarnation recorded as ground truth (and
+    /// remembered across crashes), the canonical digest, and I3 against
+    /// `before`.
+    fn settle(&mut self, before: Option<&State>, o: &mut Out<TrackerActor>) {
+        let mut before = before;
+        if let Some(previous) = before.filter(|previous| previous.replica() != self.node.replica()) {
+            let recorded =
+                Arc::make_mut(&mut self.history).record_reincarnation(previous.replica(), self.node.state());
             if let Err(violation) = recorded {
                 self.resurrection.get_or_insert(violation.to_string());
             }
             self.save(o);
-            // The new incarnation is a new replica: its watch starts afresh.
-            self.watch = ResurrectionWatch::default();
+            // The new incarnation is a new replica: nothing it observed
+            // before binds it.
+            before = None;
         }
-        let mut hasher = digester();
-        self.node.hash_canonical(&mut hasher);
-        self.canonical = hasher.finish();
-        if let Err(violation) = check_no_resurrection(&mut self.watch, self.node.state()) {
-            self.resurrection.get_or_insert(violation.to_string());
+        self.canonical = node_digest(&self.node);
+        if let Err(violation) = no_resurrection_since(before, self.node.state()) {
+            self.resurrection.get_or_insert(violation);
         }
     }
 
@@ -225,6 +227,27 @@ impl NodeState {
             history: Arc::clone(&self.history),
         });
     }
+}
+
+fn node_digest(node: &Node) -> u64 {
+    let mut hasher = digester();
+    node.hash_canonical(&mut hasher);
+    hasher.finish()
+}
+
+/// I3 for one step of a node from `before` (`None`: a fresh replica) to
+/// `after`. What the watch holds after a check is a function of the state
+/// checked alone, so the watch of `before` is rebuilt from it rather than
+/// carried in every model state; once a node has broken I3 its later
+/// checks no longer matter, since only the first violation is kept.
+fn no_resurrection_since(before: Option<&State>, after: &State) -> Result<(), String> {
+    let mut watch = ResurrectionWatch::default();
+    if let Some(before) = before {
+        // Nothing is observed yet, so nothing can be violated.
+        let fresh = check_no_resurrection(&mut watch, before);
+        debug_assert!(fresh.is_ok());
+    }
+    check_no_resurrection(&mut watch, after).map_err(|violation| violation.to_string())
 }
 
 /// What a node keeps across crashes: its last incarnation, and (a ghost,
@@ -277,11 +300,69 @@ pub struct TrackerActor {
     config: Config,
     max_ticks: u8,
     nodes: usize,
-    /// Deliveries found to change nothing, by (node digest, node clock,
-    /// message digest): on a duplicating network the same message reaches
-    /// the same node state in a great many model states. Shared by the
-    /// model's actors and threads; each of 16 shards holds at most 2^18.
-    no_ops: Arc<Memo<(u64, u64, u64), ()>>,
+    /// What deliveries and ticks do: on a duplicating network the same
+    /// message reaches the same node state in a great many model states,
+    /// and the healed runs of [`heals_to_convergence`] from neighbouring
+    /// states take mostly the same steps. Shared by the model's actors and
+    /// threads; each of 16 shards holds at most 2^18.
+    steps: Arc<Steps>,
+}
+
+/// Steps by (node digest, node clock, input): the input is a message's
+/// digest, or [`TICK`]. `None` for an input the node rejects.
+type Steps = Memo<(u64, u64, u64), Option<Arc<Step>>>;
+
+/// What stands for a heartbeat tick in a step's key (a message digest
+/// otherwise).
+const TICK: u64 = u64::MAX;
+
+/// What one step of a tracker node (a delivery or a tick) does, when it
+/// does not reincarnate the node (a reincarnation writes ground truth,
+/// which is ghost state, so it is never remembered).
+#[derive(Debug)]
+struct Step {
+    /// The node afterwards.
+    node: Arc<Node>,
+    /// Its digest.
+    canonical: u64,
+    /// XOR of the fingerprints of the diffs it emitted (I1).
+    diffs: u64,
+    /// The I3 violation of the step, if any.
+    resurrection: Option<String>,
+    /// What it sends, in order: the message and the nodes it reaches.
+    sends: Vec<(Vec<Id>, Wire)>,
+}
+
+/// What a step came to.
+enum Stepped {
+    /// The node rejected the input; it is unchanged.
+    Rejected,
+    /// The node became a new incarnation, with these outputs.
+    Reincarnated(Box<Node>, Vec<Output>),
+    /// Anything else.
+    Known(Arc<Step>),
+}
+
+impl Step {
+    /// Whether applying it to `state` changes nothing and sends nothing.
+    fn changes_nothing(&self, state: &NodeState) -> bool {
+        self.sends.is_empty()
+            && self.diffs == 0
+            && self.canonical == state.canonical
+            && (self.resurrection.is_none() || state.resurrection.is_some())
+    }
+
+    fn apply(&self, state: &mut NodeState, o: &mut Out<TrackerActor>) {
+        state.node = Arc::clone(&self.node);
+        state.canonical = self.canonical;
+        state.diffs_fingerprint ^= self.diffs;
+        if let Some(violation) = &self.resurrection {
+            state.resurrection.get_or_insert_with(|| violation.clone());
+        }
+        for (to, wire) in &self.sends {
+            o.broadcast(to, wire);
+        }
+    }
 }
 
 fn node_index(replica: &ReplicaId) -> Option<usize> {
@@ -321,15 +402,27 @@ impl TrackerActor {
     }
 
     fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
+        let (diffs, sends) = Self::sort_out(outputs, me, peers);
+        state.diffs_fingerprint ^= diffs;
+        for (to, wire) in &sends {
+            o.broadcast(to, wire);
+        }
+    }
+
+    /// A step's outputs: the XOR of its diffs' fingerprints, and its
+    /// messages with the nodes they reach.
+    fn sort_out(outputs: Vec<Output>, me: Id, peers: usize) -> (u64, Vec<(Vec<Id>, Wire)>) {
+        let mut diffs = 0;
+        let mut sends = Vec::new();
         for output in outputs {
             if let Output::Diff(diff) = &output {
-                state.diffs_fingerprint ^= diff.fingerprint();
+                diffs ^= diff.fingerprint();
             }
             if let Some((message, to)) = addressed(usize::from(me), peers, output) {
-                let to: Vec<Id> = to.into_iter().map(Id::from).collect();
-                o.broadcast(&to, &Wire::new(message));
+                sends.push((to.into_iter().map(Id::from).collect(), Wire::new(message)));
             }
         }
+        (diffs, sends)
     }
 }
 
@@ -352,14 +445,13 @@ impl Actor for TrackerActor {
             Arc::make_mut(&mut history).record_dead(&ReplicaId::new(&format!("n{index}"), last.incarnation));
         }
         let replica = ReplicaId::new(&format!("n{index}"), incarnation);
-        let node = Node::new(replica, self.config.clone(), 0).expect("the model's config is valid");
+        let node = Arc::new(Node::new(replica, self.config.clone(), 0).expect("the model's config is valid"));
         let mut state = NodeState {
             node,
             now_ms: 0,
             ticks: 0,
             diffs_fingerprint: 0,
             resurrection: None,
-            watch: ResurrectionWatch::default(),
             history,
             canonical: 0,
         };
@@ -369,82 +461,105 @@ impl Actor for TrackerActor {
             key: "alice".into(),
             meta: json!({}),
         };
-        let outputs = state.node.handle(track, 0).unwrap_or_default();
+        let outputs = Arc::make_mut(&mut state.node)
+            .handle(track, 0)
+            .unwrap_or_default();
         Self::local(&mut state, outputs, id, self.peers(), o);
         o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
         o.set_timer(Timer::Leave, Duration::from_secs(1)..Duration::from_secs(2));
-        let replica = state.node.replica().clone();
-        state.settle(&replica, o);
+        state.settle(None, o);
         state
     }
 
     fn on_msg(&self, id: Id, state: &mut Cow<'_, Self::State>, _src: Id, msg: Self::Msg, o: &mut Out<Self>) {
-        // What a delivery does is a function of the node, its clock and the
-        // message, which the key names.
-        let key = (state.canonical, state.now_ms, msg.digest);
-        let spread = state.canonical ^ msg.digest;
-        if self.no_ops.get(&key, spread).is_some() {
-            return;
+        match self.step(id, &state.node, state.canonical, state.now_ms, Some(&msg)) {
+            Stepped::Rejected => {}
+            Stepped::Reincarnated(node, outputs) => {
+                let state = state.to_mut();
+                let before = std::mem::replace(&mut state.node, Arc::from(node));
+                Self::carry_out(state, outputs, id, self.peers(), o);
+                state.settle(Some(before.state()), o);
+            }
+            // A delivery that changes nothing and sends nothing leaves the
+            // state borrowed, which tells stateright it is a no-op: on a
+            // duplicating network every message stays deliverable, and most
+            // deliveries are repeats that would only lead back to this state.
+            Stepped::Known(step) => {
+                if !step.changes_nothing(state) {
+                    step.apply(state.to_mut(), o);
+                }
+            }
         }
-        let before = state.node.replica().clone();
-        let mut next = NodeState::clone(state);
-        let Ok(outputs) = next
-            .node
-            .handle(Input::Receive(Message::clone(&msg.message)), next.now_ms)
-        else {
-            self.no_ops.insert(key, spread, ());
-            return;
-        };
-        let mut out = Out::new();
-        Self::carry_out(&mut next, outputs, id, self.peers(), &mut out);
-        next.settle(&before, &mut out);
-        // A delivery that changes nothing and sends nothing leaves the state
-        // borrowed, which tells stateright it is a no-op: on a duplicating
-        // network every message stays deliverable, and most deliveries are
-        // repeats that would only lead back to this state.
-        if out.is_empty() && next == **state {
-            self.no_ops.insert(key, spread, ());
-            return;
-        }
-        *state.to_mut() = next;
-        o.append(&mut out);
     }
 
     fn on_timeout(&self, id: Id, state: &mut Cow<'_, Self::State>, timer: &Self::Timer, o: &mut Out<Self>) {
         let state = state.to_mut();
-        let before = state.node.replica().clone();
-        let (input, local) = match timer {
+        match timer {
             Timer::Tick => {
                 state.ticks += 1;
                 state.now_ms += self.config.broadcast_period_ms;
                 if state.ticks < self.max_ticks {
                     o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
                 }
-                (Input::Tick, false)
+                match self.step(id, &state.node, state.canonical, state.now_ms, None) {
+                    Stepped::Rejected => {}
+                    Stepped::Reincarnated(node, outputs) => {
+                        let before = std::mem::replace(&mut state.node, Arc::from(node));
+                        Self::carry_out(state, outputs, id, self.peers(), o);
+                        state.settle(Some(before.state()), o);
+                    }
+                    Stepped::Known(step) => step.apply(state, o),
+                }
             }
             Timer::Leave => {
+                let before = Arc::clone(&state.node);
                 let untrack = Input::Untrack {
                     pid: PID.into(),
                     topic: "room".into(),
                     key: "alice".into(),
                 };
-                (untrack, true)
-            }
-        };
-        if let Ok(outputs) = state.node.handle(input, state.now_ms) {
-            if local {
-                Self::local(state, outputs, id, self.peers(), o);
-            } else {
-                Self::carry_out(state, outputs, id, self.peers(), o);
+                if let Ok(outputs) = Arc::make_mut(&mut state.node).handle(untrack, state.now_ms) {
+                    Self::local(state, outputs, id, self.peers(), o);
+                }
+                state.settle(Some(before.state()), o);
             }
         }
-        state.settle(&before, o);
     }
 }
 
 impl TrackerActor {
     fn peers(&self) -> usize {
         self.nodes
+    }
+
+    /// What `input` (a message, or a tick if `None`) does to `node` (of
+    /// digest `canonical`) at `now_ms`, remembered: it is a function of
+    /// those alone.
+    fn step(&self, me: Id, node: &Arc<Node>, canonical: u64, now_ms: u64, input: Option<&Wire>) -> Stepped {
+        let key = (canonical, now_ms, input.map_or(TICK, |wire| wire.digest));
+        let spread = canonical ^ key.2;
+        if let Some(known) = self.steps.get(&key, spread) {
+            return known.map_or(Stepped::Rejected, Stepped::Known);
+        }
+        let mut next = Node::clone(node);
+        let input = input.map_or(Input::Tick, |wire| Input::Receive(Message::clone(&wire.message)));
+        let Ok(outputs) = next.handle(input, now_ms) else {
+            self.steps.insert(key, spread, None);
+            return Stepped::Rejected;
+        };
+        if next.replica() != node.replica() {
+            return Stepped::Reincarnated(Box::new(next), outputs);
+        }
+        let (diffs, sends) = Self::sort_out(outputs, me, self.peers());
+        let step = Arc::new(Step {
+            resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
+            canonical: node_digest(&next),
+            node: Arc::new(next),
+            diffs,
+            sends,
+        });
+        self.steps.insert(key, spread, Some(Arc::clone(&step)));
+        Stepped::Known(step)
     }
 }
 
@@ -456,6 +571,10 @@ type InnerState = ActorModelState<TrackerActor, ()>;
 pub struct ProtocolModel {
     cfg: ProtocolModelCfg,
     inner: Inner,
+    /// Verdicts of [`exchange_converges`] by the live nodes' digests: it
+    /// reads nothing else, and the same nodes recur under a great many
+    /// networks. Each of 16 shards holds at most 2^16.
+    exchanges: Memo<u64, bool>,
 }
 
 /// Every node's connection. Pids and metas name no node, so that nodes are
@@ -542,7 +661,7 @@ impl ProtocolModelCfg {
             config,
             max_ticks: self.ticks,
             nodes: self.nodes,
-            no_ops: Arc::new(Memo::new(1 << 18)),
+            steps: Arc::new(Memo::new(1 << 18)),
         };
         let inner = ActorModel::new(self, ())
             .actors(std::iter::repeat_n(actor, self.nodes))
@@ -562,7 +681,11 @@ impl ProtocolModelCfg {
                     .iter()
                     .all(|stored| stored.as_ref().map_or(1, |stored| stored.incarnation) <= most)
             });
-        ProtocolModel { cfg: self, inner }
+        ProtocolModel {
+            cfg: self,
+            inner,
+            exchanges: Memo::new(1 << 16),
+        }
     }
 }
 
@@ -578,6 +701,16 @@ fn live_nodes(state: &ProtocolState) -> impl Iterator<Item = &NodeState> {
         .zip(&state.inner.crashed)
         .filter(|(_, crashed)| !**crashed)
         .map(|(node, _)| &**node)
+}
+
+/// A digest of which nodes are live and of their nodes: all that
+/// [`exchange_converges`] reads.
+fn live_digest(state: &ProtocolState) -> u64 {
+    let mut hasher = digester();
+    for (node, crashed) in state.inner.actor_states.iter().zip(&state.inner.crashed) {
+        (!crashed).then_some(node.canonical).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 impl Model for ProtocolModel {
@@ -664,7 +797,12 @@ impl Model for ProtocolModel {
             }),
             Property::always(
                 "I2 a complete anti-entropy exchange converges",
-                |_, state: &ProtocolState| exchange_converges(state),
+                |model: &ProtocolModel, state: &ProtocolState| {
+                    let key = live_digest(state);
+                    model
+                        .exchanges
+                        .get_or_compute(key, key, || exchange_converges(state))
+                },
             ),
             Property::always(
                 "I2 once faults heal, the protocol converges",
@@ -731,13 +869,20 @@ const HEAL_MESSAGES: usize = 10_000;
 /// order (sorted), so the check is deterministic; other orders of the
 /// healed run are not tried.
 pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Result<(), String> {
-    let period = model.inner.actors[0].config.broadcast_period_ms;
-    let mut nodes: Vec<Option<(Node, u64)>> = state
+    let actor = &model.inner.actors[0];
+    let period = actor.config.broadcast_period_ms;
+    let mut nodes: Vec<Option<Healing>> = state
         .inner
         .actor_states
         .iter()
         .zip(&state.inner.crashed)
-        .map(|(node, crashed)| (!crashed).then(|| (node.node.clone(), node.now_ms)))
+        .map(|(node, crashed)| {
+            (!crashed).then(|| Healing {
+                node: Arc::clone(&node.node),
+                canonical: node.canonical,
+                now_ms: node.now_ms,
+            })
+        })
         .collect();
     // stateright keeps the network in a hash set whose order differs from
     // one copy of a state to another: sort, so the verdict is the state's.
@@ -748,23 +893,19 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
         .map(|envelope| (envelope.src, envelope.dst, envelope.msg))
         .collect();
     in_flight.sort_unstable();
-    let mut queue: std::collections::VecDeque<(usize, Message)> = in_flight
+    let mut queue: VecDeque<(usize, Wire)> = in_flight
         .into_iter()
-        .map(|(_, dst, wire)| (usize::from(dst), Message::clone(&wire.message)))
+        .map(|(_, dst, wire)| (usize::from(dst), wire.clone()))
         .collect();
     let mut delivered = 0;
-    let mut drain = |nodes: &mut Vec<Option<(Node, u64)>>,
-                     queue: &mut std::collections::VecDeque<(usize, Message)>| {
-        while let Some((to, message)) = queue.pop_front() {
+    let mut drain = |nodes: &mut Vec<Option<Healing>>, queue: &mut VecDeque<(usize, Wire)>| {
+        while let Some((to, wire)) = queue.pop_front() {
             delivered += 1;
             if delivered > HEAL_MESSAGES {
                 return Err(format!("more than {HEAL_MESSAGES} messages after healing"));
             }
-            let Some((node, now_ms)) = nodes[to].as_mut() else {
-                continue;
-            };
-            if let Ok(outputs) = node.handle(Input::Receive(message), *now_ms) {
-                route(to, nodes.len(), outputs, queue);
+            if let Some(node) = nodes[to].as_mut() {
+                node.take(actor, to, Some(&wire), queue);
             }
         }
         Ok(())
@@ -775,37 +916,63 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
             return Ok(());
         }
         for at in 0..nodes.len() {
-            let Some((node, now_ms)) = nodes[at].as_mut() else {
+            let Some(node) = nodes[at].as_mut() else {
                 continue;
             };
-            *now_ms += period;
-            if let Ok(outputs) = node.handle(Input::Tick, *now_ms) {
-                route(at, nodes.len(), outputs, &mut queue);
-            }
+            node.now_ms += period;
+            node.take(actor, at, None, &mut queue);
             drain(&mut nodes, &mut queue)?;
         }
     }
     healed_views_converge(&nodes)
 }
 
-/// Puts a node's messages on the healed network's queue.
-fn route(
-    from: usize,
-    count: usize,
-    outputs: Vec<Output>,
-    queue: &mut std::collections::VecDeque<(usize, Message)>,
-) {
-    for (message, to) in outputs
-        .into_iter()
-        .filter_map(|output| addressed(from, count, output))
-    {
-        queue.extend(to.into_iter().map(|to| (to, message.clone())));
+/// A live node in the healed run of [`heals_to_convergence`].
+struct Healing {
+    node: Arc<Node>,
+    canonical: u64,
+    now_ms: u64,
+}
+
+impl Healing {
+    /// Node `at` takes `input` (a message, or a tick if `None`) through the
+    /// actor's own step, and its messages join the healed network's queue.
+    fn take(
+        &mut self,
+        actor: &TrackerActor,
+        at: usize,
+        input: Option<&Wire>,
+        queue: &mut VecDeque<(usize, Wire)>,
+    ) {
+        let enqueue = |sends: &[(Vec<Id>, Wire)], queue: &mut VecDeque<(usize, Wire)>| {
+            for (to, wire) in sends {
+                queue.extend(to.iter().map(|&to| (usize::from(to), wire.clone())));
+            }
+        };
+        match actor.step(Id::from(at), &self.node, self.canonical, self.now_ms, input) {
+            Stepped::Rejected => {}
+            Stepped::Reincarnated(node, outputs) => {
+                self.canonical = node_digest(&node);
+                self.node = Arc::from(node);
+                let (_, sends) = TrackerActor::sort_out(outputs, Id::from(at), actor.peers());
+                enqueue(&sends, queue);
+            }
+            Stepped::Known(step) => {
+                self.node = Arc::clone(&step.node);
+                self.canonical = step.canonical;
+                enqueue(&step.sends, queue);
+            }
+        }
     }
 }
 
 /// Whether every live node's view is the live nodes' own presences.
-fn healed_views_converge(nodes: &[Option<(Node, u64)>]) -> Result<(), String> {
-    let replicas: Vec<&State> = nodes.iter().flatten().map(|(node, _)| node.state()).collect();
+fn healed_views_converge(nodes: &[Option<Healing>]) -> Result<(), String> {
+    let replicas: Vec<&State> = nodes
+        .iter()
+        .flatten()
+        .map(|healing| healing.node.state())
+        .collect();
     check_convergence(replicas.iter().copied(), &own_presences(replicas.iter().copied()))
         .map_err(|violation| violation.to_string())
 }
@@ -946,5 +1113,27 @@ pub fn representative(state: &ProtocolState) -> ProtocolState {
         isolated: state.isolated,
         partition_left: state.partition_left,
         symmetric_digest: Some(digest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watch rebuilt from the state before a step judges the step as a
+    /// watch carried along would: a removal once observed stays removed.
+    #[test]
+    fn a_step_that_undoes_an_observed_removal_breaks_i3() {
+        let mut joined = State::new(ReplicaId::new("n0", 1));
+        joined
+            .join(PID, "room", "alice", json!({}))
+            .expect("a valid entry");
+        let mut left = joined.clone();
+        left.leave(PID, "room", "alice");
+        assert_eq!(no_resurrection_since(None, &joined), Ok(()));
+        assert_eq!(no_resurrection_since(Some(&joined), &left), Ok(()));
+        assert_eq!(no_resurrection_since(Some(&left), &left), Ok(()));
+        let undone = no_resurrection_since(Some(&left), &joined).expect_err("alice is back");
+        assert!(undone.contains("again"), "{undone}");
     }
 }
