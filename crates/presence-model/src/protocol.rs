@@ -190,6 +190,9 @@ pub struct NodeState {
     history: Arc<History>,
     /// Digest of the node (`Node::hash_canonical`).
     canonical: u64,
+    /// Digest of its replica state (`State::hash_canonical`), which is
+    /// all of it the abstract exchange reads.
+    replica_digest: u64,
 }
 
 impl NodeState {
@@ -211,6 +214,7 @@ impl NodeState {
             before = None;
         }
         self.canonical = node_digest(&self.node);
+        self.replica_digest = replica_digest(self.node.state());
         if let Err(violation) = no_resurrection_since(before, self.node.state()) {
             self.resurrection.get_or_insert(violation);
         }
@@ -232,6 +236,12 @@ impl NodeState {
 fn node_digest(node: &Node) -> u64 {
     let mut hasher = digester();
     node.hash_canonical(&mut hasher);
+    hasher.finish()
+}
+
+fn replica_digest(state: &State) -> u64 {
+    let mut hasher = digester();
+    state.hash_canonical(&mut hasher);
     hasher.finish()
 }
 
@@ -325,6 +335,8 @@ struct Step {
     node: Arc<Node>,
     /// Its digest.
     canonical: u64,
+    /// The digest of its replica state.
+    replica_digest: u64,
     /// XOR of the fingerprints of the diffs it emitted (I1).
     diffs: u64,
     /// The I3 violation of the step, if any.
@@ -355,6 +367,7 @@ impl Step {
     fn apply(&self, state: &mut NodeState, o: &mut Out<TrackerActor>) {
         state.node = Arc::clone(&self.node);
         state.canonical = self.canonical;
+        state.replica_digest = self.replica_digest;
         state.diffs_fingerprint ^= self.diffs;
         if let Some(violation) = &self.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
@@ -454,6 +467,7 @@ impl Actor for TrackerActor {
             resurrection: None,
             history,
             canonical: 0,
+            replica_digest: 0,
         };
         let track = Input::Track {
             pid: PID.into(),
@@ -554,6 +568,7 @@ impl TrackerActor {
         let step = Arc::new(Step {
             resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
             canonical: node_digest(&next),
+            replica_digest: replica_digest(next.state()),
             node: Arc::new(next),
             diffs,
             sends,
@@ -571,9 +586,9 @@ type InnerState = ActorModelState<TrackerActor, ()>;
 pub struct ProtocolModel {
     cfg: ProtocolModelCfg,
     inner: Inner,
-    /// Verdicts of [`exchange_converges`] by the live nodes' digests: it
-    /// reads nothing else, and the same nodes recur under a great many
-    /// networks. Each of 16 shards holds at most 2^16.
+    /// Verdicts of [`exchange_converges`] by the live nodes' replica
+    /// digests: it reads nothing else, and the same replica states recur
+    /// under a great many networks and peer tables. Each of 16 shards holds at most 2^16.
     exchanges: Memo<u64, bool>,
 }
 
@@ -703,12 +718,12 @@ fn live_nodes(state: &ProtocolState) -> impl Iterator<Item = &NodeState> {
         .map(|(node, _)| &**node)
 }
 
-/// A digest of which nodes are live and of their nodes: all that
+/// A digest of which nodes are live and of their replica states: all that
 /// [`exchange_converges`] reads.
 fn live_digest(state: &ProtocolState) -> u64 {
     let mut hasher = digester();
     for (node, crashed) in state.inner.actor_states.iter().zip(&state.inner.crashed) {
-        (!crashed).then_some(node.canonical).hash(&mut hasher);
+        (!crashed).then_some(node.replica_digest).hash(&mut hasher);
     }
     hasher.finish()
 }
