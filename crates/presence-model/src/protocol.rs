@@ -32,7 +32,7 @@ use presence_core::invariants::{
     check_bounded_memory, check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority,
     check_provenance, check_view_fingerprint, exchange_full_states, History, MemoryBounds, ResurrectionWatch,
 };
-use presence_core::{ReplicaId, State};
+use presence_core::{Diff, ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
 use serde_json::json;
 use stateright::actor::{
@@ -318,13 +318,44 @@ pub struct TrackerActor {
     steps: Arc<Steps>,
 }
 
-/// Steps by (node digest, node clock, input): the input is a message's
-/// digest, or [`TICK`]. `None` for an input the node rejects.
+/// Steps by (node digest, node clock, [`Taken::key`]). `None` for an
+/// input the node rejects.
 type Steps = Memo<(u64, u64, u64), Option<Arc<Step>>>;
 
-/// What stands for a heartbeat tick in a step's key (a message digest
-/// otherwise).
-const TICK: u64 = u64::MAX;
+/// What a node takes in one step.
+#[derive(Clone, Copy, Debug)]
+enum Taken<'m> {
+    /// A message delivered.
+    Message(&'m Wire),
+    /// Its heartbeat timer.
+    Tick,
+    /// Its one local operation: untracking its presence.
+    Leave,
+}
+
+impl Taken<'_> {
+    /// Its part of a step's key: a message's digest, or a value standing
+    /// for the timer.
+    fn key(self) -> u64 {
+        match self {
+            Taken::Message(wire) => wire.digest,
+            Taken::Tick => u64::MAX,
+            Taken::Leave => u64::MAX - 1,
+        }
+    }
+
+    fn input(self) -> Input {
+        match self {
+            Taken::Message(wire) => Input::Receive(Message::clone(&wire.message)),
+            Taken::Tick => Input::Tick,
+            Taken::Leave => Input::Untrack {
+                pid: PID.into(),
+                topic: "room".into(),
+                key: "alice".into(),
+            },
+        }
+    }
+}
 
 /// What one step of a tracker node (a delivery or a tick) does, when it
 /// does not reincarnate the node (a reincarnation writes ground truth,
@@ -339,6 +370,9 @@ struct Step {
     replica_digest: u64,
     /// XOR of the fingerprints of the diffs it emitted (I1).
     diffs: u64,
+    /// The diffs of a local operation, which its ghost history records
+    /// (empty for other steps).
+    local: Vec<Diff>,
     /// The I3 violation of the step, if any.
     resurrection: Option<String>,
     /// What it sends, in order: the message and the nodes it reaches.
@@ -404,14 +438,20 @@ impl TrackerActor {
     fn local(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
         for output in &outputs {
             if let Output::Diff(diff) = output {
-                let recorded = Arc::make_mut(&mut state.history).record_local(state.node.state(), diff);
-                if let Err(violation) = recorded {
-                    state.resurrection.get_or_insert(violation.to_string());
-                }
+                let after = Arc::clone(&state.node);
+                Self::record_local(state, after.state(), diff);
             }
         }
         state.save(o);
         Self::carry_out(state, outputs, me, peers, o);
+    }
+
+    /// Records a local operation's diff, with the node's replica state
+    /// after it, as ground truth.
+    fn record_local(state: &mut NodeState, after: &State, diff: &Diff) {
+        if let Err(violation) = Arc::make_mut(&mut state.history).record_local(after, diff) {
+            state.resurrection.get_or_insert(violation.to_string());
+        }
     }
 
     fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
@@ -486,7 +526,13 @@ impl Actor for TrackerActor {
     }
 
     fn on_msg(&self, id: Id, state: &mut Cow<'_, Self::State>, _src: Id, msg: Self::Msg, o: &mut Out<Self>) {
-        match self.step(id, &state.node, state.canonical, state.now_ms, Some(&msg)) {
+        match self.step(
+            id,
+            &state.node,
+            state.canonical,
+            state.now_ms,
+            Taken::Message(&msg),
+        ) {
             Stepped::Rejected => {}
             Stepped::Reincarnated(node, outputs) => {
                 let state = state.to_mut();
@@ -515,7 +561,7 @@ impl Actor for TrackerActor {
                 if state.ticks < self.max_ticks {
                     o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
                 }
-                match self.step(id, &state.node, state.canonical, state.now_ms, None) {
+                match self.step(id, &state.node, state.canonical, state.now_ms, Taken::Tick) {
                     Stepped::Rejected => {}
                     Stepped::Reincarnated(node, outputs) => {
                         let before = std::mem::replace(&mut state.node, Arc::from(node));
@@ -525,18 +571,21 @@ impl Actor for TrackerActor {
                     Stepped::Known(step) => step.apply(state, o),
                 }
             }
-            Timer::Leave => {
-                let before = Arc::clone(&state.node);
-                let untrack = Input::Untrack {
-                    pid: PID.into(),
-                    topic: "room".into(),
-                    key: "alice".into(),
-                };
-                if let Ok(outputs) = Arc::make_mut(&mut state.node).handle(untrack, state.now_ms) {
+            Timer::Leave => match self.step(id, &state.node, state.canonical, state.now_ms, Taken::Leave) {
+                Stepped::Rejected => {}
+                Stepped::Reincarnated(node, outputs) => {
+                    let before = std::mem::replace(&mut state.node, Arc::from(node));
                     Self::local(state, outputs, id, self.peers(), o);
+                    state.settle(Some(before.state()), o);
                 }
-                state.settle(Some(before.state()), o);
-            }
+                Stepped::Known(step) => {
+                    for diff in &step.local {
+                        Self::record_local(state, step.node.state(), diff);
+                    }
+                    state.save(o);
+                    step.apply(state, o);
+                }
+            },
         }
     }
 }
@@ -546,26 +595,35 @@ impl TrackerActor {
         self.nodes
     }
 
-    /// What `input` (a message, or a tick if `None`) does to `node` (of
-    /// digest `canonical`) at `now_ms`, remembered: it is a function of
-    /// those alone.
-    fn step(&self, me: Id, node: &Arc<Node>, canonical: u64, now_ms: u64, input: Option<&Wire>) -> Stepped {
-        let key = (canonical, now_ms, input.map_or(TICK, |wire| wire.digest));
+    /// What taking `taken` does to `node` (of digest `canonical`) at
+    /// `now_ms`, remembered: it is a function of those alone.
+    fn step(&self, me: Id, node: &Arc<Node>, canonical: u64, now_ms: u64, taken: Taken<'_>) -> Stepped {
+        let key = (canonical, now_ms, taken.key());
         let spread = canonical ^ key.2;
         if let Some(known) = self.steps.get(&key, spread) {
             return known.map_or(Stepped::Rejected, Stepped::Known);
         }
         let mut next = Node::clone(node);
-        let input = input.map_or(Input::Tick, |wire| Input::Receive(Message::clone(&wire.message)));
-        let Ok(outputs) = next.handle(input, now_ms) else {
+        let Ok(outputs) = next.handle(taken.input(), now_ms) else {
             self.steps.insert(key, spread, None);
             return Stepped::Rejected;
         };
         if next.replica() != node.replica() {
             return Stepped::Reincarnated(Box::new(next), outputs);
         }
+        let local = match taken {
+            Taken::Leave => outputs
+                .iter()
+                .filter_map(|output| match output {
+                    Output::Diff(diff) => Some(diff.clone()),
+                    _ => None,
+                })
+                .collect(),
+            Taken::Message(_) | Taken::Tick => Vec::new(),
+        };
         let (diffs, sends) = Self::sort_out(outputs, me, self.peers());
         let step = Arc::new(Step {
+            local,
             resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
             canonical: node_digest(&next),
             replica_digest: replica_digest(next.state()),
@@ -920,7 +978,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
                 return Err(format!("more than {HEAL_MESSAGES} messages after healing"));
             }
             if let Some(node) = nodes[to].as_mut() {
-                node.take(actor, to, Some(&wire), queue);
+                node.take(actor, to, Taken::Message(&wire), queue);
             }
         }
         Ok(())
@@ -935,7 +993,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
                 continue;
             };
             node.now_ms += period;
-            node.take(actor, at, None, &mut queue);
+            node.take(actor, at, Taken::Tick, &mut queue);
             drain(&mut nodes, &mut queue)?;
         }
     }
@@ -950,13 +1008,13 @@ struct Healing {
 }
 
 impl Healing {
-    /// Node `at` takes `input` (a message, or a tick if `None`) through the
+    /// Node `at` takes `input` (a message or a tick) through the
     /// actor's own step, and its messages join the healed network's queue.
     fn take(
         &mut self,
         actor: &TrackerActor,
         at: usize,
-        input: Option<&Wire>,
+        input: Taken<'_>,
         queue: &mut VecDeque<(usize, Wire)>,
     ) {
         let enqueue = |sends: &[(Vec<Id>, Wire)], queue: &mut VecDeque<(usize, Wire)>| {
