@@ -648,6 +648,22 @@ pub struct ProtocolModel {
     /// digests: it reads nothing else, and the same replica states recur
     /// under a great many networks and peer tables. Each of 16 shards holds at most 2^16.
     exchanges: Memo<u64, bool>,
+    /// Verdicts of [`healed_views_converge`] by the live nodes' replica
+    /// digests, for the rounds of the healed runs. Each of 16 shards holds
+    /// at most 2^16.
+    views: Memo<u64, Result<(), String>>,
+}
+
+impl ProtocolModel {
+    fn healed_views_converge(&self, nodes: &[Option<Healing>]) -> Result<(), String> {
+        let mut hasher = digester();
+        for node in nodes {
+            node.as_ref().map(|node| node.replica_digest).hash(&mut hasher);
+        }
+        let key = hasher.finish();
+        self.views
+            .get_or_compute(key, key, || healed_views_converge(nodes))
+    }
 }
 
 /// Every node's connection. Pids and metas name no node, so that nodes are
@@ -758,6 +774,7 @@ impl ProtocolModelCfg {
             cfg: self,
             inner,
             exchanges: Memo::new(1 << 16),
+            views: Memo::new(1 << 16),
         }
     }
 }
@@ -953,6 +970,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
             (!crashed).then(|| Healing {
                 node: Arc::clone(&node.node),
                 canonical: node.canonical,
+                replica_digest: node.replica_digest,
                 now_ms: node.now_ms,
             })
         })
@@ -985,7 +1003,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
     };
     drain(&mut nodes, &mut queue)?;
     for _ in 0..HEAL_ROUNDS {
-        if healed_views_converge(&nodes).is_ok() {
+        if model.healed_views_converge(&nodes).is_ok() {
             return Ok(());
         }
         for at in 0..nodes.len() {
@@ -997,13 +1015,14 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
             drain(&mut nodes, &mut queue)?;
         }
     }
-    healed_views_converge(&nodes)
+    model.healed_views_converge(&nodes)
 }
 
 /// A live node in the healed run of [`heals_to_convergence`].
 struct Healing {
     node: Arc<Node>,
     canonical: u64,
+    replica_digest: u64,
     now_ms: u64,
 }
 
@@ -1026,6 +1045,7 @@ impl Healing {
             Stepped::Rejected => {}
             Stepped::Reincarnated(node, outputs) => {
                 self.canonical = node_digest(&node);
+                self.replica_digest = replica_digest(node.state());
                 self.node = Arc::from(node);
                 let (_, sends) = TrackerActor::sort_out(outputs, Id::from(at), actor.peers());
                 enqueue(&sends, queue);
@@ -1033,6 +1053,7 @@ impl Healing {
             Stepped::Known(step) => {
                 self.node = Arc::clone(&step.node);
                 self.canonical = step.canonical;
+                self.replica_digest = step.replica_digest;
                 enqueue(&step.sends, queue);
             }
         }
