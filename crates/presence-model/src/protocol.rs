@@ -28,6 +28,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::digest::Rename;
 use presence_core::invariants::{
     check_bounded_memory, check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority,
     check_provenance, check_view_fingerprint, exchange_full_states, History, MemoryBounds, ResurrectionWatch,
@@ -61,21 +62,62 @@ pub struct ProtocolModelCfg {
 /// `Message::hash_canonical`), by which it hashes and orders.
 #[derive(Clone)]
 pub struct Wire {
-    message: Arc<Message>,
+    body: Arc<Body>,
     digest: u64,
+}
+
+/// What copies of a message on the wire share: the message, and its
+/// digests under each renaming of nodes for [`representative`], worked
+/// out on first use (one allocation, so that copying a network costs one
+/// count per message).
+struct Body {
+    message: Message,
+    renamed: std::sync::OnceLock<Box<[u64]>>,
+}
+
+/// Digests of a node under each renaming of the model's nodes, in the
+/// order of `permutations`, worked out on first use and shared by every
+/// copy. Not part of any state's hash or equality: a function of the node
+/// it is kept beside.
+type Renamed = Arc<std::sync::OnceLock<Box<[u64]>>>;
+
+/// The digests of whatever `hash_renamed` hashes, under each renaming of
+/// `count` nodes named `n0`, `n1`, ..., in the order of `permutations`.
+fn renamed_digests(count: usize, hash_renamed: impl Fn(Rename<'_>, &mut ahash::AHasher)) -> Box<[u64]> {
+    let names: Vec<Arc<str>> = (0..count).map(|index| Arc::from(format!("n{index}"))).collect();
+    permutations(count)
+        .iter()
+        .map(|perm| {
+            let rename = |base: &str| -> Arc<str> {
+                match base
+                    .strip_prefix('n')
+                    .and_then(|digits| digits.parse::<usize>().ok())
+                {
+                    Some(index) if index < count => Arc::clone(&names[perm[index]]),
+                    _ => Arc::from(base),
+                }
+            };
+            let mut hasher = digester();
+            hash_renamed(&rename, &mut hasher);
+            hasher.finish()
+        })
+        .collect()
 }
 
 impl Wire {
     /// The protocol message.
     pub fn message(&self) -> &Message {
-        &self.message
+        &self.body.message
     }
 
     fn new(message: Message) -> Self {
         let mut hasher = digester();
         message.hash_canonical(&mut hasher);
         Self {
-            message: Arc::new(message),
+            body: Arc::new(Body {
+                message,
+                renamed: std::sync::OnceLock::new(),
+            }),
             digest: hasher.finish(),
         }
     }
@@ -98,7 +140,7 @@ impl std::fmt::Debug for Wire {
                 delta.leaves().len()
             )
         }
-        let message = &*self.message;
+        let message = self.message();
         write!(f, "{} from {}", message.kind(), message.from())?;
         match message {
             Message::Heartbeat {
@@ -131,7 +173,7 @@ impl std::fmt::Debug for Wire {
 
 impl PartialEq for Wire {
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest && self.message == other.message
+        self.digest == other.digest && self.message() == other.message()
     }
 }
 
@@ -148,10 +190,10 @@ impl PartialOrd for Wire {
 impl Ord for Wire {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.digest.cmp(&other.digest).then_with(|| {
-            if self.message == other.message {
+            if self.message() == other.message() {
                 std::cmp::Ordering::Equal
             } else {
-                self.message.to_json().cmp(&other.message.to_json())
+                self.message().to_json().cmp(&other.message().to_json())
             }
         })
     }
@@ -193,6 +235,9 @@ pub struct NodeState {
     /// Digest of its replica state (`State::hash_canonical`), which is
     /// all of it the abstract exchange reads.
     replica_digest: u64,
+    /// The node's digests under renamings (`Node::hash_renamed`), shared
+    /// with every state that holds the same node.
+    renamed: Renamed,
 }
 
 impl NodeState {
@@ -215,6 +260,7 @@ impl NodeState {
         }
         self.canonical = node_digest(&self.node);
         self.replica_digest = replica_digest(self.node.state());
+        self.renamed = Renamed::default();
         if let Err(violation) = no_resurrection_since(before, self.node.state()) {
             self.resurrection.get_or_insert(violation);
         }
@@ -346,7 +392,7 @@ impl Taken<'_> {
 
     fn input(self) -> Input {
         match self {
-            Taken::Message(wire) => Input::Receive(Message::clone(&wire.message)),
+            Taken::Message(wire) => Input::Receive(wire.message().clone()),
             Taken::Tick => Input::Tick,
             Taken::Leave => Input::Untrack {
                 pid: PID.into(),
@@ -368,6 +414,8 @@ struct Step {
     canonical: u64,
     /// The digest of its replica state.
     replica_digest: u64,
+    /// Its digests under renamings.
+    renamed: Renamed,
     /// XOR of the fingerprints of the diffs it emitted (I1).
     diffs: u64,
     /// The diffs of a local operation, which its ghost history records
@@ -402,6 +450,7 @@ impl Step {
         state.node = Arc::clone(&self.node);
         state.canonical = self.canonical;
         state.replica_digest = self.replica_digest;
+        state.renamed = Arc::clone(&self.renamed);
         state.diffs_fingerprint ^= self.diffs;
         if let Some(violation) = &self.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
@@ -508,6 +557,7 @@ impl Actor for TrackerActor {
             history,
             canonical: 0,
             replica_digest: 0,
+            renamed: Renamed::default(),
         };
         let track = Input::Track {
             pid: PID.into(),
@@ -627,6 +677,7 @@ impl TrackerActor {
             resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
             canonical: node_digest(&next),
             replica_digest: replica_digest(next.state()),
+            renamed: Renamed::default(),
             node: Arc::new(next),
             diffs,
             sends,
@@ -1145,7 +1196,6 @@ pub fn exchange_converges(state: &ProtocolState) -> bool {
 pub fn representative(state: &ProtocolState) -> ProtocolState {
     let inner = &*state.inner;
     let count = inner.actor_states.len();
-    let names: Vec<Arc<str>> = (0..count).map(|index| Arc::from(format!("n{index}"))).collect();
     let fixed: Vec<u64> = inner
         .actor_states
         .iter()
@@ -1163,40 +1213,47 @@ pub fn representative(state: &ProtocolState) -> ProtocolState {
             hasher.finish()
         })
         .collect();
+    let nodes: Vec<&[u64]> = inner
+        .actor_states
+        .iter()
+        .map(|node| -> &[u64] {
+            node.renamed.get_or_init(|| {
+                renamed_digests(count, |rename, hasher| node.node.hash_renamed(rename, hasher))
+            })
+        })
+        .collect();
+    let in_flight: Vec<(usize, usize, &[u64])> = inner
+        .network
+        .iter_deliverable()
+        .map(|envelope| {
+            let message = &envelope.msg;
+            let renamed: &[u64] = message.body.renamed.get_or_init(|| {
+                renamed_digests(count, |rename, hasher| {
+                    message.message().hash_renamed(rename, hasher)
+                })
+            });
+            (usize::from(envelope.src), usize::from(envelope.dst), renamed)
+        })
+        .collect();
     let mut order: Vec<usize> = (0..count).collect();
+    let mut renamed_in_flight: Vec<(usize, usize, u64)> = Vec::with_capacity(in_flight.len());
     let digest = permutations(count)
         .iter()
-        .map(|perm| {
-            let rename = |base: &str| -> Arc<str> {
-                match base
-                    .strip_prefix('n')
-                    .and_then(|digits| digits.parse::<usize>().ok())
-                {
-                    Some(index) if index < count => Arc::clone(&names[perm[index]]),
-                    _ => Arc::from(base),
-                }
-            };
+        .enumerate()
+        .map(|(renaming, perm)| {
             let mut hasher = digester();
             order.sort_unstable_by_key(|&old| perm[old]);
             for &old in &order {
-                fixed[old].hash(&mut hasher);
-                inner.actor_states[old].node.hash_renamed(&rename, &mut hasher);
+                (fixed[old], nodes[old][renaming]).hash(&mut hasher);
             }
-            let mut in_flight: Vec<(usize, usize, u64)> = inner
-                .network
-                .iter_deliverable()
-                .map(|envelope| {
-                    let mut message = digester();
-                    envelope.msg.message.hash_renamed(&rename, &mut message);
-                    (
-                        perm[usize::from(envelope.src)],
-                        perm[usize::from(envelope.dst)],
-                        message.finish(),
-                    )
-                })
-                .collect();
-            in_flight.sort_unstable();
-            in_flight.hash(&mut hasher);
+            renamed_in_flight.clear();
+            renamed_in_flight.extend(
+                in_flight
+                    .iter()
+                    .map(|&(src, dst, renamed)| (perm[src], perm[dst], renamed[renaming])),
+            );
+            renamed_in_flight.sort_unstable();
+            renamed_in_flight.hash(&mut hasher);
             (state.isolated.map(|cut| perm[cut]), state.partition_left).hash(&mut hasher);
             hasher.finish()
         })
