@@ -11,14 +11,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use presence_core::invariants::{
-    check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority, check_provenance,
-    check_view_fingerprint, exchange_full_states, History, ResurrectionWatch,
+    check_causal_sanity, check_convergence, check_own_authority, check_provenance, check_view_fingerprint,
+    exchange_full_states, History,
 };
 use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
 use stateright::{Model, Property};
 
-use crate::{digester, permutations, Memo};
+use crate::{digester, no_resurrection_since, permutations, Memo};
 
 const TOPIC: &str = "room";
 const KEY: &str = "alice";
@@ -134,8 +134,6 @@ pub struct ModelReplica {
     pub diffs_fingerprint: u64,
     /// Local operations left.
     pub ops_left: u8,
-    /// What it had observed at its last check (I3; ghost, not hashed).
-    watch: ResurrectionWatch,
     /// Digest of the replicated data and local liveness (see
     /// [`canonical_digest`]).
     canonical: u64,
@@ -151,7 +149,6 @@ impl ModelReplica {
             state: Arc::new(state),
             diffs_fingerprint: 0,
             ops_left,
-            watch: ResurrectionWatch::default(),
             canonical: 0,
             renamed: Arc::from(Vec::new()),
         };
@@ -202,7 +199,8 @@ pub struct Produced {
 
 /// A state of the model. Hashing and equality use the replicas' canonical
 /// digests, the payloads, the budgets and the discovery flags; the ground
-/// truth (`history`) and the I3 watches are ghosts, left out.
+/// truth (`history`) is a ghost, left out. I3 is checked on every step
+/// against the changed replica's state before it.
 ///
 /// Replicas and the history are shared between a state and its successors
 /// until a step changes them, so a step copies only what it changes.
@@ -422,6 +420,9 @@ impl CrdtModel {
         state.saw_relayed_removal |= delivery.relayed_removal;
         state.saw_add_wins |= delivery.add_wins;
         state.saw_stale_after_permdown |= delivery.stale;
+        if let Some(violation) = &delivery.resurrection {
+            state.resurrection.get_or_insert_with(|| violation.clone());
+        }
         if let Some(old) = &delivery.reincarnated_from {
             let recorded = Arc::make_mut(&mut state.history).record_reincarnation(old, &delivery.state);
             if let Err(violation) = recorded {
@@ -587,6 +588,8 @@ struct Delivery {
     add_wins: bool,
     /// The incarnation the replica left, if it reincarnated.
     reincarnated_from: Option<ReplicaId>,
+    /// The I3 violation of the step, if any.
+    resurrection: Option<String>,
 }
 
 impl Delivery {
@@ -622,6 +625,7 @@ fn delivery(state: &State, payload: &Payload, replicas: usize) -> Option<Deliver
         reincarnated_from = Some(old);
     }
     Some(Delivery {
+        resurrection: no_resurrection_since(Some(state), &next).err(),
         canonical: canonical_digest(&next),
         renamed: Parts::replica(&next).renamed(replicas),
         state: Arc::new(next),
@@ -772,11 +776,14 @@ impl Model for CrdtModel {
                 Some(at)
             }
         }?;
-        let replica = Arc::make_mut(&mut state.replicas[changed_at]);
-        if let Err(violation) = check_no_resurrection(&mut replica.watch, &replica.state) {
-            state.resurrection.get_or_insert(violation.to_string());
-        }
         if !digested {
+            // A delivery brings its I3 verdict along too; a restart starts
+            // a fresh replica.
+            let before = (!restarted).then(|| &*last.replicas[changed_at].state);
+            let replica = Arc::make_mut(&mut state.replicas[changed_at]);
+            if let Err(violation) = no_resurrection_since(before, &replica.state) {
+                state.resurrection.get_or_insert(violation);
+            }
             replica.recanonicalize(self.cfg.replicas);
         }
         if restarted {

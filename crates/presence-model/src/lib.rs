@@ -24,6 +24,26 @@ pub mod protocol;
 
 use stateright::{Expectation, Model};
 
+/// I3 for one step of a replica from `before` (`None`: a fresh replica)
+/// to `after`, with `check_no_resurrection`. What its watch holds after a
+/// check is a function of the state checked alone, so the watch of
+/// `before` is rebuilt from it rather than carried in every model state;
+/// once a model state has broken I3 its later checks no longer matter,
+/// since only the first violation is kept.
+pub(crate) fn no_resurrection_since(
+    before: Option<&presence_core::State>,
+    after: &presence_core::State,
+) -> Result<(), String> {
+    use presence_core::invariants::{check_no_resurrection, ResurrectionWatch};
+    let mut watch = ResurrectionWatch::default();
+    if let Some(before) = before {
+        // Nothing is observed yet, so nothing can be violated.
+        let fresh = check_no_resurrection(&mut watch, before);
+        debug_assert!(fresh.is_ok());
+    }
+    check_no_resurrection(&mut watch, after).map_err(|violation| violation.to_string())
+}
+
 /// A hasher that is fast, well mixed and the same in every build and run
 /// (ahash with fixed keys, as stateright's own fingerprints): digests must
 /// not depend on the process that computed them.
@@ -227,6 +247,24 @@ mod tests {
         assert_eq!(memo.get(&7, 7), None, "the full shard was emptied");
         assert_eq!(memo.get(&39, 39), Some(2));
         assert!(format!("{memo:?}").starts_with("Memo(1 held"));
+    }
+
+    /// The watch rebuilt from the state before a step judges the step as a
+    /// watch carried along would: a removal once observed stays removed.
+    #[test]
+    fn a_step_that_undoes_an_observed_removal_breaks_i3() {
+        use presence_core::{ReplicaId, State};
+        let mut joined = State::new(ReplicaId::new("n0", 1));
+        joined
+            .join("p", "room", "alice", serde_json::json!({}))
+            .expect("a valid entry");
+        let mut left = joined.clone();
+        left.leave("p", "room", "alice");
+        assert_eq!(no_resurrection_since(None, &joined), Ok(()));
+        assert_eq!(no_resurrection_since(Some(&joined), &left), Ok(()));
+        assert_eq!(no_resurrection_since(Some(&left), &left), Ok(()));
+        let undone = no_resurrection_since(Some(&left), &joined).expect_err("alice is back");
+        assert!(undone.contains("again"), "{undone}");
     }
 
     #[test]

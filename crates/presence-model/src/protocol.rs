@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use presence_core::digest::Rename;
 use presence_core::invariants::{
-    check_bounded_memory, check_causal_sanity, check_convergence, check_no_resurrection, check_own_authority,
-    check_provenance, check_view_fingerprint, exchange_full_states, History, MemoryBounds, ResurrectionWatch,
+    check_bounded_memory, check_causal_sanity, check_convergence, check_own_authority, check_provenance,
+    check_view_fingerprint, exchange_full_states, History, MemoryBounds,
 };
 use presence_core::{Diff, ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
@@ -41,7 +41,7 @@ use stateright::actor::{
 };
 use stateright::{Model, Property};
 
-use crate::{digester, permutations, Memo};
+use crate::{digester, no_resurrection_since, permutations, Memo};
 
 /// Bounds of the protocol model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,21 +289,6 @@ fn replica_digest(state: &State) -> u64 {
     let mut hasher = digester();
     state.hash_canonical(&mut hasher);
     hasher.finish()
-}
-
-/// I3 for one step of a node from `before` (`None`: a fresh replica) to
-/// `after`. What the watch holds after a check is a function of the state
-/// checked alone, so the watch of `before` is rebuilt from it rather than
-/// carried in every model state; once a node has broken I3 its later
-/// checks no longer matter, since only the first violation is kept.
-fn no_resurrection_since(before: Option<&State>, after: &State) -> Result<(), String> {
-    let mut watch = ResurrectionWatch::default();
-    if let Some(before) = before {
-        // Nothing is observed yet, so nothing can be violated.
-        let fresh = check_no_resurrection(&mut watch, before);
-        debug_assert!(fresh.is_ok());
-    }
-    check_no_resurrection(&mut watch, after).map_err(|violation| violation.to_string())
 }
 
 /// What a node keeps across crashes: its last incarnation, and (a ghost,
@@ -1264,27 +1249,5 @@ pub fn representative(state: &ProtocolState) -> ProtocolState {
         isolated: state.isolated,
         partition_left: state.partition_left,
         symmetric_digest: Some(digest),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The watch rebuilt from the state before a step judges the step as a
-    /// watch carried along would: a removal once observed stays removed.
-    #[test]
-    fn a_step_that_undoes_an_observed_removal_breaks_i3() {
-        let mut joined = State::new(ReplicaId::new("n0", 1));
-        joined
-            .join(PID, "room", "alice", json!({}))
-            .expect("a valid entry");
-        let mut left = joined.clone();
-        left.leave(PID, "room", "alice");
-        assert_eq!(no_resurrection_since(None, &joined), Ok(()));
-        assert_eq!(no_resurrection_since(Some(&joined), &left), Ok(()));
-        assert_eq!(no_resurrection_since(Some(&left), &left), Ok(()));
-        let undone = no_resurrection_since(Some(&left), &joined).expect_err("alice is back");
-        assert!(undone.contains("again"), "{undone}");
     }
 }
