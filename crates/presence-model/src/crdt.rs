@@ -890,9 +890,10 @@ impl Model for CrdtModel {
 pub fn anti_entropy_converges(model: &CrdtModel, state: &CrdtState) -> Result<(), String> {
     let outcome = exchanged(model, state);
     let exchange = outcome.as_ref().as_ref()?;
-    let mut history = History::clone(&state.history);
+    let mut history = std::borrow::Cow::Borrowed(&*state.history);
     for (old, reincarnated) in &exchange.reincarnations {
         history
+            .to_mut()
             .record_reincarnation(old, reincarnated)
             .map_err(|violation| violation.to_string())?;
     }
