@@ -183,7 +183,7 @@ where
         args.depth
             .map_or(String::new(), |depth| format!(" --depth {depth}"))
     );
-    println!("presence check: {command}");
+    say!("presence check: {command}");
     let always = property_names(&model, Expectation::Always);
     let sometimes = property_names(&model, Expectation::Sometimes);
     let mut builder = model.checker().threads(args.threads);
@@ -272,17 +272,17 @@ where
         };
         let _ = writeln!(report, "| {name} | sometimes | {verdict} |");
     }
-    print!("{report}");
+    crate::write_stdout(format_args!("{report}"));
     for (name, actions) in &violated {
         print_counterexample(&replay, name, actions.clone());
-        println!(
+        say!(
             "  replay (one thread, same order): cargo run --release -- check {} --threads 1",
             args.model.flags()
         );
     }
     let file = args.out.join(format!("{}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
-        Ok(()) => println!("\nreport: {}", file.display()),
+        Ok(()) => say!("\nreport: {}", file.display()),
         Err(error) => eprintln!("error: cannot write {}: {error}", file.display()),
     }
     if violated.is_empty() {
@@ -301,18 +301,18 @@ where
     M::State: PartialEq,
     M::Action: PartialEq + Clone + std::fmt::Debug,
 {
-    println!("\nCOUNTEREXAMPLE for {name}:");
+    say!("\nCOUNTEREXAMPLE for {name}:");
     if !presence_model::breaks(model, &discovered, name) {
-        println!(
+        say!(
             "  (the discovered path of {} steps does not replay to a violation; not shown)",
             discovered.len()
         );
         return;
     }
     let actions = presence_model::shrink_counterexample(model, discovered.clone(), name, 10_000);
-    println!("  ({} steps, shrunk from {})", actions.len(), discovered.len());
+    say!("  ({} steps, shrunk from {})", actions.len(), discovered.len());
     for (step, action) in actions.iter().enumerate() {
-        println!("  {:>3}. {}", step + 1, model.format_action(action));
+        say!("  {:>3}. {}", step + 1, model.format_action(action));
     }
 }
 
@@ -335,7 +335,7 @@ pub fn explore(args: &ExploreArgs) -> Result<(), Failure> {
     if let Some(cfg) = protocol {
         let _checker = cfg.into_model().checker().serve(address.as_str());
     }
-    println!(
+    say!(
         "Explorer ({}) at http://{address}/ ; Ctrl-C stops it.",
         args.model.flags()
     );

@@ -6,7 +6,8 @@
 //!   `--check-determinism` runs each twice and compares trace hashes.
 //! - `presence swarm --seeds N`: swarm testing, each seed drawing its own
 //!   fault mix.
-//! - `presence check`: exhaustive model checking of the CRDT with stateright;
+//! - `presence check`: exhaustive model checking of the CRDT or protocol
+//!   model with stateright;
 //!   writes a report to `reports/model-check/`.
 //! - `presence explore`: stateright's Explorer web UI on 127.0.0.1.
 //! - `presence node`: one node over UDP on loopback (requests on stdin,
@@ -17,8 +18,21 @@
 //!
 //! Exit codes: 0 all passed; 1 a safety invariant broke; 2 replicas did not
 //! converge (liveness); 3 the simulator or the code under test panicked;
-//! 4 two runs of one seed differed (determinism); 64 bad usage or scenario.
-#![allow(clippy::print_stdout, clippy::disallowed_types)]
+//! 4 two runs of one seed differed (determinism); 64 bad usage or scenario;
+//! 141 standard output was closed before the command finished (as a shell
+//! reports a process ended by SIGPIPE, for `presence check | head`).
+#![allow(clippy::disallowed_types)]
+
+/// Writes a line to standard output, as `println!` does, except that a
+/// closed pipe ends the process quietly (see [`write_stdout`]).
+macro_rules! say {
+    () => {
+        $crate::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod check;
 mod node;
@@ -48,14 +62,30 @@ enum Command {
     Sim(sim::SimArgs),
     /// Swarm testing: every seed draws its own cluster and fault mix.
     Swarm(swarm::SwarmArgs),
-    /// Exhaustive model checking of the CRDT (stateright).
+    /// Exhaustive model checking of the CRDT or protocol model (stateright).
     Check(check::CheckArgs),
-    /// Browse the CRDT model's state space in stateright's Explorer.
+    /// Browse a model's state space in stateright's Explorer.
     Explore(check::ExploreArgs),
     /// Run one node over UDP on loopback.
     Node(node::NodeArgs),
     /// Turn criterion's estimates into a report under reports/bench/.
     Report(report::ReportArgs),
+}
+
+/// Writes to standard output. Rust ignores SIGPIPE, so `println!` panics
+/// once the reader has gone (`presence check | head`); here a closed pipe
+/// ends the process with status 141, as SIGPIPE would, and any other
+/// write error ends it with a message and status 74 (EX_IOERR).
+pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to standard output: {error}");
+        std::process::exit(74);
+    }
 }
 
 /// Why the command failed, by exit code.

@@ -61,7 +61,7 @@ pub struct NodeArgs {
 }
 
 fn print_line(value: &Value) {
-    println!("{value}");
+    say!("{value}");
 }
 
 fn loopback(address: &SocketAddr) -> Result<(), Failure> {

@@ -733,8 +733,8 @@ fn generate(args: &ReportArgs) -> Result<PathBuf, ReportError> {
 pub fn run(args: &ReportArgs) -> Result<(), Failure> {
     match generate(args) {
         Ok(folder) => {
-            println!("wrote {}", folder.display());
-            println!("updated {}", args.index.display());
+            say!("wrote {}", folder.display());
+            say!("updated {}", args.index.display());
             Ok(())
         }
         Err(error) => {

@@ -150,7 +150,7 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
         })
         .collect();
     let keep_trace = args.trace.is_some();
-    println!(
+    say!(
         "presence sim: {} scenarios, {} runs{}",
         selected.len(),
         jobs.len(),
@@ -183,7 +183,7 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
             write_trace(path, report);
         }
     }
-    println!(
+    say!(
         "\n{} runs in {:.1} s wall: {}",
         jobs.len(),
         started.elapsed().as_secs_f64(),
@@ -193,9 +193,15 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
 }
 
 fn print_summary(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outcome]) {
-    println!(
+    say!(
         "\n{:<26} {:>5} {:>12} {:>10} {:>10} {:>9} {:>11}  verdict",
-        "scenario", "seeds", "virtual (s)", "events", "messages", "wall (s)", "events/s"
+        "scenario",
+        "seeds",
+        "virtual (s)",
+        "events",
+        "messages",
+        "wall (s)",
+        "events/s"
     );
     for (index, scenario) in scenarios.iter().enumerate() {
         let runs: Vec<&Outcome> = jobs
@@ -223,7 +229,7 @@ fn print_summary(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outc
         } else {
             format!("FAIL ({failed} of {})", runs.len())
         };
-        println!(
+        say!(
             "{:<26} {:>5} {:>12.0} {:>10} {:>10} {:>9.2} {:>11.0}  {verdict}",
             scenario.name,
             runs.len(),
@@ -237,28 +243,28 @@ fn print_summary(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outc
 }
 
 fn report_failure(scenario: &Scenario, seed: u64, outcome: &Outcome, failure: Failure) {
-    println!("\n{} seed {seed}: {:?}", scenario.name, failure);
+    say!("\n{} seed {seed}: {:?}", scenario.name, failure);
     match (&outcome.report, failure) {
-        (Err(panic), _) => println!("  crashed: {panic}"),
-        (Ok(report), Failure::Determinism) => println!(
+        (Err(panic), _) => say!("  crashed: {panic}"),
+        (Ok(report), Failure::Determinism) => say!(
             "  trace hashes differ: {:#018x} then {:#018x}",
             report.trace.hash(),
             outcome.rerun_hash.unwrap_or(0)
         ),
-        (Ok(report), _) => println!("  {}", report.verdict),
+        (Ok(report), _) => say!("  {}", report.verdict),
     }
-    println!("  reproduce: {}", reproduce_command(&scenario.name, seed));
+    say!("  reproduce: {}", reproduce_command(&scenario.name, seed));
 }
 
 fn write_trace(path: &Path, report: &RunReport) {
     match std::fs::write(path, report.trace.to_json_lines()) {
-        Ok(()) => println!("trace: {} ({} events)", path.display(), report.trace.count()),
+        Ok(()) => say!("trace: {} ({} events)", path.display(), report.trace.count()),
         Err(error) => eprintln!("error: cannot write {}: {error}", path.display()),
     }
     let picture = path.with_extension("svg");
     let svg = presence_sim::timeline::svg(report);
     match std::fs::write(&picture, svg) {
-        Ok(()) => println!("timeline: {}", picture.display()),
+        Ok(()) => say!("timeline: {}", picture.display()),
         Err(error) => eprintln!("error: cannot write {}: {error}", picture.display()),
     }
 }

@@ -33,15 +33,15 @@ fn shrunk_dir() -> PathBuf {
 
 /// Shrinks a failing run, prints it and saves it as a scenario file.
 pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
-    println!("  shrinking (at most 150 runs)...");
+    say!("  shrinking (at most 150 runs)...");
     let Some(shrunk) = presence_sim::shrink::shrink(scenario, seed, 150) else {
-        println!("  (it did not fail again when re-run)");
+        say!("  (it did not fail again when re-run)");
         return;
     };
     let dir = shrunk_dir();
     let file = dir.join(format!("{}.toml", shrunk.scenario.name));
     let saved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, shrunk.scenario.to_toml()));
-    println!(
+    say!(
         "  shrunk in {} runs to {} nodes, {} faults, fault phase {} ms: {}",
         shrunk.attempts,
         shrunk.scenario.nodes,
@@ -50,7 +50,7 @@ pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
         shrunk.verdict
     );
     match saved {
-        Ok(()) => println!(
+        Ok(()) => say!(
             "  saved {}\n  replay: cargo run --release -- sim --dir {} --scenario {} --seed {seed} --trace shrunk.jsonl",
             file.display(),
             dir.display(),
@@ -89,7 +89,7 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         .zip(&outcomes)
         .filter_map(|(&seed, (scenario, outcome))| outcome.failure().map(|failure| (seed, scenario, failure)))
         .collect();
-    println!(
+    say!(
         "presence swarm: {} seeds in {wall:.1} s wall, {events} events ({:.0} events/s), {} failed",
         seeds.len(),
         events as f64 / wall.max(1e-9),
@@ -99,13 +99,13 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
     for (seed, scenario, failure) in failures.iter().take(5) {
         worst = worst.max(Some(*failure));
         let (_, outcome) = &outcomes[(seed - args.first) as usize];
-        println!("\nseed {seed}: {failure:?}");
+        say!("\nseed {seed}: {failure:?}");
         match &outcome.report {
-            Ok(report) => println!("  {}", report.verdict),
-            Err(panic) => println!("  crashed: {panic}"),
+            Ok(report) => say!("  {}", report.verdict),
+            Err(panic) => say!("  crashed: {panic}"),
         }
-        println!("  drawn options:\n{}", indent(&scenario.to_toml()));
-        println!("  reproduce: cargo run --release -- swarm --first {seed} --seeds 1");
+        say!("  drawn options:\n{}", indent(&scenario.to_toml()));
+        say!("  reproduce: cargo run --release -- swarm --first {seed} --seeds 1");
         if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
             shrink_and_save(scenario, *seed);
         }
