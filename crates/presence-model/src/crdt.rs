@@ -182,19 +182,57 @@ impl ModelReplica {
 /// A payload as produced, with what the checker reads of it.
 #[derive(Clone, Debug)]
 pub struct Produced {
-    /// The payload.
-    pub payload: Payload,
-    /// Its wire encoding, which stands for it in hashing and equality.
-    pub encoded: Arc<[u8]>,
-    /// Its digest under each renaming of replicas (see [`representative`]).
-    renamed: Arc<[u64]>,
-    /// A digest of its encoding.
-    digest: u64,
+    /// The payload and what is derived from it, in one allocation shared by
+    /// every state that holds it (copying a state's payloads costs one
+    /// count each).
+    body: Arc<ProducedBody>,
     /// The replicas it is spent on: bit `q` is set once delivering it to
     /// replica `q` changes nothing, which stays so until `q` restarts (see
     /// [`CrdtModel::prune`]). Follows from the payload and the replicas, so
     /// it is not hashed.
     spent: u8,
+}
+
+#[derive(Debug)]
+struct ProducedBody {
+    payload: Payload,
+    /// Its wire encoding, which stands for it in equality.
+    encoded: Box<[u8]>,
+    /// A digest of its encoding, which stands for it in hashing.
+    digest: u64,
+    /// Its digest under each renaming of replicas (see [`representative`]).
+    renamed: Arc<[u64]>,
+}
+
+impl Produced {
+    fn new(payload: Payload, replicas: usize) -> Self {
+        let encoded = payload.encoded().into_boxed_slice();
+        let mut digest = digester();
+        encoded.hash(&mut digest);
+        Self {
+            body: Arc::new(ProducedBody {
+                digest: digest.finish(),
+                encoded,
+                renamed: Parts::payload(&payload).renamed(replicas),
+                payload,
+            }),
+            spent: 0,
+        }
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        &self.body.payload
+    }
+
+    /// Its wire encoding, which stands for it in equality.
+    pub fn encoded(&self) -> &[u8] {
+        &self.body.encoded
+    }
+
+    fn digest(&self) -> u64 {
+        self.body.digest
+    }
 }
 
 /// A state of the model. Hashing and equality use the replicas' canonical
@@ -242,7 +280,7 @@ impl Hash for CrdtState {
             replica.ops_left.hash(hasher);
         }
         for produced in &self.payloads {
-            produced.encoded.hash(hasher);
+            produced.digest().hash(hasher);
         }
         self.faults_left.hash(hasher);
         self.resurrection.hash(hasher);
@@ -271,7 +309,7 @@ impl PartialEq for CrdtState {
                 .payloads
                 .iter()
                 .zip(&other.payloads)
-                .all(|(a, b)| a.encoded == b.encoded);
+                .all(|(a, b)| Arc::ptr_eq(&a.body, &b.body) || a.encoded() == b.encoded());
         replicas_equal
             && payloads_equal
             && self.faults_left == other.faults_left
@@ -388,16 +426,7 @@ impl CrdtModel {
             snapshot: Arc::new(replica.state.snapshot()),
         };
         for payload in [delta, full] {
-            let encoded: Arc<[u8]> = Arc::from(payload.encoded());
-            let mut digest = digester();
-            encoded.hash(&mut digest);
-            state.payloads.push(Produced {
-                spent: 0,
-                digest: digest.finish(),
-                encoded,
-                renamed: Parts::payload(&payload).renamed(self.cfg.replicas),
-                payload,
-            });
+            state.payloads.push(Produced::new(payload, self.cfg.replicas));
         }
         true
     }
@@ -437,7 +466,7 @@ impl CrdtModel {
     fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize, watch: StaleWatch) {
         let replica = &state.replicas[at];
         for produced in &mut state.payloads[first..] {
-            let unmarked = produced.payload.from() != at && produced.spent & (1 << at) == 0;
+            let unmarked = produced.payload().from() != at && produced.spent & (1 << at) == 0;
             if unmarked && self.spent_on_cached(replica, produced, watch) {
                 produced.spent |= 1 << at;
             }
@@ -464,7 +493,7 @@ impl CrdtModel {
             return;
         }
         let everyone = (1u8 << self.cfg.replicas) - 1;
-        let done = |produced: &Produced| produced.spent | (1 << produced.payload.from()) == everyone;
+        let done = |produced: &Produced| produced.spent | (1 << produced.payload().from()) == everyone;
         if !state.payloads.iter().any(done) {
             return;
         }
@@ -475,7 +504,7 @@ impl CrdtModel {
                     .payloads
                     .iter()
                     .filter(|produced| done(produced))
-                    .map(|produced| produced.payload.clone()),
+                    .map(|produced| produced.payload().clone()),
             );
         }
         state.payloads.retain(|produced| !done(produced));
@@ -531,7 +560,7 @@ impl StaleWatch {
                 .replicas
                 .iter()
                 .any(|replica| marked(replica.state.retired()))
-            || state.payloads.iter().any(|produced| match &produced.payload {
+            || state.payloads.iter().any(|produced| match produced.payload() {
                 Payload::Full { snapshot, .. } => marked(snapshot.retired()),
                 Payload::Delta { .. } => false,
             });
@@ -645,9 +674,9 @@ impl CrdtModel {
     fn delivery_cached(&self, replica: &ModelReplica, produced: &Produced) -> Option<Arc<Delivery>> {
         let replicas = self.cfg.replicas;
         self.caches.deliveries.get_or_compute(
-            (replica.canonical, produced.digest, replicas),
-            replica.canonical ^ produced.digest,
-            || delivery(&replica.state, &produced.payload, replicas).map(Arc::new),
+            (replica.canonical, produced.digest(), replicas),
+            replica.canonical ^ produced.digest(),
+            || delivery(&replica.state, produced.payload(), replicas).map(Arc::new),
         )
     }
 
@@ -657,10 +686,10 @@ impl CrdtModel {
     /// costs nothing more.
     fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
         self.caches.spent.get_or_compute(
-            (replica.canonical, produced.digest, watch.seen, watch.possible),
-            replica.canonical ^ produced.digest,
+            (replica.canonical, produced.digest(), watch.seen, watch.possible),
+            replica.canonical ^ produced.digest(),
             || {
-                !may_turn_stale(&produced.payload, watch)
+                !may_turn_stale(produced.payload(), watch)
                     && self
                         .delivery_cached(replica, produced)
                         .is_some_and(|delivered| delivered.changes_nothing(replica.canonical, watch.seen))
@@ -708,7 +737,7 @@ impl Model for CrdtModel {
         }
         for (payload, produced) in state.payloads.iter().enumerate() {
             for to in 0..state.replicas.len() {
-                if to != produced.payload.from() && produced.spent & (1 << to) == 0 {
+                if to != produced.payload().from() && produced.spent & (1 << to) == 0 {
                     actions.push(CrdtAction::Deliver { payload, to });
                 }
             }
@@ -1118,7 +1147,12 @@ pub fn representative(state: &CrdtState) -> CrdtState {
             // order (a delivery may pick any of them, and equal payloads
             // deliver alike).
             payloads.clear();
-            payloads.extend(state.payloads.iter().map(|produced| produced.renamed[renaming]));
+            payloads.extend(
+                state
+                    .payloads
+                    .iter()
+                    .map(|produced| produced.body.renamed[renaming]),
+            );
             payloads.sort_unstable();
             payloads.dedup();
             payloads.hash(&mut hasher);

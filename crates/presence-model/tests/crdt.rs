@@ -80,7 +80,7 @@ fn regression_b7_an_update_delta_carries_its_removal() {
         let payload = state
             .payloads
             .iter()
-            .position(|produced| matches!(produced.payload, Payload::Delta { .. }))
+            .position(|produced| matches!(produced.payload(), Payload::Delta { .. }))
             .expect("a delta is left");
         CrdtAction::Deliver { payload, to: 1 }
     };
