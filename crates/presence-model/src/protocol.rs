@@ -230,14 +230,36 @@ pub struct NodeState {
     pub resurrection: Option<String>,
     /// This node's local operations, all incarnations (I4-I6; ghost).
     history: Arc<History>,
-    /// Digest of the node (`Node::hash_canonical`).
-    canonical: u64,
-    /// Digest of its replica state (`State::hash_canonical`), which is
-    /// all of it the abstract exchange reads.
-    replica_digest: u64,
+    /// The node's digests.
+    digests: Digests,
     /// The node's digests under renamings (`Node::hash_renamed`), shared
     /// with every state that holds the same node.
     renamed: Renamed,
+}
+
+/// The digests kept beside a node, functions of the node alone: worked out
+/// whenever the node changes outside the step table, and carried by the
+/// table's steps otherwise.
+#[derive(Clone, Copy, Debug, Default)]
+struct Digests {
+    /// Digest of the node (`Node::hash_canonical`).
+    canonical: u64,
+    /// Digest of its replica state (`State::hash_canonical`), which is all
+    /// of it the convergence checks read.
+    replica: u64,
+}
+
+impl Digests {
+    fn of(node: &Node) -> Self {
+        let mut canonical = digester();
+        node.hash_canonical(&mut canonical);
+        let mut replica = digester();
+        node.state().hash_canonical(&mut replica);
+        Self {
+            canonical: canonical.finish(),
+            replica: replica.finish(),
+        }
+    }
 }
 
 impl NodeState {
@@ -258,8 +280,7 @@ impl NodeState {
             // before binds it.
             before = None;
         }
-        self.canonical = node_digest(&self.node);
-        self.replica_digest = replica_digest(self.node.state());
+        self.digests = Digests::of(&self.node);
         self.renamed = Renamed::default();
         if let Err(violation) = no_resurrection_since(before, self.node.state()) {
             self.resurrection.get_or_insert(violation);
@@ -277,18 +298,6 @@ impl NodeState {
             history: Arc::clone(&self.history),
         });
     }
-}
-
-fn node_digest(node: &Node) -> u64 {
-    let mut hasher = digester();
-    node.hash_canonical(&mut hasher);
-    hasher.finish()
-}
-
-fn replica_digest(state: &State) -> u64 {
-    let mut hasher = digester();
-    state.hash_canonical(&mut hasher);
-    hasher.finish()
 }
 
 /// What a node keeps across crashes: its last incarnation, and (a ghost,
@@ -323,7 +332,7 @@ impl PartialEq for NodeState {
         (self.now_ms, self.ticks, self.diffs_fingerprint)
             == (other.now_ms, other.ticks, other.diffs_fingerprint)
             && self.resurrection == other.resurrection
-            && self.canonical == other.canonical
+            && self.digests.canonical == other.digests.canonical
     }
 }
 
@@ -331,7 +340,7 @@ impl Hash for NodeState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
         (self.now_ms, self.ticks, self.diffs_fingerprint).hash(hasher);
         self.resurrection.hash(hasher);
-        self.canonical.hash(hasher);
+        self.digests.canonical.hash(hasher);
     }
 }
 
@@ -395,10 +404,8 @@ impl Taken<'_> {
 struct Step {
     /// The node afterwards.
     node: Arc<Node>,
-    /// Its digest.
-    canonical: u64,
-    /// The digest of its replica state.
-    replica_digest: u64,
+    /// Its digests.
+    digests: Digests,
     /// Its digests under renamings.
     renamed: Renamed,
     /// XOR of the fingerprints of the diffs it emitted (I1).
@@ -427,14 +434,13 @@ impl Step {
     fn changes_nothing(&self, state: &NodeState) -> bool {
         self.sends.is_empty()
             && self.diffs == 0
-            && self.canonical == state.canonical
+            && self.digests.canonical == state.digests.canonical
             && (self.resurrection.is_none() || state.resurrection.is_some())
     }
 
     fn apply(&self, state: &mut NodeState, o: &mut Out<TrackerActor>) {
         state.node = Arc::clone(&self.node);
-        state.canonical = self.canonical;
-        state.replica_digest = self.replica_digest;
+        state.digests = self.digests;
         state.renamed = Arc::clone(&self.renamed);
         state.diffs_fingerprint ^= self.diffs;
         if let Some(violation) = &self.resurrection {
@@ -540,8 +546,7 @@ impl Actor for TrackerActor {
             diffs_fingerprint: 0,
             resurrection: None,
             history,
-            canonical: 0,
-            replica_digest: 0,
+            digests: Digests::default(),
             renamed: Renamed::default(),
         };
         let track = Input::Track {
@@ -564,7 +569,7 @@ impl Actor for TrackerActor {
         match self.step(
             id,
             &state.node,
-            state.canonical,
+            state.digests.canonical,
             state.now_ms,
             Taken::Message(&msg),
         ) {
@@ -596,7 +601,13 @@ impl Actor for TrackerActor {
                 if state.ticks < self.max_ticks {
                     o.set_timer(Timer::Tick, Duration::from_secs(1)..Duration::from_secs(2));
                 }
-                match self.step(id, &state.node, state.canonical, state.now_ms, Taken::Tick) {
+                match self.step(
+                    id,
+                    &state.node,
+                    state.digests.canonical,
+                    state.now_ms,
+                    Taken::Tick,
+                ) {
                     Stepped::Rejected => {}
                     Stepped::Reincarnated(node, outputs) => {
                         let before = std::mem::replace(&mut state.node, Arc::from(node));
@@ -606,7 +617,13 @@ impl Actor for TrackerActor {
                     Stepped::Known(step) => step.apply(state, o),
                 }
             }
-            Timer::Leave => match self.step(id, &state.node, state.canonical, state.now_ms, Taken::Leave) {
+            Timer::Leave => match self.step(
+                id,
+                &state.node,
+                state.digests.canonical,
+                state.now_ms,
+                Taken::Leave,
+            ) {
                 Stepped::Rejected => {}
                 Stepped::Reincarnated(node, outputs) => {
                     let before = std::mem::replace(&mut state.node, Arc::from(node));
@@ -660,8 +677,7 @@ impl TrackerActor {
         let step = Arc::new(Step {
             local,
             resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
-            canonical: node_digest(&next),
-            replica_digest: replica_digest(next.state()),
+            digests: Digests::of(&next),
             renamed: Renamed::default(),
             node: Arc::new(next),
             diffs,
@@ -694,7 +710,7 @@ impl ProtocolModel {
     fn healed_views_converge(&self, nodes: &[Option<Healing>]) -> Result<(), String> {
         let mut hasher = digester();
         for node in nodes {
-            node.as_ref().map(|node| node.replica_digest).hash(&mut hasher);
+            node.as_ref().map(|node| node.digests.replica).hash(&mut hasher);
         }
         let key = hasher.finish();
         self.views
@@ -834,7 +850,7 @@ fn live_nodes(state: &ProtocolState) -> impl Iterator<Item = &NodeState> {
 fn live_digest(state: &ProtocolState) -> u64 {
     let mut hasher = digester();
     for (node, crashed) in state.inner.actor_states.iter().zip(&state.inner.crashed) {
-        (!crashed).then_some(node.replica_digest).hash(&mut hasher);
+        (!crashed).then_some(node.digests.replica).hash(&mut hasher);
     }
     hasher.finish()
 }
@@ -1005,8 +1021,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
         .map(|(node, crashed)| {
             (!crashed).then(|| Healing {
                 node: Arc::clone(&node.node),
-                canonical: node.canonical,
-                replica_digest: node.replica_digest,
+                digests: node.digests,
                 now_ms: node.now_ms,
             })
         })
@@ -1057,8 +1072,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
 /// A live node in the healed run of [`heals_to_convergence`].
 struct Healing {
     node: Arc<Node>,
-    canonical: u64,
-    replica_digest: u64,
+    digests: Digests,
     now_ms: u64,
 }
 
@@ -1077,19 +1091,23 @@ impl Healing {
                 queue.extend(to.iter().map(|&to| (usize::from(to), wire.clone())));
             }
         };
-        match actor.step(Id::from(at), &self.node, self.canonical, self.now_ms, input) {
+        match actor.step(
+            Id::from(at),
+            &self.node,
+            self.digests.canonical,
+            self.now_ms,
+            input,
+        ) {
             Stepped::Rejected => {}
             Stepped::Reincarnated(node, outputs) => {
-                self.canonical = node_digest(&node);
-                self.replica_digest = replica_digest(node.state());
+                self.digests = Digests::of(&node);
                 self.node = Arc::from(node);
                 let (_, sends) = TrackerActor::sort_out(outputs, Id::from(at), actor.peers());
                 enqueue(&sends, queue);
             }
             Stepped::Known(step) => {
                 self.node = Arc::clone(&step.node);
-                self.canonical = step.canonical;
-                self.replica_digest = step.replica_digest;
+                self.digests = step.digests;
                 enqueue(&step.sends, queue);
             }
         }
