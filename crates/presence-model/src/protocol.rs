@@ -575,10 +575,7 @@ impl Actor for TrackerActor {
         ) {
             Stepped::Rejected => {}
             Stepped::Reincarnated(node, outputs) => {
-                let state = state.to_mut();
-                let before = std::mem::replace(&mut state.node, Arc::from(node));
-                Self::carry_out(state, outputs, id, self.peers(), o);
-                state.settle(Some(before.state()), o);
+                self.reincarnated(id, state.to_mut(), Taken::Message(&msg), node, outputs, o);
             }
             // A delivery that changes nothing and sends nothing leaves the
             // state borrowed, which tells stateright it is a no-op: on a
@@ -610,9 +607,7 @@ impl Actor for TrackerActor {
                 ) {
                     Stepped::Rejected => {}
                     Stepped::Reincarnated(node, outputs) => {
-                        let before = std::mem::replace(&mut state.node, Arc::from(node));
-                        Self::carry_out(state, outputs, id, self.peers(), o);
-                        state.settle(Some(before.state()), o);
+                        self.reincarnated(id, state, Taken::Tick, node, outputs, o);
                     }
                     Stepped::Known(step) => step.apply(state, o),
                 }
@@ -626,9 +621,7 @@ impl Actor for TrackerActor {
             ) {
                 Stepped::Rejected => {}
                 Stepped::Reincarnated(node, outputs) => {
-                    let before = std::mem::replace(&mut state.node, Arc::from(node));
-                    Self::local(state, outputs, id, self.peers(), o);
-                    state.settle(Some(before.state()), o);
+                    self.reincarnated(id, state, Taken::Leave, node, outputs, o);
                 }
                 Stepped::Known(step) => {
                     for diff in &step.local {
@@ -645,6 +638,27 @@ impl Actor for TrackerActor {
 impl TrackerActor {
     fn peers(&self) -> usize {
         self.nodes
+    }
+
+    /// Carries out a step that made the node a new incarnation, which the
+    /// step table never keeps: the new node, its outputs (a local
+    /// operation's recorded as ground truth), and settling against the
+    /// node before it.
+    fn reincarnated(
+        &self,
+        id: Id,
+        state: &mut NodeState,
+        taken: Taken<'_>,
+        node: Box<Node>,
+        outputs: Vec<Output>,
+        o: &mut Out<Self>,
+    ) {
+        let before = std::mem::replace(&mut state.node, Arc::from(node));
+        match taken {
+            Taken::Leave => Self::local(state, outputs, id, self.peers(), o),
+            Taken::Message(_) | Taken::Tick => Self::carry_out(state, outputs, id, self.peers(), o),
+        }
+        state.settle(Some(before.state()), o);
     }
 
     /// What taking `taken` does to `node` (of digest `canonical`) at
