@@ -180,6 +180,16 @@ fn apply(cluster: &mut Cluster, sent: &mut Vec<Delta>, op: &Op) {
 
 /// Heals everything: every node believes every current replica up, then
 /// full merges run until quiet (retired replicas reincarnate on the way).
+/// A cluster after `ops`, and every delta sent on the way.
+fn played(ops: &[Op]) -> (Cluster, Vec<Delta>) {
+    let mut cluster = Cluster::new(REPLICAS);
+    let mut sent = Vec::new();
+    for op in ops {
+        apply(&mut cluster, &mut sent, op);
+    }
+    (cluster, sent)
+}
+
 fn heal(cluster: &mut Cluster) {
     for _round in 0..4 {
         for at in 0..REPLICAS {
@@ -203,11 +213,7 @@ proptest! {
 
     #[test]
     fn prop_invariants_hold_after_every_step_and_replicas_converge(ops in prop::collection::vec(op(), 1..60)) {
-        let mut cluster = Cluster::new(REPLICAS);
-        let mut sent = Vec::new();
-        for op in &ops {
-            apply(&mut cluster, &mut sent, op);
-        }
+        let (mut cluster, sent) = played(&ops);
         let states: Vec<State> = cluster.nodes.iter().map(|node| node.state.clone()).collect();
         // Every state and every delta sent survives the wire unchanged.
         for state in &states {
@@ -239,11 +245,7 @@ proptest! {
     /// The I2 exchange relies on it.
     #[test]
     fn prop_merging_a_state_equals_merging_its_snapshot(ops in prop::collection::vec(op(), 1..60)) {
-        let mut cluster = Cluster::new(REPLICAS);
-        let mut sent = Vec::new();
-        for op in &ops {
-            apply(&mut cluster, &mut sent, op);
-        }
+        let (cluster, _) = played(&ops);
         let states: Vec<State> = cluster.nodes.iter().map(|node| node.state.clone()).collect();
         for receiver in &states {
             for sender in &states {
