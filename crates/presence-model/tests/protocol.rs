@@ -5,6 +5,9 @@
 //! crashes are too large to finish here; `presence check --model protocol
 //! --faults 1` explores them for a bounded time.
 
+mod common;
+
+use common::reachable_representatives;
 use presence_model::property_names;
 use presence_model::protocol::{ProtocolModel, ProtocolModelCfg, ProtocolState};
 use stateright::{Checker, Expectation, Model};
@@ -174,55 +177,25 @@ fn regression_a_crashed_replica_learned_in_the_exchange_is_hidden() {
     }
 }
 
-/// The digests of the representatives of every state reachable in `model`,
-/// found by a plain breadth-first search, or by one that keeps only a
-/// state per representative when `symmetric`.
-fn reachable_representatives(model: &ProtocolModel, symmetric: bool) -> std::collections::BTreeSet<u64> {
-    use presence_model::protocol::representative;
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    let key = |state: &ProtocolState| {
-        if symmetric {
-            representative(state).symmetric_digest.expect("a representative")
-        } else {
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(state)
-        }
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    let mut reached = std::collections::BTreeSet::new();
-    let mut queue: std::collections::VecDeque<ProtocolState> = model.init_states().into();
-    for state in &queue {
-        seen.insert(key(state));
-    }
-    while let Some(state) = queue.pop_front() {
-        reached.insert(representative(&state).symmetric_digest.expect("a representative"));
-        let mut actions = Vec::new();
-        model.actions(&state, &mut actions);
-        for action in actions {
-            let Some(next) = model.next_state(&state, action) else {
-                continue;
-            };
-            if model.within_boundary(&next) && seen.insert(key(&next)) {
-                queue.push_back(next);
-            }
-        }
-    }
-    reached
-}
-
 /// Symmetry reduction is sound only if renaming nodes commutes with every
 /// step. The protocol breaks some ties by replica order, so this is
 /// checked: exploring one state per representative must reach exactly the
 /// representatives of every reachable state.
 #[test]
 fn symmetry_reduction_reaches_every_representative() {
+    let digest = |state: &ProtocolState| {
+        presence_model::protocol::representative(state)
+            .symmetric_digest
+            .expect("a representative")
+    };
     for cfg in [
         cfg(2, 2, false, false),
         cfg(2, 1, true, true),
         cfg(3, 1, false, false),
     ] {
         let model = cfg.into_model();
-        let plain = reachable_representatives(&model, false);
-        let reduced = reachable_representatives(&model, true);
+        let plain = reachable_representatives(&model, false, digest);
+        let reduced = reachable_representatives(&model, true, digest);
         assert_eq!(plain.len(), reduced.len(), "{cfg:?}");
         assert!(plain == reduced, "{cfg:?}");
     }
