@@ -112,6 +112,9 @@ impl ModelArgs {
     }
 }
 
+/// How long `presence check` runs unless told otherwise.
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+
 /// Arguments of `presence check`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
@@ -124,7 +127,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Stop after this many seconds (the check is then partial).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout_secs: u64,
     /// Where the report goes.
     #[arg(long, default_value = "reports/model-check")]
@@ -176,13 +179,18 @@ where
     M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
     M::Action: std::fmt::Debug + Clone + PartialEq,
 {
-    let command = format!(
-        "cargo run --release -- check {} --threads {}{}",
+    // Every bound that shapes the run, so the command repeats it.
+    let mut command = format!(
+        "cargo run --release -- check {} --threads {}",
         args.model.flags(),
-        args.threads,
-        args.depth
-            .map_or(String::new(), |depth| format!(" --depth {depth}"))
+        args.threads
     );
+    if let Some(depth) = args.depth {
+        let _ = write!(command, " --depth {depth}");
+    }
+    if args.timeout_secs != DEFAULT_TIMEOUT_SECS {
+        let _ = write!(command, " --timeout-secs {}", args.timeout_secs);
+    }
     say!("presence check: {command}");
     let always = property_names(&model, Expectation::Always);
     let sometimes = property_names(&model, Expectation::Sometimes);
@@ -209,7 +217,6 @@ where
         checker = checker.join();
     }
     let wall = started.elapsed().as_secs_f64();
-    let complete = finished && args.depth.is_none();
     // Read once: a checker that timed out is still counting.
     let (explored, unique, depth) = (
         checker.state_count(),
@@ -249,10 +256,10 @@ where
         explored as f64 / wall.max(1e-9)
     );
     let _ = writeln!(report, "| threads | {} |", args.threads);
-    let exhaustive = if complete {
-        "yes"
-    } else {
-        "no (bounded by depth or time)"
+    let exhaustive = match (finished, args.depth) {
+        (false, _) => format!("no (stopped at the {} s time limit)", args.timeout_secs),
+        (true, Some(bound)) => format!("no (bounded at depth {bound})"),
+        (true, None) => "yes".to_owned(),
     };
     let _ = writeln!(report, "| exhaustive | {exhaustive} |");
     let _ = writeln!(report, "\n| property | kind | result |\n|---|---|---|");
