@@ -178,8 +178,6 @@ fn apply(cluster: &mut Cluster, sent: &mut Vec<Delta>, op: &Op) {
     }
 }
 
-/// Heals everything: every node believes every current replica up, then
-/// full merges run until quiet (retired replicas reincarnate on the way).
 /// A cluster after `ops`, and every delta sent on the way.
 fn played(ops: &[Op]) -> (Cluster, Vec<Delta>) {
     let mut cluster = Cluster::new(REPLICAS);
@@ -190,6 +188,8 @@ fn played(ops: &[Op]) -> (Cluster, Vec<Delta>) {
     (cluster, sent)
 }
 
+/// Heals everything: every node believes every current replica up, then
+/// full merges run until quiet (retired replicas reincarnate on the way).
 fn heal(cluster: &mut Cluster) {
     for _round in 0..4 {
         for at in 0..REPLICAS {
