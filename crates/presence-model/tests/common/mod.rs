@@ -5,13 +5,28 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 
 use stateright::Model;
 
+/// Symmetry reduction is sound only if renaming commutes with every step:
+/// then a plain search and one that keeps only a state per representative
+/// reach exactly the same representatives. Asserts that they do in `model`
+/// (`what` names it in a failure).
+pub fn assert_reduction_reaches_every_representative<M>(
+    model: &M,
+    representative: impl Fn(&M::State) -> u64,
+    what: &str,
+) where
+    M: Model,
+    M::State: Hash,
+{
+    let plain = reachable_representatives(model, false, &representative);
+    let reduced = reachable_representatives(model, true, &representative);
+    assert_eq!(plain.len(), reduced.len(), "{what}");
+    assert!(plain == reduced, "{what}");
+}
+
 /// The representatives (as digests, through `representative`) of every
 /// state reachable in `model`, found by a plain breadth-first search, or
 /// by one that keeps only a state per representative when `symmetric`.
-///
-/// Symmetry reduction is sound only if renaming commutes with every step:
-/// then both searches reach exactly the same representatives.
-pub fn reachable_representatives<M>(
+fn reachable_representatives<M>(
     model: &M,
     symmetric: bool,
     representative: impl Fn(&M::State) -> u64,
