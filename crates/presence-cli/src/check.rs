@@ -134,6 +134,24 @@ pub struct CheckArgs {
     pub out: PathBuf,
 }
 
+impl CheckArgs {
+    /// The command that runs this check again on `threads` threads, with
+    /// every bound that shapes the run.
+    fn command(&self, threads: usize) -> String {
+        let mut command = format!(
+            "cargo run --release -- check {} --threads {threads}",
+            self.model.flags()
+        );
+        if let Some(depth) = self.depth {
+            let _ = write!(command, " --depth {depth}");
+        }
+        if self.timeout_secs != DEFAULT_TIMEOUT_SECS {
+            let _ = write!(command, " --timeout-secs {}", self.timeout_secs);
+        }
+        command
+    }
+}
+
 /// Arguments of `presence explore`.
 #[derive(clap::Args, Debug)]
 pub struct ExploreArgs {
@@ -179,18 +197,7 @@ where
     M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
     M::Action: std::fmt::Debug + Clone + PartialEq,
 {
-    // Every bound that shapes the run, so the command repeats it.
-    let mut command = format!(
-        "cargo run --release -- check {} --threads {}",
-        args.model.flags(),
-        args.threads
-    );
-    if let Some(depth) = args.depth {
-        let _ = write!(command, " --depth {depth}");
-    }
-    if args.timeout_secs != DEFAULT_TIMEOUT_SECS {
-        let _ = write!(command, " --timeout-secs {}", args.timeout_secs);
-    }
+    let command = args.command(args.threads);
     say!("presence check: {command}");
     let always = property_names(&model, Expectation::Always);
     let sometimes = property_names(&model, Expectation::Sometimes);
@@ -282,10 +289,7 @@ where
     crate::write_stdout(format_args!("{report}"));
     for (name, actions) in &violated {
         print_counterexample(&replay, name, actions.clone());
-        say!(
-            "  replay (one thread, same order): cargo run --release -- check {} --threads 1",
-            args.model.flags()
-        );
+        say!("  replay (one thread, same order): {}", args.command(1));
     }
     let file = args.out.join(format!("{}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
