@@ -16,7 +16,7 @@
 //! for property in property_names(checker.model(), Expectation::Always) {
 //!     checker.assert_no_discovery(property);
 //! }
-//! assert_eq!(checker.unique_state_count(), 32);
+//! assert_eq!(checker.unique_state_count(), 12);
 //! ```
 
 pub mod crdt;
