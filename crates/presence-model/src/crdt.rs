@@ -1140,8 +1140,14 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         .hash(&mut rest);
     let rest = rest.finish();
     let fixed: Vec<u64> = state.replicas.iter().map(|replica| replica.fixed()).collect();
+    // Payloads as a set: which were produced matters, not in what order (a
+    // delivery may pick any of them, and equal payloads deliver alike). Equal
+    // payloads are set aside once, by their digest; what is left is then
+    // combined by a sum, which no order changes, under each renaming.
+    let mut distinct: Vec<&ProducedBody> = state.payloads.iter().map(|produced| &*produced.body).collect();
+    distinct.sort_unstable_by_key(|body| body.digest);
+    distinct.dedup_by_key(|body| body.digest);
     let mut order: Vec<usize> = (0..state.replicas.len()).collect();
-    let mut payloads: Vec<u64> = Vec::with_capacity(state.payloads.len());
     let digest = permutations(state.replicas.len())
         .iter()
         .enumerate()
@@ -1152,20 +1158,10 @@ pub fn representative(state: &CrdtState) -> CrdtState {
             for &old in &order {
                 (state.replicas[old].renamed[renaming], fixed[old]).hash(&mut hasher);
             }
-            // Payloads as a set: which were produced matters, not in what
-            // order (a delivery may pick any of them, and equal payloads
-            // deliver alike).
-            payloads.clear();
-            payloads.extend(
-                state
-                    .payloads
-                    .iter()
-                    .map(|produced| produced.body.renamed[renaming]),
-            );
-            payloads.sort_unstable();
-            payloads.dedup();
-            payloads.hash(&mut hasher);
-            rest.hash(&mut hasher);
+            let payloads = distinct
+                .iter()
+                .fold(0u64, |sum, body| sum.wrapping_add(body.renamed[renaming]));
+            (distinct.len(), payloads, rest).hash(&mut hasher);
             hasher.finish()
         })
         .min()
@@ -1178,8 +1174,21 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         saw_add_wins: false,
         saw_relayed_removal: false,
         saw_stale_after_permdown: false,
-        history: Arc::new(History::new()),
-        pruned: Arc::default(),
+        history: Arc::clone(empty_history()),
+        pruned: Arc::clone(no_payloads()),
         symmetric_digest: Some(digest),
     }
+}
+
+/// The ground truth of a hollow [`representative`], shared rather than
+/// allocated for each one.
+fn empty_history() -> &'static Arc<History> {
+    static EMPTY: std::sync::OnceLock<Arc<History>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(History::new()))
+}
+
+/// The pruned payloads of a hollow [`representative`], shared likewise.
+fn no_payloads() -> &'static Arc<Vec<Payload>> {
+    static NONE: std::sync::OnceLock<Arc<Vec<Payload>>> = std::sync::OnceLock::new();
+    NONE.get_or_init(Arc::default)
 }
