@@ -53,6 +53,18 @@ fn three_replicas_one_operation_each() {
     assert_eq!(checker.unique_state_count(), 923);
 }
 
+/// The first configuration where all three discoveries need no fault but
+/// a permdown: a removal relayed by a replica that does not own the entry
+/// takes three replicas and a second operation.
+#[test]
+fn three_replicas_two_operations_each_under_symmetry() {
+    let checker = check_symmetric(cfg(3, 2, 0, false));
+    assert_always_holds(&checker);
+    checker.assert_any_discovery("add-wins conflict");
+    checker.assert_any_discovery("removal observed through a third replica");
+    assert_eq!(checker.unique_state_count(), 292_253);
+}
+
 #[test]
 fn a_counterexample_path_replays_in_the_model() {
     // Discoveries are re-checked with Path::from_actions before they are
