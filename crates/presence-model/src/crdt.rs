@@ -798,7 +798,11 @@ impl Model for CrdtModel {
                     CrdtAction::Up { .. } => target.replica_up(&peer),
                     _ => target.remove_down_replica(&peer).ok()?,
                 };
-                if diff.is_empty() && !matches!(action, CrdtAction::Permdown { .. }) {
+                // A belief that was already held changes nothing. One that
+                // hides or shows nothing yet still counts: entries merged
+                // later must stay hidden, or an unknown peer becomes known.
+                let unchanged = diff.is_empty() && canonical_digest(target) == replica.canonical;
+                if unchanged && !matches!(action, CrdtAction::Permdown { .. }) {
                     return None;
                 }
                 replica.apply(&diff);
