@@ -65,6 +65,18 @@ fn three_replicas_two_operations_each_under_symmetry() {
     assert_eq!(checker.unique_state_count(), 292_253);
 }
 
+/// Three replicas with a liveness change, a permdown or a restart: every
+/// discovery, the stale payload's included, with a third replica to relay.
+#[test]
+fn three_replicas_with_a_liveness_change_permdown_or_restart_under_symmetry() {
+    let checker = check_symmetric(cfg(3, 1, 1, true));
+    assert_always_holds(&checker);
+    for discovery in property_names(checker.model(), Expectation::Sometimes) {
+        checker.assert_any_discovery(discovery);
+    }
+    assert_eq!(checker.unique_state_count(), 5_167);
+}
+
 #[test]
 fn a_counterexample_path_replays_in_the_model() {
     // Discoveries are re-checked with Path::from_actions before they are
@@ -159,7 +171,7 @@ fn a_peer_marked_down_before_its_first_entries_keeps_them_hidden() {
 /// permdowns, reincarnations and restarts.
 #[test]
 fn pruned_payloads_stay_spent() {
-    for cfg in [cfg(2, 2, 2, false), cfg(2, 2, 1, true)] {
+    for cfg in [cfg(2, 2, 2, false), cfg(2, 2, 1, true), cfg(3, 1, 2, true)] {
         let checker = cfg
             .into_model()
             .auditing_pruning()
