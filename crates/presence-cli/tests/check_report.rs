@@ -67,7 +67,8 @@ fn a_depth_bound_is_reported_and_repeated() {
 
 #[test]
 fn a_time_limit_is_reported_and_repeated() {
-    // Far larger than a second's work (over 300 million states).
+    // Far larger than a second's work (25 million representatives even
+    // under symmetry, which this run does not use).
     let flags = [
         "--replicas",
         "3",

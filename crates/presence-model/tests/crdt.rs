@@ -53,9 +53,9 @@ fn three_replicas_one_operation_each() {
     assert_eq!(checker.unique_state_count(), 923);
 }
 
-/// The first configuration where all three discoveries need no fault but
-/// a permdown: a removal relayed by a replica that does not own the entry
-/// takes three replicas and a second operation.
+/// The smallest configuration where a removal relayed through a replica
+/// that does not own the entry is reachable without a fault: it takes
+/// three replicas and a second operation.
 #[test]
 fn three_replicas_two_operations_each_under_symmetry() {
     let checker = check_symmetric(cfg(3, 2, 0, false));
