@@ -414,9 +414,123 @@ struct EntryIn<'a> {
     key: Cow<'a, str>,
     #[serde(borrow)]
     pid: Cow<'a, str>,
-    meta: Value,
+    meta: MetaIn,
     #[serde(default)]
     replaces: Option<i64>,
+}
+
+/// A meta as parsed, with whether it nests deeper than
+/// [`crate::MAX_META_DEPTH`]: judged while parsing, so validation does not
+/// walk a hundred thousand metas again once they have left the caches (that
+/// walk was a tenth of the decode). Too deep is not a parse error, so that
+/// malformed JSON later in the payload still wins, as it does for every
+/// other entry problem.
+struct MetaIn {
+    value: Value,
+    too_deep: bool,
+}
+
+impl<'de> Deserialize<'de> for MetaIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut too_deep = false;
+        let value = de::DeserializeSeed::deserialize(
+            MetaSeed {
+                depth: 0,
+                too_deep: &mut too_deep,
+            },
+            deserializer,
+        )?;
+        Ok(Self { value, too_deep })
+    }
+}
+
+/// Builds a JSON value as serde_json's own `Value` does, noting any
+/// container at or below [`crate::MAX_META_DEPTH`] levels of nesting.
+/// Recursion is bounded by serde_json's nesting limit, which refuses the
+/// payload first.
+struct MetaSeed<'f> {
+    depth: usize,
+    too_deep: &'f mut bool,
+}
+
+impl MetaSeed<'_> {
+    /// Notes a container at this depth; the seed for what it holds.
+    fn enter(&mut self) {
+        if self.depth >= crate::MAX_META_DEPTH {
+            *self.too_deep = true;
+        }
+    }
+
+    fn child(&mut self) -> MetaSeed<'_> {
+        MetaSeed {
+            depth: self.depth + 1,
+            too_deep: self.too_deep,
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for MetaSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetaSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<Value, E> {
+        Ok(Value::Bool(flag))
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<Value, E> {
+        Ok(Value::Number(number.into()))
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<Value, E> {
+        Ok(Value::Number(number.into()))
+    }
+
+    fn visit_f64<E>(self, number: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Value, E> {
+        Ok(Value::String(text.to_owned()))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Value, E> {
+        Ok(Value::String(text))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter();
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        self.enter();
+        let mut fields = serde_json::Map::new();
+        // A repeated name keeps its last value, as serde_json's `Value` does.
+        while let Some(name) = map.next_key::<String>()? {
+            let field = map.next_value_seed(self.child())?;
+            fields.insert(name, field);
+        }
+        Ok(Value::Object(fields))
+    }
 }
 
 #[derive(Deserialize)]
@@ -513,7 +627,9 @@ impl EntryIn<'_> {
         crate::entry::check_name("topic", &self.topic).map_err(invalid)?;
         crate::entry::check_name("key", &self.key).map_err(invalid)?;
         crate::entry::check_name("pid", &self.pid).map_err(invalid)?;
-        crate::entry::check_meta_depth(&self.meta).map_err(invalid)?;
+        if self.meta.too_deep {
+            return Err(invalid(EntryError::MetaTooDeep));
+        }
         let replaces = match self.replaces {
             None => None,
             Some(value) => {
@@ -528,7 +644,7 @@ impl EntryIn<'_> {
             names.get(&self.topic),
             Arc::from(&*self.key),
             Arc::from(&*self.pid),
-            self.meta,
+            self.meta.value,
             replaces,
         ))
     }

@@ -235,6 +235,46 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
         Snapshot::from_json(with_value("1", &entry).as_bytes()).is_ok(),
         "64 levels are allowed"
     );
+
+    // Objects count as arrays do, and so does an empty innermost one.
+    let objects = |levels: usize| {
+        format!(
+            "{}{}",
+            r#"{"x":"#.repeat(levels - 1) + "{}",
+            "}".repeat(levels - 1)
+        )
+    };
+    let entry = |meta: String| format!(r#"{{"topic":"t","key":"k","pid":"p","meta":{meta}}}"#);
+    assert!(Snapshot::from_json(with_value("1", &entry(objects(64))).as_bytes()).is_ok());
+    assert!(matches!(
+        state_error(&with_value("1", &entry(objects(65)))),
+        DecodeError::InvalidEntry {
+            problem: presence_core::EntryError::MetaTooDeep,
+            ..
+        }
+    ));
+    // A meta too deep is an entry problem: malformed JSON after it wins.
+    let deep = with_value("1", &entry(objects(65)));
+    assert!(matches!(
+        state_error(&deep[..deep.len() - 1]),
+        DecodeError::Json { .. }
+    ));
+}
+
+/// Metas are built while parsing, noting their depth on the way: every kind
+/// of JSON value must come out as serde_json's own `Value` reads it.
+#[test]
+fn a_decoded_meta_is_the_value_serde_json_reads() {
+    let meta = r#"{"n": -3, "u": 18446744073709551615, "f": 1.5e-7, "e": 2E3, "t": true,
+        "z": null, "s": "caf\u00e9 \"q\"", "a": [1, [], {}, [null, false]],
+        "o": {"k": {"k": "v"}}, "dup": 1, "dup": 2, "": ""}"#;
+    let entry = format!(r#"{{"topic":"t","key":"k","pid":"p","meta":{meta}}}"#);
+    let snapshot = Snapshot::from_json(with_value("1", &entry).as_bytes()).expect("decodes");
+    let (_, log) = snapshot.logs().iter().next().expect("one log");
+    let decoded = &log.values()[&1].meta;
+    let expected: serde_json::Value = serde_json::from_str(meta).expect("valid JSON");
+    assert_eq!(*decoded, expected);
+    assert_eq!(decoded["dup"], 2, "a repeated name keeps its last value");
 }
 
 #[test]
