@@ -557,9 +557,89 @@ struct StateIn<'a> {
     context: UniqueMap<i64>,
     clouds: UniqueMap<Vec<i64>>,
     #[serde(borrow)]
-    values: Vec<ValueIn<'a>>,
+    values: ValuesIn<'a>,
     #[serde(default)]
     retired: Option<UniqueMap<i64>>,
+}
+
+/// A state's values, each made into its entry as soon as it is parsed,
+/// while its text is still in the caches, rather than held as parsed text
+/// until the whole payload is read (that buffer, and walking it again, were
+/// a tenth of the decode). What depends on the rest of the payload (the
+/// replica's context, watermarks, duplicates) is judged afterwards, value
+/// by value in order, as is reporting a problem found here: malformed JSON
+/// anywhere still wins over any value's problem.
+struct ValuesIn<'a>(Vec<ValueMade<'a>>);
+
+/// One value, with its entry made, or why it could not be.
+struct ValueMade<'a> {
+    replica: Cow<'a, str>,
+    clock: i64,
+    entry: Result<Arc<Entry>, EntryFault>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ValuesIn<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValuesVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ValuesVisitor<'a> {
+            type Value = ValuesIn<'a>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an array of values")
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValuesIn<'a>, A::Error> {
+                let mut names = Names::default();
+                let mut made = Vec::new();
+                while let Some(value) = seq.next_element::<ValueIn<'a>>()? {
+                    // A tag clock out of range is reported before the
+                    // entry, which is then not judged.
+                    let entry = match u64::try_from(value.tag.clock) {
+                        Ok(own_clock) if own_clock > 0 => {
+                            value.entry.make(own_clock, &mut names).map(Arc::new)
+                        }
+                        _ => Err(EntryFault::Unjudged(value.tag.clock)),
+                    };
+                    made.push(ValueMade {
+                        replica: value.tag.replica,
+                        clock: value.tag.clock,
+                        entry,
+                    });
+                }
+                Ok(ValuesIn(made))
+            }
+        }
+
+        deserializer.deserialize_seq(ValuesVisitor(PhantomData))
+    }
+}
+
+/// Why an entry could not be made, before its tag is written out.
+enum EntryFault {
+    /// It breaks a limit.
+    Invalid(EntryError),
+    /// Its `replaces` clock is out of range.
+    ReplacesClock(i64),
+    /// Its `replaces` clock is not below its own.
+    Replaces,
+    /// Not judged: its tag clock (this one) is out of range, which is
+    /// what is reported.
+    Unjudged(i64),
+}
+
+impl EntryFault {
+    fn into_error(self, tag: impl Fn() -> String) -> DecodeError {
+        match self {
+            Self::Invalid(problem) => DecodeError::InvalidEntry { tag: tag(), problem },
+            Self::ReplacesClock(value) => DecodeError::InvalidClock {
+                field: "replaces",
+                clock: value,
+            },
+            Self::Replaces => DecodeError::InvalidReplaces { tag: tag() },
+            Self::Unjudged(clock) => DecodeError::InvalidClock { field: "tag", clock },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -623,19 +703,25 @@ impl EntryIn<'_> {
         own_clock: u64,
         names: &mut Names,
     ) -> Result<Entry, DecodeError> {
-        let invalid = |problem| DecodeError::InvalidEntry { tag: tag(), problem };
-        crate::entry::check_name("topic", &self.topic).map_err(invalid)?;
-        crate::entry::check_name("key", &self.key).map_err(invalid)?;
-        crate::entry::check_name("pid", &self.pid).map_err(invalid)?;
+        self.make(own_clock, names).map_err(|fault| fault.into_error(tag))
+    }
+
+    /// The entry of a value whose own clock is `own_clock`, checked against
+    /// every limit.
+    fn make(self, own_clock: u64, names: &mut Names) -> Result<Entry, EntryFault> {
+        crate::entry::check_name("topic", &self.topic).map_err(EntryFault::Invalid)?;
+        crate::entry::check_name("key", &self.key).map_err(EntryFault::Invalid)?;
+        crate::entry::check_name("pid", &self.pid).map_err(EntryFault::Invalid)?;
         if self.meta.too_deep {
-            return Err(invalid(EntryError::MetaTooDeep));
+            return Err(EntryFault::Invalid(EntryError::MetaTooDeep));
         }
         let replaces = match self.replaces {
             None => None,
             Some(value) => {
-                let replaced = clock("replaces", value, true)?;
+                let replaced =
+                    clock("replaces", value, true).map_err(|_| EntryFault::ReplacesClock(value))?;
                 if replaced >= own_clock {
-                    return Err(DecodeError::InvalidReplaces { tag: tag() });
+                    return Err(EntryFault::Replaces);
                 }
                 Some(replaced)
             }
@@ -682,27 +768,35 @@ impl StateIn<'_> {
                 log.cloud.insert(clock("clouds", value, true)?);
             }
         }
-        let mut names = Names::default();
-        let mut ids: BTreeMap<String, ReplicaId> = BTreeMap::new();
-        for value in self.values {
-            let id = match ids.get(&*value.tag.replica) {
-                Some(id) => id.clone(),
+        // The logs that hold values are taken out while they fill, found by
+        // the replica's text.
+        let mut ids: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
+        let mut filling: Vec<(ReplicaId, ReplicaLog, Filling)> = Vec::new();
+        for value in self.values.0 {
+            let at = match ids.get(&value.replica) {
+                Some(&at) => at,
                 None => {
-                    let id = replica(&value.tag.replica)?;
-                    ids.insert(value.tag.replica.clone().into_owned(), id.clone());
-                    id
+                    let id = replica(&value.replica)?;
+                    let log = logs.remove(&id).unwrap_or_default();
+                    filling.push((id, log, Filling::default()));
+                    ids.insert(value.replica, filling.len() - 1);
+                    filling.len() - 1
                 }
             };
-            let tag_clock = clock("tag", value.tag.clock, true)?;
+            let (id, log, values) = &mut filling[at];
+            let tag_clock = clock("tag", value.clock, true)?;
             let tag_text = || format!("{id}:{tag_clock}");
-            let log = logs.entry(id.clone()).or_default();
             if !log.observed(tag_clock) {
                 return Err(DecodeError::UnobservedTag { tag: tag_text() });
             }
-            let entry = value.entry.validate(tag_text, tag_clock, &mut names)?;
-            if log.values.insert(tag_clock, Arc::new(entry)).is_some() {
+            let entry = value.entry.map_err(|fault| fault.into_error(tag_text))?;
+            if !values.insert(tag_clock, entry) {
                 return Err(DecodeError::DuplicateTag { tag: tag_text() });
             }
+        }
+        for (id, mut log, values) in filling {
+            log.values = values.into_map();
+            logs.insert(id, log);
         }
         for (id, log) in &mut logs {
             if is_retired(id) {
@@ -718,6 +812,42 @@ impl StateIn<'_> {
             retired,
             logs,
         })
+    }
+}
+
+/// One log's values as they are decoded: those in ascending clock order
+/// (how they are encoded) in a list, built into a map at once at the end;
+/// any others in a map of their own.
+#[derive(Default)]
+struct Filling {
+    ascending: Vec<(u64, Arc<Entry>)>,
+    others: BTreeMap<u64, Arc<Entry>>,
+}
+
+impl Filling {
+    /// Adds a value; false if its clock was there already.
+    fn insert(&mut self, clock: u64, entry: Arc<Entry>) -> bool {
+        if self.ascending.last().is_none_or(|&(last, _)| clock > last) {
+            if self.others.contains_key(&clock) {
+                return false;
+            }
+            self.ascending.push((clock, entry));
+            return true;
+        }
+        if self
+            .ascending
+            .binary_search_by_key(&clock, |&(held, _)| held)
+            .is_ok()
+        {
+            return false;
+        }
+        self.others.insert(clock, entry).is_none()
+    }
+
+    fn into_map(self) -> BTreeMap<u64, Arc<Entry>> {
+        let mut map: BTreeMap<u64, Arc<Entry>> = self.ascending.into_iter().collect();
+        map.extend(self.others);
+        map
     }
 }
 

@@ -432,3 +432,96 @@ fn values_are_checked_as_they_are_parsed_and_syntax_still_wins() {
     );
     assert!(matches!(state_error(&payload), DecodeError::DuplicateTag { .. }));
 }
+
+/// A state whose values are `(clock, entry)` of replica `a@1`, which has
+/// observed clocks up to 9.
+fn with_values(values: &[(i64, &str)]) -> String {
+    let values: Vec<String> = values
+        .iter()
+        .map(|(clock, entry)| format!(r#"{{"tag":{{"replica":"a@1","clock":{clock}}},"entry":{entry}}}"#))
+        .collect();
+    format!(
+        r#"{{"replica":"a@1","context":{{"a@1":9}},"clouds":{{}},"values":[{}]}}"#,
+        values.join(",")
+    )
+}
+
+#[test]
+fn values_in_any_clock_order_decode_alike_and_a_repeat_among_them_is_refused() {
+    let entry = |pid: &str| format!(r#"{{"topic":"t","key":"k","pid":"{pid}","meta":{{}}}}"#);
+    let (e1, e3, e5, e7) = (entry("p1"), entry("p3"), entry("p5"), entry("p7"));
+    let sorted = Snapshot::from_json(with_values(&[(1, &e1), (3, &e3), (5, &e5), (7, &e7)]).as_bytes())
+        .expect("decodes");
+    for order in [
+        [(7, &e7), (5, &e5), (3, &e3), (1, &e1)],
+        [(3, &e3), (1, &e1), (7, &e7), (5, &e5)],
+        [(1, &e1), (7, &e7), (3, &e3), (5, &e5)],
+    ] {
+        let order: Vec<(i64, &str)> = order
+            .iter()
+            .map(|&(clock, entry)| (clock, entry.as_str()))
+            .collect();
+        let decoded = Snapshot::from_json(with_values(&order).as_bytes()).expect("decodes");
+        assert_eq!(decoded.to_json(), sorted.to_json(), "order {order:?}");
+    }
+    // A repeat of a clock held in order, and of one that came out of order.
+    for repeat in [
+        [(1, &e1), (7, &e7), (3, &e3), (7, &e7)],
+        [(1, &e1), (7, &e7), (3, &e3), (3, &e3)],
+        [(7, &e7), (1, &e1), (5, &e5), (1, &e1)],
+    ] {
+        let repeat: Vec<(i64, &str)> = repeat
+            .iter()
+            .map(|&(clock, entry)| (clock, entry.as_str()))
+            .collect();
+        let refused = state_error(&with_values(&repeat));
+        assert!(
+            matches!(&refused, DecodeError::DuplicateTag { tag } if *tag == format!("a@1:{}", repeat[3].0)),
+            "{repeat:?}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn the_first_value_in_order_with_a_problem_is_the_one_reported() {
+    let bad_name = r#"{"topic":"","key":"k","pid":"p","meta":{}}"#;
+    let bad_replaces = r#"{"topic":"t","key":"k","pid":"p","meta":{},"replaces":-1}"#;
+    let replaces_later = r#"{"topic":"t","key":"k","pid":"p","meta":{},"replaces":8}"#;
+    let cases: [(&[(i64, &str)], DecodeError); 5] = [
+        // A tag clock out of range comes before its entry's problem.
+        (
+            &[(2, ENTRY), (0, bad_name)],
+            DecodeError::InvalidClock {
+                field: "tag",
+                clock: 0,
+            },
+        ),
+        // An unobserved tag comes before its entry's problem, and a later
+        // value's problem does not jump ahead of an earlier one's.
+        (
+            &[(12, bad_name), (1, bad_name)],
+            DecodeError::UnobservedTag { tag: "a@1:12".into() },
+        ),
+        (
+            &[(1, bad_replaces), (2, bad_name)],
+            DecodeError::InvalidClock {
+                field: "replaces",
+                clock: -1,
+            },
+        ),
+        (
+            &[(2, ENTRY), (3, replaces_later)],
+            DecodeError::InvalidReplaces { tag: "a@1:3".into() },
+        ),
+        (
+            &[(2, ENTRY), (2, bad_name)],
+            DecodeError::InvalidEntry {
+                tag: "a@1:2".into(),
+                problem: presence_core::EntryError::EmptyName { field: "topic" },
+            },
+        ),
+    ];
+    for (values, expected) in cases {
+        assert_eq!(state_error(&with_values(values)), expected, "{values:?}");
+    }
+}
