@@ -769,18 +769,23 @@ impl StateIn<'_> {
             }
         }
         // The logs that hold values are taken out while they fill, found by
-        // the replica's text.
-        let mut ids: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
+        // the replica's text, or by its id when another text names it too
+        // (`a@1` and `a@01` are one replica).
+        let mut texts: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
+        let mut ids: BTreeMap<ReplicaId, usize> = BTreeMap::new();
         let mut filling: Vec<(ReplicaId, ReplicaLog, Filling)> = Vec::new();
         for value in self.values.0 {
-            let at = match ids.get(&value.replica) {
+            let at = match texts.get(&value.replica) {
                 Some(&at) => at,
                 None => {
                     let id = replica(&value.replica)?;
-                    let log = logs.remove(&id).unwrap_or_default();
-                    filling.push((id, log, Filling::default()));
-                    ids.insert(value.replica, filling.len() - 1);
-                    filling.len() - 1
+                    let at = *ids.entry(id.clone()).or_insert_with(|| {
+                        let log = logs.remove(&id).unwrap_or_default();
+                        filling.push((id, log, Filling::default()));
+                        filling.len() - 1
+                    });
+                    texts.insert(value.replica, at);
+                    at
                 }
             };
             let (id, log, values) = &mut filling[at];

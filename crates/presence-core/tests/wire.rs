@@ -525,3 +525,25 @@ fn the_first_value_in_order_with_a_problem_is_the_one_reported() {
         assert_eq!(state_error(&with_values(values)), expected, "{values:?}");
     }
 }
+
+#[test]
+fn two_spellings_of_one_replica_fill_one_log() {
+    // `a@01` reads as `a@1`: its values belong with those spelled `a@1`.
+    let payload = format!(
+        r#"{{"replica":"a@1","context":{{"a@1":3}},"clouds":{{}},
+        "values":[{{"tag":{{"replica":"a@1","clock":1}},"entry":{ENTRY}}},
+                  {{"tag":{{"replica":"a@01","clock":2}},"entry":{ENTRY}}},
+                  {{"tag":{{"replica":"a@1","clock":3}},"entry":{ENTRY}}}]}}"#
+    );
+    let snapshot = Snapshot::from_json(payload.as_bytes()).expect("one replica, three values");
+    assert_eq!(snapshot.logs().len(), 1);
+    let (replica, log) = snapshot.logs().iter().next().expect("one log");
+    assert_eq!(replica.to_string(), "a@1");
+    assert_eq!(log.values().keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    // And a clock repeated under the other spelling is a duplicate.
+    let repeated = payload.replace(r#""a@1","clock":3"#, r#""a@1","clock":2"#);
+    assert_eq!(
+        state_error(&repeated),
+        DecodeError::DuplicateTag { tag: "a@1:2".into() }
+    );
+}
