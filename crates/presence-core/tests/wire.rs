@@ -449,31 +449,24 @@ fn with_values(values: &[(i64, &str)]) -> String {
 #[test]
 fn values_in_any_clock_order_decode_alike_and_a_repeat_among_them_is_refused() {
     let entry = |pid: &str| format!(r#"{{"topic":"t","key":"k","pid":"{pid}","meta":{{}}}}"#);
-    let (e1, e3, e5, e7) = (entry("p1"), entry("p3"), entry("p5"), entry("p7"));
-    let sorted = Snapshot::from_json(with_values(&[(1, &e1), (3, &e3), (5, &e5), (7, &e7)]).as_bytes())
-        .expect("decodes");
+    let entries = [entry("p1"), entry("p3"), entry("p5"), entry("p7")];
+    let [e1, e3, e5, e7] = entries.each_ref().map(String::as_str);
+    let sorted =
+        Snapshot::from_json(with_values(&[(1, e1), (3, e3), (5, e5), (7, e7)]).as_bytes()).expect("decodes");
     for order in [
-        [(7, &e7), (5, &e5), (3, &e3), (1, &e1)],
-        [(3, &e3), (1, &e1), (7, &e7), (5, &e5)],
-        [(1, &e1), (7, &e7), (3, &e3), (5, &e5)],
+        [(7, e7), (5, e5), (3, e3), (1, e1)],
+        [(3, e3), (1, e1), (7, e7), (5, e5)],
+        [(1, e1), (7, e7), (3, e3), (5, e5)],
     ] {
-        let order: Vec<(i64, &str)> = order
-            .iter()
-            .map(|&(clock, entry)| (clock, entry.as_str()))
-            .collect();
         let decoded = Snapshot::from_json(with_values(&order).as_bytes()).expect("decodes");
         assert_eq!(decoded.to_json(), sorted.to_json(), "order {order:?}");
     }
     // A repeat of a clock held in order, and of one that came out of order.
     for repeat in [
-        [(1, &e1), (7, &e7), (3, &e3), (7, &e7)],
-        [(1, &e1), (7, &e7), (3, &e3), (3, &e3)],
-        [(7, &e7), (1, &e1), (5, &e5), (1, &e1)],
+        [(1, e1), (7, e7), (3, e3), (7, e7)],
+        [(1, e1), (7, e7), (3, e3), (3, e3)],
+        [(7, e7), (1, e1), (5, e5), (1, e1)],
     ] {
-        let repeat: Vec<(i64, &str)> = repeat
-            .iter()
-            .map(|&(clock, entry)| (clock, entry.as_str()))
-            .collect();
         let refused = state_error(&with_values(&repeat));
         assert!(
             matches!(&refused, DecodeError::DuplicateTag { tag } if *tag == format!("a@1:{}", repeat[3].0)),
