@@ -669,6 +669,29 @@ pub fn replica(text: &str) -> Result<ReplicaId, DecodeError> {
     })
 }
 
+impl<V> UniqueMap<V> {
+    /// The map keyed by replica, each value read by `read`. A key that is
+    /// not a replica name is refused, and so is a second key naming a
+    /// replica another key names (`a@1` and `a@01`, or `a` and `a@0`):
+    /// distinct texts, so serde lets both through, and one would otherwise
+    /// overwrite the other silently, in the keys' text order.
+    pub fn by_replica<T>(
+        self,
+        mut read: impl FnMut(V) -> Result<T, DecodeError>,
+    ) -> Result<BTreeMap<ReplicaId, T>, DecodeError> {
+        let mut map = BTreeMap::new();
+        for (text, value) in self.0 {
+            if map.insert(replica(&text)?, read(value)?).is_some() {
+                return Err(DecodeError::InvalidReplica {
+                    text: cut(&text, 64),
+                    problem: "another key names the same replica",
+                });
+            }
+        }
+        Ok(map)
+    }
+}
+
 /// A clock of a payload that must be `>= 0` (`positive == false`) or `> 0`.
 pub fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeError> {
     let minimum = i64::from(positive);
@@ -757,16 +780,20 @@ impl StateIn<'_> {
         };
 
         let mut logs: BTreeMap<ReplicaId, ReplicaLog> = BTreeMap::new();
-        for (text, context) in self.context.0 {
-            let id = replica(&text)?;
-            logs.entry(id).or_default().context = clock("context", context, false)?;
+        let contexts = self
+            .context
+            .by_replica(|context| clock("context", context, false))?;
+        for (id, context) in contexts {
+            logs.entry(id).or_default().context = context;
         }
-        for (text, cloud) in self.clouds.0 {
-            let id = replica(&text)?;
-            let log = logs.entry(id).or_default();
-            for value in cloud {
-                log.cloud.insert(clock("clouds", value, true)?);
-            }
+        let clouds = self.clouds.by_replica(|cloud| {
+            cloud
+                .into_iter()
+                .map(|value| clock("clouds", value, true))
+                .collect::<Result<BTreeSet<u64>, _>>()
+        })?;
+        for (id, cloud) in clouds {
+            logs.entry(id).or_default().cloud = cloud;
         }
         // The logs that hold values are taken out while they fill, found by
         // the replica's text, or by its id when another text names it too

@@ -540,3 +540,31 @@ fn two_spellings_of_one_replica_fill_one_log() {
         DecodeError::DuplicateTag { tag: "a@1:2".into() }
     );
 }
+
+#[test]
+fn two_keys_naming_one_replica_are_refused() {
+    // Context, clouds: `a@1` and `a@01` (or `a` and `a@0`) are one replica,
+    // and one key's value would otherwise overwrite the other's silently.
+    let same = |problem_text: &str| DecodeError::InvalidReplica {
+        text: problem_text.into(),
+        problem: "another key names the same replica",
+    };
+    for (payload, second) in [
+        (
+            r#"{"replica":"a@1","context":{"a@1":2,"a@01":1},"clouds":{},"values":[]}"#,
+            "a@1",
+        ),
+        (
+            r#"{"replica":"a@1","context":{"a":2,"a@0":1},"clouds":{},"values":[]}"#,
+            "a@0",
+        ),
+        (
+            r#"{"replica":"a@1","context":{},"clouds":{"a@1":[3],"a@01":[5]},"values":[]}"#,
+            "a@1",
+        ),
+    ] {
+        assert_eq!(state_error(payload), same(second), "{payload}");
+    }
+    let distinct = r#"{"replica":"a@1","context":{"a@1":2,"a@2":1},"clouds":{"a@1":[4]},"values":[]}"#;
+    assert!(Snapshot::from_json(distinct.as_bytes()).is_ok());
+}

@@ -295,11 +295,7 @@ struct MessageIn<'a> {
 }
 
 fn decode_clocks(clocks: UniqueMap<i64>) -> Result<Clocks, MessageError> {
-    let mut decoded = Clocks::new();
-    for (text, value) in clocks.0 {
-        decoded.insert(replica(&text)?, clock("clocks", value, false)?);
-    }
-    Ok(decoded)
+    Ok(clocks.by_replica(|value| clock("clocks", value, false))?)
 }
 
 impl MessageIn<'_> {
@@ -512,6 +508,14 @@ mod tests {
             refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":1,"a@1":2},"delta":null}"#),
             MessageError::Decode(DecodeError::Json { .. })
         ));
+        // Two spellings of one replica are two keys to serde, one to us.
+        assert_eq!(
+            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":1,"a@01":2},"delta":null}"#),
+            MessageError::Decode(DecodeError::InvalidReplica {
+                text: "a@1".into(),
+                problem: "another key names the same replica",
+            })
+        );
         assert!(matches!(
             refused(r#"{"type":"heartbeat","from":"@","clocks":{},"delta":null}"#),
             MessageError::Decode(DecodeError::InvalidReplica { .. })
