@@ -43,19 +43,14 @@ impl ClientMirror {
     pub fn sync_diff(&mut self, topic: &str, diff: &PresenceDiff) {
         let state = self.topics.entry(topic.to_owned()).or_default();
         for (key, joined) in &diff.joins {
-            let mut metas = Vec::new();
-            if let Some(current) = state.get(key) {
+            // The metas kept stay where they are: a join on a key with many
+            // presences copies none of them.
+            let metas = &mut state.entry(key.clone()).or_default().metas;
+            if !metas.is_empty() {
                 let joined_refs = refs(&joined.metas);
-                metas.extend(
-                    current
-                        .metas
-                        .iter()
-                        .filter(|meta| phx_ref(meta).is_none_or(|r| !joined_refs.contains(r)))
-                        .cloned(),
-                );
+                metas.retain(|meta| phx_ref(meta).is_none_or(|r| !joined_refs.contains(r)));
             }
             metas.extend(joined.metas.iter().cloned());
-            state.insert(key.clone(), PresenceMetas { metas });
         }
         for (key, left) in &diff.leaves {
             let Some(current) = state.get_mut(key) else {
@@ -163,6 +158,35 @@ mod tests {
         mirror.sync_diff("t", &diff(&[], &[("alice", &["2"])]));
         assert!(mirror.topic("t").is_empty());
         assert_eq!(mirror.topics().count(), 0);
+    }
+
+    #[test]
+    fn a_join_repeating_a_ref_replaces_that_meta_after_the_others() {
+        // As presence.js: the current metas whose refs the join does not
+        // repeat, in their order, then the join's own.
+        let mut mirror = ClientMirror::new();
+        mirror.sync_diff("t", &diff(&[("alice", &["1", "2", "3"])], &[]));
+        let update = PresenceDiff {
+            joins: [(
+                "alice".to_string(),
+                PresenceMetas {
+                    metas: vec![json!({"phx_ref": "2", "status": "away"}), json!({"phx_ref": "4"})],
+                },
+            )]
+            .into_iter()
+            .collect(),
+            leaves: Default::default(),
+        };
+        mirror.sync_diff("t", &update);
+        assert_eq!(
+            mirror.topic("t")["alice"].metas,
+            [
+                json!({"phx_ref": "1"}),
+                json!({"phx_ref": "3"}),
+                json!({"phx_ref": "2", "status": "away"}),
+                json!({"phx_ref": "4"}),
+            ]
+        );
     }
 
     #[test]
