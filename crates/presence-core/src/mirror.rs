@@ -115,6 +115,11 @@ impl ClientMirror {
         self.topics.get(topic).cloned().unwrap_or_default()
     }
 
+    /// The presences of `topic`, borrowed; `None` when it has none.
+    pub fn topic_ref(&self, topic: &str) -> Option<&PresenceState> {
+        self.topics.get(topic)
+    }
+
     /// Topics with at least one presence, sorted.
     pub fn topics(&self) -> impl Iterator<Item = (&str, &PresenceState)> {
         self.topics.iter().map(|(topic, state)| (topic.as_str(), state))
