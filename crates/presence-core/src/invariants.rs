@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::diff::{presence_state, Diff, PresenceState};
 use crate::entry::{Entry, Presence};
-use crate::mirror::ClientMirror;
+use crate::mirror::{phx_ref, ClientMirror};
 use crate::replica::{ReplicaId, Tag};
 use crate::state::State;
 
@@ -349,7 +349,7 @@ pub fn check_mirror_matches_topic(
             .zip(&expected)
             .all(|((key, metas), (expected_key, expected_metas))| {
                 let mut metas: Vec<&Value> = metas.metas.iter().collect();
-                metas.sort_by(|a, b| ref_of(a).cmp(&ref_of(b)));
+                metas.sort_by(|a, b| by_ref(a, b));
                 key == expected_key
                     && metas.len() == expected_metas.metas.len()
                     && metas.iter().zip(&expected_metas.metas).all(|(a, b)| *a == b)
@@ -377,13 +377,14 @@ pub fn check_mirror_matches_topic(
 /// Metas in `phx_ref` order, so mirrors compare regardless of meta order.
 fn normalized(mut state: PresenceState) -> PresenceState {
     for metas in state.values_mut() {
-        metas.metas.sort_by(|a, b| ref_of(a).cmp(&ref_of(b)));
+        metas.metas.sort_by(by_ref);
     }
     state
 }
 
-fn ref_of(meta: &Value) -> Option<&str> {
-    meta.get("phx_ref").and_then(Value::as_str)
+/// The order of metas by `phx_ref`, which comparisons of mirrors use.
+fn by_ref(a: &Value, b: &Value) -> std::cmp::Ordering {
+    phx_ref(a).cmp(&phx_ref(b))
 }
 
 /// I1 in O(replicas): `diffs_fingerprint`, the XOR of the fingerprints of

@@ -14,7 +14,7 @@ pub struct ClientMirror {
     topics: BTreeMap<String, PresenceState>,
 }
 
-fn phx_ref(meta: &Value) -> Option<&str> {
+pub(crate) fn phx_ref(meta: &Value) -> Option<&str> {
     meta.get("phx_ref").and_then(Value::as_str)
 }
 
