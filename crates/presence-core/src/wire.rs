@@ -595,11 +595,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for ValuesIn<'a> {
                 while let Some(value) = seq.next_element::<ValueIn<'a>>()? {
                     // A tag clock out of range is reported before the
                     // entry, which is then not judged.
-                    let entry = match u64::try_from(value.tag.clock) {
-                        Ok(own_clock) if own_clock > 0 => {
-                            value.entry.make(own_clock, &mut names).map(Arc::new)
-                        }
-                        _ => Err(EntryFault::Unjudged(value.tag.clock)),
+                    let entry = match clock("tag", value.tag.clock, true) {
+                        Ok(own_clock) => value.entry.make(own_clock, &mut names).map(Arc::new),
+                        Err(_) => Err(EntryFault::Unjudged(value.tag.clock)),
                     };
                     made.push(ValueMade {
                         replica: value.tag.replica,
@@ -849,7 +847,8 @@ impl StateIn<'_> {
 
 /// One log's values as they are decoded: those in ascending clock order
 /// (how they are encoded) in a list, built into a map at once at the end;
-/// any others in a map of their own.
+/// any others in a map of their own. Every clock in `others` is below the
+/// list's last, which only grows, so a clock above it is new.
 #[derive(Default)]
 struct Filling {
     ascending: Vec<(u64, Arc<Entry>)>,
@@ -860,9 +859,6 @@ impl Filling {
     /// Adds a value; false if its clock was there already.
     fn insert(&mut self, clock: u64, entry: Arc<Entry>) -> bool {
         if self.ascending.last().is_none_or(|&(last, _)| clock > last) {
-            if self.others.contains_key(&clock) {
-                return false;
-            }
             self.ascending.push((clock, entry));
             return true;
         }
