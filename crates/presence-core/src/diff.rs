@@ -132,10 +132,134 @@ pub fn render_meta(presence: &Presence) -> Value {
             wrapped
         }
     };
-    object.insert("phx_ref".to_owned(), Value::String(presence.tag.phx_ref()));
-    if let Some(previous) = presence.entry.replaces {
-        let previous = Tag::new(presence.tag.replica.clone(), previous);
-        object.insert("phx_ref_prev".to_owned(), Value::String(previous.phx_ref()));
+    for (name, value) in Added::of(presence).fields() {
+        object.insert(name.to_owned(), Value::String(value.to_owned()));
     }
     Value::Object(object)
+}
+
+/// Whether `meta` is what [`render_meta`] makes of `presence`, judged
+/// without making it: the simulator asks this of every meta of a busy topic
+/// after every step, where a rendering would copy each meta object.
+pub fn is_rendering_of(meta: &Value, presence: &Presence) -> bool {
+    let Value::Object(fields) = meta else {
+        return false;
+    };
+    let added = Added::of(presence);
+    let base = match &presence.entry.meta {
+        Value::Object(base) => base,
+        // Rare: compare with the wrapped rendering itself.
+        _ => return *meta == render_meta(presence),
+    };
+    // The rendering has the base's fields and the added ones, an added
+    // field replacing a base field of its name.
+    let new_names = added
+        .fields()
+        .filter(|(name, _)| !base.contains_key(*name))
+        .count();
+    fields.len() == base.len() + new_names
+        && fields.iter().all(|(name, value)| {
+            match added.fields().find(|(added_name, _)| *added_name == name) {
+                Some((_, added_value)) => value.as_str() == Some(added_value),
+                None => base.get(name) == Some(value),
+            }
+        })
+}
+
+/// The fields a rendering adds to the meta: `phx_ref`, and `phx_ref_prev`
+/// for an update. The one statement of what a client sees beyond the meta.
+struct Added {
+    phx_ref: String,
+    phx_ref_prev: Option<String>,
+}
+
+impl Added {
+    fn of(presence: &Presence) -> Self {
+        Self {
+            phx_ref: presence.tag.phx_ref(),
+            phx_ref_prev: presence
+                .entry
+                .replaces
+                .map(|previous| Tag::new(presence.tag.replica.clone(), previous).phx_ref()),
+        }
+    }
+
+    /// (name, value) of each added field.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let prev = self.phx_ref_prev.as_deref().map(|value| ("phx_ref_prev", value));
+        std::iter::once(("phx_ref", self.phx_ref.as_str())).chain(prev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Entry;
+    use crate::replica::ReplicaId;
+    use serde_json::json;
+
+    fn presence(meta: Value, replaces: Option<u64>) -> Presence {
+        let mut entry = Entry::new("t", "alice", "p1", meta).expect("a valid entry");
+        entry.replaces = replaces;
+        Presence::new(&ReplicaId::new("a", 1), 7, &Arc::new(entry))
+    }
+
+    #[test]
+    fn every_rendering_is_recognised_as_its_presences() {
+        let presences = [
+            presence(json!({}), None),
+            presence(json!({"status": "away", "n": [1, {"x": null}]}), None),
+            presence(json!({"status": "away"}), Some(3)),
+            // Base fields named like the added ones are replaced by them.
+            presence(json!({"phx_ref": "mine", "s": 1}), None),
+            presence(json!({"phx_ref": "mine", "phx_ref_prev": "old"}), Some(3)),
+            // Kept when the presence is not an update.
+            presence(json!({"phx_ref_prev": "old"}), None),
+            // Not objects: wrapped.
+            presence(json!("online"), None),
+            presence(json!([1, 2]), Some(2)),
+            presence(Value::Null, None),
+        ];
+        for presence in &presences {
+            assert!(
+                is_rendering_of(&render_meta(presence), presence),
+                "{}",
+                render_meta(presence)
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_a_rendering() {
+        let update = presence(json!({"status": "away"}), Some(3));
+        let rendered = render_meta(&update);
+        let with = |change: &dyn Fn(&mut Map<String, Value>)| {
+            let mut object = rendered.as_object().expect("an object").clone();
+            change(&mut object);
+            Value::Object(object)
+        };
+        let others = [
+            with(&|o| drop(o.insert("extra".into(), json!(1)))),
+            with(&|o| drop(o.remove("status"))),
+            with(&|o| drop(o.insert("status".into(), json!("here")))),
+            with(&|o| drop(o.insert("phx_ref".into(), json!("a@1:8")))),
+            with(&|o| drop(o.insert("phx_ref".into(), json!(7)))),
+            with(&|o| drop(o.remove("phx_ref"))),
+            with(&|o| drop(o.remove("phx_ref_prev"))),
+            with(&|o| drop(o.insert("phx_ref_prev".into(), json!("a@1:2")))),
+            json!("online"),
+            Value::Null,
+        ];
+        for other in &others {
+            assert!(!is_rendering_of(other, &update), "{other}");
+        }
+        // The same meta without the update's field is another presence's.
+        let plain = presence(json!({"status": "away"}), None);
+        assert!(!is_rendering_of(&rendered, &plain));
+        assert!(!is_rendering_of(&render_meta(&plain), &update));
+        let wrapped = presence(json!("online"), None);
+        let mut offline = render_meta(&wrapped);
+        offline["meta"] = json!("offline");
+        assert!(!is_rendering_of(&offline, &wrapped));
+    }
 }

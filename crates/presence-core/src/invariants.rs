@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::diff::{presence_state, Diff, PresenceState};
+use crate::diff::{is_rendering_of, presence_state, Diff, PresenceState};
 use crate::entry::{Entry, Presence};
 use crate::mirror::{phx_ref, ClientMirror};
 use crate::replica::{ReplicaId, Tag};
@@ -337,32 +337,21 @@ pub fn check_mirror_matches_topic(
     state: &State,
     topic: &str,
 ) -> Result<(), Violation> {
-    let expected = normalized(presence_state(&state.get_by_topic(topic)));
+    let presences = state.get_by_topic(topic);
     // Compared in place: the simulator asks after every step, and the
-    // mirror of a busy topic is large. A copy is made only to say what
-    // differs.
+    // mirror of a busy topic is large. The view is rendered only to say
+    // what differs.
     let empty = PresenceState::new();
-    let mirrored = mirror.topic_ref(topic).unwrap_or(&empty);
-    let alike = mirrored.len() == expected.len()
-        && mirrored
-            .iter()
-            .zip(&expected)
-            .all(|((key, metas), (expected_key, expected_metas))| {
-                let mut metas: Vec<&Value> = metas.metas.iter().collect();
-                metas.sort_by(|a, b| by_ref(a, b));
-                key == expected_key
-                    && metas.len() == expected_metas.metas.len()
-                    && metas.iter().zip(&expected_metas.metas).all(|(a, b)| *a == b)
-            });
-    if alike {
+    if mirrors(mirror.topic_ref(topic).unwrap_or(&empty), &presences) {
         return Ok(());
     }
+    let expected = normalized(presence_state(&presences));
     let actual = normalized(mirror.topic(topic));
     let keys: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
     let key = keys
         .into_iter()
         .find(|key| actual.get(*key) != expected.get(*key))
-        .expect("the maps differ, so some key differs");
+        .expect("the in-place comparison and the rendering agree that some key differs");
     violation(
         Invariant::DiffExactness,
         format!(
@@ -372,6 +361,39 @@ pub fn check_mirror_matches_topic(
             expected.get(key).map_or(0, |metas| metas.metas.len()),
         ),
     )
+}
+
+/// Whether a mirror's presences of one topic are the renderings of exactly
+/// `presences` (the view's of that topic, ordered by key), metas in any
+/// order.
+fn mirrors(mirrored: &PresenceState, presences: &[Presence]) -> bool {
+    let mut rest = presences;
+    for (key, metas) in mirrored {
+        let count = rest
+            .iter()
+            .take_while(|presence| *presence.entry.key == **key)
+            .count();
+        if count == 0 || count != metas.metas.len() {
+            return false;
+        }
+        let (of_key, after) = rest.split_at(count);
+        rest = after;
+        let mut expected: Vec<(String, &Presence)> = of_key
+            .iter()
+            .map(|presence| (presence.tag.phx_ref(), presence))
+            .collect();
+        expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut actual: Vec<&Value> = metas.metas.iter().collect();
+        actual.sort_by(|a, b| by_ref(a, b));
+        let alike = actual
+            .iter()
+            .zip(&expected)
+            .all(|(meta, (_, presence))| is_rendering_of(meta, presence));
+        if !alike {
+            return false;
+        }
+    }
+    rest.is_empty()
 }
 
 /// Metas in `phx_ref` order, so mirrors compare regardless of meta order.
@@ -886,7 +908,8 @@ mod tests {
         other.sync_state("t", &reordered);
         check_mirror_matches_topic(&other, &state, "t").expect("meta order does not matter");
 
-        // A meta missing, a meta changed, a key extra, a topic missing.
+        // A meta missing, a meta changed, a key extra, a key with no metas,
+        // a topic missing.
         let mut missing = mirror.topic("t");
         missing.get_mut("alice").unwrap().metas.pop();
         let mut changed = mirror.topic("t");
@@ -894,7 +917,9 @@ mod tests {
         let mut extra = mirror.topic("t");
         let carol = extra["bob"].clone();
         extra.insert("carol".into(), carol);
-        for wrong in [missing, changed, extra, PresenceState::new()] {
+        let mut empty_key = mirror.topic("t");
+        empty_key.insert("carol".into(), Default::default());
+        for wrong in [missing, changed, extra, empty_key, PresenceState::new()] {
             let mut other = ClientMirror::new();
             other.sync_state("t", &wrong);
             let refused = check_mirror_matches_topic(&other, &state, "t").unwrap_err();

@@ -72,7 +72,9 @@ mod index;
 pub struct ReadmeDoctests;
 
 pub use delta::{Delta, DeltaError};
-pub use diff::{presence_state, render_meta, Diff, PresenceDiff, PresenceMetas, PresenceState};
+pub use diff::{
+    is_rendering_of, presence_state, render_meta, Diff, PresenceDiff, PresenceMetas, PresenceState,
+};
 pub use entry::{Entry, EntryError, Presence, MAX_META_DEPTH, MAX_NAME_LEN};
 pub use log::ReplicaLog;
 pub use merge::Snapshot;
