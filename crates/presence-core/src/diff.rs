@@ -205,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn every_rendering_is_recognised_as_its_presences() {
+    fn every_kind_of_meta_is_recognised_in_its_rendering() {
         let presences = [
             presence(json!({}), None),
             presence(json!({"status": "away", "n": [1, {"x": null}]}), None),
