@@ -72,9 +72,9 @@ struct Caches {
     /// [`delivery`] by (replica digest, payload digest, replica count); each
     /// of the 16 shards holds at most 2^13 outcomes, each with a state.
     deliveries: Memo<(u64, u64, usize), Option<Arc<Delivery>>>,
-    /// [`spent_on`] by (replica digest, payload digest, stale watch); at
-    /// most 2^18 per shard.
-    spent: Memo<(u64, u64, bool, bool), bool>,
+    /// [`spent_on`] by (replica digest, payload digest); at most 2^18 per
+    /// shard.
+    spent: Memo<(u64, u64), bool>,
     /// The complete exchange of I2 by the replicas' digests; at most 2^12
     /// per shard.
     exchanges: Memo<Vec<u64>, Arc<Result<Exchange, String>>>,
@@ -248,9 +248,10 @@ impl Produced {
 }
 
 /// A state of the model. Hashing and equality use the replicas' canonical
-/// digests, the payloads, the budgets and the discovery flags; the ground
-/// truth (`history`) is a ghost, left out. I3 is checked on every step
-/// against the changed replica's state before it.
+/// digests, the payloads and the budgets; the ground truth (`history`) is a
+/// ghost, left out. I3 is checked on every step against the changed
+/// replica's state before it. Discoveries are judged one delivery ahead
+/// (see [`CrdtModel::can_deliver`]), so the state records none.
 ///
 /// Replicas and the history are shared between a state and its successors
 /// until a step changes them, so a step copies only what it changes.
@@ -264,12 +265,6 @@ pub struct CrdtState {
     pub faults_left: u8,
     /// Whether I3 broke on the way here.
     pub resurrection: Option<String>,
-    /// A delivery removed a presence of the key while another kept it (add wins).
-    pub saw_add_wins: bool,
-    /// A removal reached a replica through one that does not own the entry.
-    pub saw_relayed_removal: bool,
-    /// A payload carrying a retired replica's entries arrived after permdown.
-    pub saw_stale_after_permdown: bool,
     /// Ground truth (ghost).
     pub history: Arc<History>,
     /// Payloads pruned on the way here, kept only when the model audits
@@ -296,12 +291,6 @@ impl Hash for CrdtState {
         }
         self.faults_left.hash(hasher);
         self.resurrection.hash(hasher);
-        (
-            self.saw_add_wins,
-            self.saw_relayed_removal,
-            self.saw_stale_after_permdown,
-        )
-            .hash(hasher);
     }
 }
 
@@ -326,15 +315,6 @@ impl PartialEq for CrdtState {
             && payloads_equal
             && self.faults_left == other.faults_left
             && self.resurrection == other.resurrection
-            && (
-                self.saw_add_wins,
-                self.saw_relayed_removal,
-                self.saw_stale_after_permdown,
-            ) == (
-                other.saw_add_wins,
-                other.saw_relayed_removal,
-                other.saw_stale_after_permdown,
-            )
     }
 }
 
@@ -450,7 +430,7 @@ impl CrdtModel {
         // A delivery that changes nothing (a duplicate, or one already
         // covered) only leads back here: leave it out, so the checker does
         // not digest and look up a state it has just seen.
-        if delivery.changes_nothing(state.replicas[to].canonical, state.saw_stale_after_permdown) {
+        if delivery.changes_nothing(state.replicas[to].canonical) {
             return false;
         }
         let replica = Arc::make_mut(&mut state.replicas[to]);
@@ -459,9 +439,6 @@ impl CrdtModel {
         replica.canonical = delivery.canonical;
         replica.view = delivery.view;
         replica.renamed = Arc::clone(&delivery.renamed);
-        state.saw_relayed_removal |= delivery.relayed_removal;
-        state.saw_add_wins |= delivery.add_wins;
-        state.saw_stale_after_permdown |= delivery.stale;
         if let Some(violation) = &delivery.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
         }
@@ -475,12 +452,12 @@ impl CrdtModel {
     }
 
     /// Marks the payloads from index `first` on that are now spent on
-    /// replica `at` (see [`Produced::spent`]), `watch` being the state's.
-    fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize, watch: StaleWatch) {
+    /// replica `at` (see [`Produced::spent`]).
+    fn mark_spent(&self, state: &mut CrdtState, at: usize, first: usize) {
         let replica = &state.replicas[at];
         for produced in &mut state.payloads[first..] {
             let unmarked = produced.payload().from() != at && produced.spent & (1 << at) == 0;
-            if unmarked && self.spent_on_cached(replica, produced, watch) {
+            if unmarked && self.spent_on_cached(replica, produced) {
                 produced.spent |= 1 << at;
             }
         }
@@ -497,10 +474,14 @@ impl CrdtModel {
     /// liveness, which merging never reads or writes. So a spent payload's
     /// deliveries are no-ops in every later state, and no-op deliveries are
     /// never taken: a state with the payload and one without it have the
-    /// same successors. The one thing a later retirement changes is whether
-    /// a payload's entries arrive stale, which is a discovery: hence
-    /// [`StaleWatch`]. [`CrdtModel::auditing_pruning`] checks the claim
-    /// instead of trusting it (it found that case).
+    /// same successors. [`CrdtModel::auditing_pruning`] checks the claim
+    /// instead of trusting it.
+    ///
+    /// What a pruned payload can still do is witness a discovery: after a
+    /// later retirement, its entries would arrive stale (see
+    /// [`CrdtModel::properties`]). Pruning can only hide such a witness,
+    /// never make one up, and the tests assert that the discovery is still
+    /// made.
     fn prune(&self, state: &mut CrdtState) {
         if self.cfg.restarts && state.faults_left > 0 {
             return;
@@ -552,59 +533,13 @@ fn merge_payload(state: &mut State, payload: &Payload) -> Option<(Diff, bool)> {
     }
 }
 
-/// What decides whether a delivery that changes no replica still matters:
-/// it may make the "stale payload after permdown" discovery.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct StaleWatch {
-    /// The discovery was made on the way here.
-    seen: bool,
-    /// A payload could still be found stale: a permdown or restart may
-    /// still happen, or one left a retirement watermark in some replica or
-    /// payload, from where it can spread. Once false it stays so.
-    possible: bool,
-}
-
-impl StaleWatch {
-    fn of(state: &CrdtState) -> Self {
-        // Replicas start at incarnation 0, so every watermark is a
-        // retirement that happened (see `init_states`).
-        let marked = |retired: &std::collections::BTreeMap<Arc<str>, u64>| !retired.is_empty();
-        let possible = state.faults_left > 0
-            || state
-                .replicas
-                .iter()
-                .any(|replica| marked(replica.state.retired()))
-            || state.payloads.iter().any(|produced| match produced.payload() {
-                Payload::Full { snapshot, .. } => marked(snapshot.retired()),
-                Payload::Delta { .. } => false,
-            });
-        Self {
-            seen: state.saw_stale_after_permdown,
-            possible,
-        }
-    }
-}
-
-/// Whether a payload could still be found stale later, after a retirement:
-/// it carries entries, and that discovery is still to be made and still
-/// possible. Such a payload is never spent, even when delivering it
-/// changes nothing now.
-fn may_turn_stale(payload: &Payload, watch: StaleWatch) -> bool {
-    let carries_entries = match payload {
-        Payload::Full { snapshot, .. } => snapshot.logs().values().any(|log| !log.values().is_empty()),
-        Payload::Delta { delta, .. } => !delta.joins().is_empty(),
-    };
-    carries_entries && !watch.seen && watch.possible
-}
-
 /// Whether delivering `payload` to `replica` (in a model of `replicas`
 /// replicas) changes nothing now and will change nothing later while the
-/// replica does not restart: not its state, nor the discovery flags.
-/// Computed afresh: the pruning audit's independent check.
-fn spent_on(replica: &ModelReplica, payload: &Payload, watch: StaleWatch, replicas: usize) -> bool {
-    !may_turn_stale(payload, watch)
-        && delivery(&replica.state, payload, replicas)
-            .is_some_and(|delivered| delivered.changes_nothing(replica.canonical, watch.seen))
+/// replica does not restart. Computed afresh: the pruning audit's
+/// independent check.
+fn spent_on(replica: &ModelReplica, payload: &Payload, replicas: usize) -> bool {
+    delivery(&replica.state, payload, replicas)
+        .is_some_and(|delivered| delivered.changes_nothing(replica.canonical))
 }
 
 /// What delivering one payload to one replica state does: a function of
@@ -638,11 +573,9 @@ struct Delivery {
 }
 
 impl Delivery {
-    /// Whether it changes nothing for a replica whose digest was `before`:
-    /// not its state, nor the discovery flags (`saw_stale`: a stale payload
-    /// was seen already).
-    fn changes_nothing(&self, before: u64, saw_stale: bool) -> bool {
-        self.quiet && (!self.stale || saw_stale) && self.canonical == before
+    /// Whether it changes nothing for a replica whose digest was `before`.
+    fn changes_nothing(&self, before: u64) -> bool {
+        self.quiet && self.canonical == before
     }
 }
 
@@ -701,17 +634,38 @@ impl CrdtModel {
     /// the verdict depends on. A verdict takes the delivery it judges from
     /// the delivery table, so a later delivery of the payload to that state
     /// costs nothing more.
-    fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced, watch: StaleWatch) -> bool {
+    fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced) -> bool {
         self.caches.spent.get_or_compute(
-            (replica.canonical, produced.digest(), watch.seen, watch.possible),
+            (replica.canonical, produced.digest()),
             replica.canonical ^ produced.digest(),
             || {
-                !may_turn_stale(produced.payload(), watch)
-                    && self
-                        .delivery_cached(replica, produced)
-                        .is_some_and(|delivered| delivered.changes_nothing(replica.canonical, watch.seen))
+                self.delivery_cached(replica, produced)
+                    .is_some_and(|delivered| delivered.changes_nothing(replica.canonical))
             },
         )
+    }
+
+    /// Whether some payload in `state` can reach some replica other than its
+    /// producer with a delivery that `makes` a discovery: the `sometimes`
+    /// properties are judged this way, from the state alone, one delivery
+    /// ahead.
+    ///
+    /// A discovery is an event, and recording it in the state instead (a
+    /// flag set on the way) would split every state reachable both with and
+    /// without it in two: half as many states again to depth 11 with one
+    /// fault. Spent payloads are looked at too: a delivery that changes no
+    /// replica is not taken, but the network can still make it, and a
+    /// stale payload's delivery after permdown is often such a one.
+    fn can_deliver(&self, state: &CrdtState, makes: impl Fn(&Delivery) -> bool) -> bool {
+        state.payloads.iter().any(|produced| {
+            let from = produced.payload().from();
+            state.replicas.iter().enumerate().any(|(to, replica)| {
+                to != from
+                    && self
+                        .delivery_cached(replica, produced)
+                        .is_some_and(|delivered| makes(&delivered))
+            })
+        })
     }
 }
 
@@ -739,9 +693,6 @@ impl Model for CrdtModel {
             payloads: Vec::new(),
             faults_left: self.cfg.faults,
             resurrection: None,
-            saw_add_wins: false,
-            saw_relayed_removal: false,
-            saw_stale_after_permdown: false,
             history: Arc::new(History::new()),
             pruned: Arc::default(),
             symmetric_digest: None,
@@ -851,17 +802,11 @@ impl Model for CrdtModel {
                 produced.spent &= !(1 << changed_at);
             }
         }
-        // Only the changed replica and the new payloads need a look, unless
-        // what "spent" means changed: then everything does, so the marks
-        // follow from the state alone, whatever the path here.
-        let watch = StaleWatch::of(&state);
-        let first = if StaleWatch::of(last) == watch {
-            last.payloads.len()
-        } else {
-            0
-        };
+        // Only the changed replica and the new payloads need a look: whether
+        // a payload is spent on a replica follows from the two alone.
+        let first = last.payloads.len();
         for at in 0..self.cfg.replicas {
-            self.mark_spent(&mut state, at, if at == changed_at { 0 } else { first }, watch);
+            self.mark_spent(&mut state, at, if at == changed_at { 0 } else { first });
         }
         self.prune(&mut state);
         Some(state)
@@ -900,14 +845,19 @@ impl Model for CrdtModel {
                 "I2 a complete anti-entropy exchange converges",
                 |model: &CrdtModel, state: &CrdtState| anti_entropy_converges(model, state).is_ok(),
             ),
-            Property::sometimes("add-wins conflict", |_, state: &CrdtState| state.saw_add_wins),
+            Property::sometimes("add-wins conflict", |model: &CrdtModel, state: &CrdtState| {
+                model.can_deliver(state, |delivered| delivered.add_wins)
+            }),
             Property::sometimes(
                 "removal observed through a third replica",
-                |_, state: &CrdtState| state.saw_relayed_removal,
+                |model: &CrdtModel, state: &CrdtState| {
+                    model.can_deliver(state, |delivered| delivered.relayed_removal)
+                },
             ),
-            Property::sometimes("stale payload after permdown", |_, state: &CrdtState| {
-                state.saw_stale_after_permdown
-            }),
+            Property::sometimes(
+                "stale payload after permdown",
+                |model: &CrdtModel, state: &CrdtState| model.can_deliver(state, |delivered| delivered.stale),
+            ),
         ];
         if self.audit {
             properties.push(Property::always(
@@ -915,8 +865,7 @@ impl Model for CrdtModel {
                 |model: &CrdtModel, state: &CrdtState| {
                     state.pruned.iter().all(|payload| {
                         state.replicas.iter().enumerate().all(|(at, replica)| {
-                            at == payload.from()
-                                || spent_on(replica, payload, StaleWatch::of(state), model.cfg.replicas)
+                            at == payload.from() || spent_on(replica, payload, model.cfg.replicas)
                         })
                     })
                 },
@@ -1170,12 +1119,6 @@ impl Parts {
 pub fn representative(state: &CrdtState) -> CrdtState {
     let mut rest = digester();
     (state.faults_left, state.resurrection.is_some()).hash(&mut rest);
-    (
-        state.saw_add_wins,
-        state.saw_relayed_removal,
-        state.saw_stale_after_permdown,
-    )
-        .hash(&mut rest);
     let rest = rest.finish();
     let fixed: Vec<u64> = state.replicas.iter().map(|replica| replica.fixed()).collect();
     // Payloads as a set: which were produced matters, not in what order (a
@@ -1209,9 +1152,6 @@ pub fn representative(state: &CrdtState) -> CrdtState {
         payloads: Vec::new(),
         faults_left: 0,
         resurrection: None,
-        saw_add_wins: false,
-        saw_relayed_removal: false,
-        saw_stale_after_permdown: false,
         history: Arc::clone(empty_history()),
         pruned: Arc::clone(no_payloads()),
         symmetric_digest: Some(digest),
