@@ -291,7 +291,10 @@ where
         print_counterexample(&replay, name, actions.clone());
         say!("  replay (one thread, same order): {}", args.command(1));
     }
-    let file = args.out.join(format!("{}.md", args.model.slug()));
+    // A bounded run is named for its bound, so it never replaces the
+    // report of an exhaustive one.
+    let bound = args.depth.map(|depth| format!("-d{depth}")).unwrap_or_default();
+    let file = args.out.join(format!("{}{bound}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
         Ok(()) => say!("\nreport: {}", file.display()),
         Err(error) => eprintln!("error: cannot write {}: {error}", file.display()),

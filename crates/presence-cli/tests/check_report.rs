@@ -7,6 +7,11 @@ use std::process::Command;
 /// Runs `presence check` with `flags` into a fresh directory named after
 /// `name`, and returns the one report it wrote.
 fn report(name: &str, flags: &[&str]) -> String {
+    named_report(name, flags).1
+}
+
+/// [`report`], with the report's file name.
+fn named_report(name: &str, flags: &[&str]) -> (String, String) {
     let out: PathBuf =
         std::env::temp_dir().join(format!("presence-check-report-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -22,18 +27,24 @@ fn report(name: &str, flags: &[&str]) -> String {
         "{}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    let text = only_file(&out);
+    let named = only_file(&out);
     let _ = std::fs::remove_dir_all(&out);
-    text
+    named
 }
 
-fn only_file(dir: &Path) -> String {
+fn only_file(dir: &Path) -> (String, String) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("the report directory exists")
         .map(|entry| entry.expect("a readable entry").path())
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
-    std::fs::read_to_string(entries.remove(0)).expect("the report reads")
+    let path = entries.remove(0);
+    let name = path
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    (name, std::fs::read_to_string(path).expect("the report reads"))
 }
 
 fn line_with<'r>(report: &'r str, start: &str) -> &'r str {
@@ -45,7 +56,8 @@ fn line_with<'r>(report: &'r str, start: &str) -> &'r str {
 
 #[test]
 fn a_complete_check_is_exhaustive_and_its_command_names_no_limit() {
-    let report = report("complete", &["--replicas", "2", "--ops", "1", "--faults", "0"]);
+    let (name, report) = named_report("complete", &["--replicas", "2", "--ops", "1", "--faults", "0"]);
+    assert_eq!(name, "crdt-r2-o1-f0.md");
     assert_eq!(line_with(&report, "| exhaustive"), "| exhaustive | yes |");
     let command = line_with(&report, "- command:");
     assert!(
@@ -57,7 +69,9 @@ fn a_complete_check_is_exhaustive_and_its_command_names_no_limit() {
 #[test]
 fn a_depth_bound_is_reported_and_repeated() {
     let flags = ["--replicas", "2", "--ops", "2", "--faults", "0", "--depth", "3"];
-    let report = report("depth", &flags);
+    let (name, report) = named_report("depth", &flags);
+    // Named for its bound, so it never replaces an exhaustive run's report.
+    assert_eq!(name, "crdt-r2-o2-f0-d3.md");
     assert_eq!(
         line_with(&report, "| exhaustive"),
         "| exhaustive | no (bounded at depth 3) |"
