@@ -75,6 +75,9 @@ struct Caches {
     /// [`spent_on`] by (replica digest, payload digest); at most 2^18 per
     /// shard.
     spent: Memo<(u64, u64), bool>,
+    /// [`local_step`] by (replica digest, operation, budget left); at most
+    /// 2^12 per shard.
+    locals: Memo<(u64, LocalOp, u8), Option<Arc<LocalStep>>>,
     /// The complete exchange of I2 by the replicas' digests; at most 2^12
     /// per shard.
     exchanges: Memo<Vec<u64>, Arc<Result<Exchange, String>>>,
@@ -88,6 +91,7 @@ impl Caches {
         Self {
             deliveries: Memo::new(1 << 13),
             spent: Memo::new(1 << 18),
+            locals: Memo::new(1 << 12),
             exchanges: Memo::new(1 << 12),
             convergence: Memo::new(1 << 14),
         }
@@ -393,33 +397,35 @@ impl CrdtModel {
         self.cfg
     }
 
-    fn local(
-        &self,
-        state: &mut CrdtState,
-        at: usize,
-        operation: impl FnOnce(&mut State) -> Option<Diff>,
-    ) -> bool {
-        let replica = Arc::make_mut(&mut state.replicas[at]);
-        let Some(diff) = operation(Arc::make_mut(&mut replica.state)) else {
+    /// Replica `at` performs `operation`, and offers its delta and full
+    /// state. False when the operation is refused.
+    fn local(&self, state: &mut CrdtState, at: usize, operation: LocalOp) -> bool {
+        let key = (
+            state.replicas[at].canonical,
+            operation,
+            state.replicas[at].ops_left,
+        );
+        let step = self.caches.locals.get_or_compute(key, key.0, || {
+            local_step(&state.replicas[at], at, operation, self.cfg.replicas).map(Arc::new)
+        });
+        let Some(step) = step else {
             return false;
         };
-        replica.apply(&diff);
+        let replica = Arc::make_mut(&mut state.replicas[at]);
+        replica.state = Arc::clone(&step.state);
+        replica.apply(&step.diff);
         replica.ops_left -= 1;
-        let recorded = Arc::make_mut(&mut state.history).record_local(&replica.state, &diff);
+        replica.canonical = step.canonical;
+        replica.view = step.view;
+        replica.renamed = Arc::clone(&step.renamed);
+        let recorded = Arc::make_mut(&mut state.history).record_local(&step.state, &step.diff);
         if let Err(violation) = recorded {
             state.resurrection.get_or_insert(violation.to_string());
         }
-        let delta = Payload::Delta {
-            from: at,
-            delta: Arc::new(Arc::make_mut(&mut replica.state).take_delta()),
-        };
-        let full = Payload::Full {
-            from: at,
-            snapshot: Arc::new(replica.state.snapshot()),
-        };
-        for payload in [delta, full] {
-            state.payloads.push(Produced::new(payload, self.cfg.replicas));
+        if let Some(violation) = &step.resurrection {
+            state.resurrection.get_or_insert_with(|| violation.clone());
         }
+        state.payloads.extend(step.produced.iter().cloned());
         true
     }
 
@@ -512,6 +518,65 @@ impl CrdtModel {
         self.audit = true;
         self
     }
+}
+
+/// A local operation: every replica tracks its pid `p{i}` under the shared
+/// key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum LocalOp {
+    Join,
+    Leave,
+    Update,
+}
+
+/// What a local operation does to one replica state: a function of the
+/// state and the budget left (an update's meta is that number), so
+/// remembered (see [`Caches`]).
+struct LocalStep {
+    /// The state after the operation, its delta taken.
+    state: Arc<State>,
+    /// The operation's diff.
+    diff: Diff,
+    /// The state's digest (see [`canonical_digest`]).
+    canonical: u64,
+    /// Its view fingerprint.
+    view: u64,
+    /// Its digest under every renaming (see [`representative`]).
+    renamed: Arc<[u64]>,
+    /// The I3 violation of the step, if any.
+    resurrection: Option<String>,
+    /// The delta, then the full state, as offered to the others.
+    produced: [Produced; 2],
+}
+
+/// Replica `at` (`replica`) performing `operation` in a model of `replicas`
+/// replicas. `None` when the operation is refused.
+fn local_step(replica: &ModelReplica, at: usize, operation: LocalOp, replicas: usize) -> Option<LocalStep> {
+    let mut next = State::clone(&replica.state);
+    let diff = match operation {
+        LocalOp::Join => next.join(&pid(at), TOPIC, KEY, json!({"v": 0})).ok()?,
+        LocalOp::Leave => next.leave(&pid(at), TOPIC, KEY),
+        LocalOp::Update => next
+            .update(&pid(at), TOPIC, KEY, json!({"v": replica.ops_left}))
+            .ok()?,
+    };
+    let delta = Payload::Delta {
+        from: at,
+        delta: Arc::new(next.take_delta()),
+    };
+    let full = Payload::Full {
+        from: at,
+        snapshot: Arc::new(next.snapshot()),
+    };
+    Some(LocalStep {
+        resurrection: no_resurrection_since(Some(&replica.state), &next).err(),
+        canonical: canonical_digest(&next),
+        view: next.view_fingerprint(),
+        renamed: Parts::replica(&next).renamed(replicas),
+        state: Arc::new(next),
+        diff,
+        produced: [Produced::new(delta, replicas), Produced::new(full, replicas)],
+    })
 }
 
 /// Merges `payload` into `state`: its diff, and whether the payload carried
@@ -737,23 +802,19 @@ impl Model for CrdtModel {
     fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
         let mut state = last.clone();
         let restarted = matches!(action, CrdtAction::Restart { .. });
-        // A delivery brings its state's digests along.
-        let digested = matches!(action, CrdtAction::Deliver { .. });
+        // Deliveries and local operations bring their states' digests and
+        // I3 verdicts along.
+        let digested = matches!(
+            action,
+            CrdtAction::Deliver { .. }
+                | CrdtAction::Join { .. }
+                | CrdtAction::Leave { .. }
+                | CrdtAction::Update { .. }
+        );
         let changed_at = match action {
-            CrdtAction::Join { at } => {
-                let meta = json!({"v": 0});
-                let done = self.local(&mut state, at, |s| s.join(&pid(at), TOPIC, KEY, meta).ok());
-                done.then_some(at)
-            }
-            CrdtAction::Leave { at } => {
-                let done = self.local(&mut state, at, |s| Some(s.leave(&pid(at), TOPIC, KEY)));
-                done.then_some(at)
-            }
-            CrdtAction::Update { at } => {
-                let meta = json!({"v": last.replicas[at].ops_left});
-                let done = self.local(&mut state, at, |s| s.update(&pid(at), TOPIC, KEY, meta).ok());
-                done.then_some(at)
-            }
+            CrdtAction::Join { at } => self.local(&mut state, at, LocalOp::Join).then_some(at),
+            CrdtAction::Leave { at } => self.local(&mut state, at, LocalOp::Leave).then_some(at),
+            CrdtAction::Update { at } => self.local(&mut state, at, LocalOp::Update).then_some(at),
             CrdtAction::Deliver { payload, to } => self.deliver(&mut state, payload, to).then_some(to),
             CrdtAction::Down { at, of } | CrdtAction::Up { at, of } | CrdtAction::Permdown { at, of } => {
                 state.faults_left -= 1;
@@ -788,8 +849,7 @@ impl Model for CrdtModel {
             }
         }?;
         if !digested {
-            // A delivery brings its I3 verdict along too; a restart starts
-            // a fresh replica.
+            // A restart starts a fresh replica.
             let before = (!restarted).then(|| &*last.replicas[changed_at].state);
             let replica = Arc::make_mut(&mut state.replicas[changed_at]);
             if let Err(violation) = no_resurrection_since(before, &replica.state) {
