@@ -18,7 +18,7 @@ use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
 use stateright::{Model, Property};
 
-use crate::{digester, no_resurrection_since, permutations, Memo};
+use crate::{digester, no_resurrection_since, permutations, Memo, Near};
 
 const TOPIC: &str = "room";
 const KEY: &str = "alice";
@@ -66,7 +66,9 @@ pub struct CrdtModel {
 /// recur across a great many model states: each is computed once per
 /// distinct input and kept in a bounded [`Memo`] shared by the checker's
 /// threads. They belong to one model (and its clones), so every check
-/// starts cold and measures what it computes.
+/// starts cold and measures what it computes. Deliveries and spent
+/// verdicts, looked up for nearly every successor, go through each
+/// thread's [`Near`] table first.
 #[derive(Debug)]
 struct Caches {
     /// [`delivery`] by (replica digest, payload digest, replica count); each
@@ -84,6 +86,16 @@ struct Caches {
     /// The verdict of I2 by the replicas' digests and the ground truth's
     /// (see [`History::hash_canonical`]); at most 2^14 per shard.
     convergence: Memo<(Vec<u64>, u64), Result<(), String>>,
+}
+
+/// A thread's recent deliveries, as [`Caches::deliveries`] holds them.
+type NearDeliveries = Near<(u64, u64, usize), Option<Arc<Delivery>>>;
+
+thread_local! {
+    /// The thread's recent [`Caches::deliveries`].
+    static NEAR_DELIVERIES: std::cell::RefCell<NearDeliveries> = std::cell::RefCell::default();
+    /// The thread's recent [`Caches::spent`].
+    static NEAR_SPENT: std::cell::RefCell<Near<(u64, u64), bool>> = std::cell::RefCell::default();
 }
 
 impl Caches {
@@ -688,7 +700,8 @@ impl CrdtModel {
     /// cost a copy, a merge and two digests.
     fn delivery_cached(&self, replica: &ModelReplica, produced: &Produced) -> Option<Arc<Delivery>> {
         let replicas = self.cfg.replicas;
-        self.caches.deliveries.get_or_compute(
+        self.caches.deliveries.get_or_compute_near(
+            &NEAR_DELIVERIES,
             (replica.canonical, produced.digest(), replicas),
             replica.canonical ^ produced.digest(),
             || delivery(&replica.state, produced.payload(), replicas).map(Arc::new),
@@ -700,7 +713,8 @@ impl CrdtModel {
     /// the delivery table, so a later delivery of the payload to that state
     /// costs nothing more.
     fn spent_on_cached(&self, replica: &ModelReplica, produced: &Produced) -> bool {
-        self.caches.spent.get_or_compute(
+        self.caches.spent.get_or_compute_near(
+            &NEAR_SPENT,
             (replica.canonical, produced.digest()),
             replica.canonical ^ produced.digest(),
             || {

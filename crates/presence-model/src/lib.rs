@@ -96,9 +96,54 @@ pub(crate) fn permutations(n: usize) -> &'static [Vec<usize>] {
 /// A bounded table of remembered results, shared by the checker's threads:
 /// 16 locked shards, each emptied when it reaches its capacity. Models use
 /// it for pure functions of digests that recur across many states.
+///
+/// A lookup that goes through [`Memo::get_or_compute_near`] first tries a
+/// small table of the thread's own recent results ([`Near`]), which takes
+/// no lock and stays in the processor's cache: the checker's depth-first
+/// search meets the same replica states over and over within a few steps,
+/// while the shared table is far larger than any cache.
 pub(crate) struct Memo<K, V> {
     shards: Vec<std::sync::Mutex<MemoShard<K, V>>>,
     capacity: usize,
+    /// Tells this table's entries in a thread's [`Near`] table from
+    /// another's (every check starts cold, even on a reused thread).
+    id: u64,
+}
+
+/// A thread's recent results of one [`Memo`]: one slot per index, each
+/// holding the last key that fell there. Declared per use, as
+/// `thread_local! { static RECENT: RefCell<Near<K, V>> = RefCell::default() }`.
+pub(crate) struct Near<K, V> {
+    owner: u64,
+    slots: Vec<Option<(K, V)>>,
+}
+
+impl<K, V> Default for Near<K, V> {
+    fn default() -> Self {
+        Self {
+            owner: 0,
+            slots: Vec::new(),
+        }
+    }
+}
+
+/// Slots in a [`Near`] table: a few hundred kilobytes for the models' keys.
+const NEAR_SLOTS: usize = 1 << 14;
+
+impl<K: Eq, V: Clone> Near<K, V> {
+    /// What slot `slot` holds for `key`, if this table belongs to `owner`;
+    /// if it does not, it is emptied and made `owner`'s.
+    fn get(&mut self, owner: u64, slot: usize, key: &K) -> Option<V> {
+        if self.owner != owner {
+            self.owner = owner;
+            self.slots.clear();
+            self.slots.resize_with(NEAR_SLOTS, || None);
+        }
+        match &self.slots[slot] {
+            Some((held, value)) if held == key => Some(value.clone()),
+            _ => None,
+        }
+    }
 }
 
 // Looked up by key, never iterated: its order reaches nothing.
@@ -124,7 +169,30 @@ impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
                 std::sync::Mutex::new(MemoShard::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)))
             })
             .collect();
-        Self { shards, capacity }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self { shards, capacity, id }
+    }
+
+    /// [`Memo::get_or_compute`], looked up first in the thread's `near`
+    /// table and remembered there (see [`Near`]).
+    pub(crate) fn get_or_compute_near(
+        &self,
+        near: &'static std::thread::LocalKey<std::cell::RefCell<Near<K, V>>>,
+        key: K,
+        spread: u64,
+        compute: impl FnOnce() -> V,
+    ) -> V
+    where
+        K: Clone,
+    {
+        let slot = (spread ^ (spread >> 32)) as usize & (NEAR_SLOTS - 1);
+        if let Some(value) = near.with_borrow_mut(|near| near.get(self.id, slot, &key)) {
+            return value;
+        }
+        let value = self.get_or_compute(key.clone(), spread, compute);
+        near.with_borrow_mut(|near| near.slots[slot] = Some((key, value.clone())));
+        value
     }
 
     /// The value remembered for `key`, or `compute()`'s, remembered.
@@ -247,6 +315,34 @@ mod tests {
         assert_eq!(memo.get(&7, 7), None, "the full shard was emptied");
         assert_eq!(memo.get(&39, 39), Some(2));
         assert!(format!("{memo:?}").starts_with("Memo(1 held"));
+    }
+
+    thread_local! {
+        static NEAR: std::cell::RefCell<Near<u64, u64>> = std::cell::RefCell::default();
+    }
+
+    #[test]
+    fn a_near_table_answers_for_its_own_memo_only() {
+        let first: Memo<u64, u64> = Memo::new(4);
+        let mut computed = 0;
+        for _ in 0..2 {
+            let value = first.get_or_compute_near(&NEAR, 7, 7, || {
+                computed += 1;
+                49
+            });
+            assert_eq!(value, 49);
+        }
+        assert_eq!(computed, 1, "remembered after the first call");
+        // Another key in the same slot replaces it there; the shared table
+        // still has it.
+        let same_slot = 7 + NEAR_SLOTS as u64;
+        first.get_or_compute_near(&NEAR, same_slot, same_slot, || 1);
+        assert_eq!(first.get_or_compute_near(&NEAR, 7, 7, || 0), 49);
+        // A second memo on the same thread starts cold: the near table is
+        // emptied for it rather than answering with the first one's value.
+        let second: Memo<u64, u64> = Memo::new(4);
+        assert_eq!(second.get_or_compute_near(&NEAR, 7, 7, || 50), 50);
+        assert_eq!(first.get(&7, 7), Some(49));
     }
 
     /// The watch rebuilt from the state before a step judges the step as a
