@@ -195,11 +195,8 @@ impl ModelReplica {
     /// (I1's verdict is read as [`check_view_fingerprint`] reads it, from
     /// the view fingerprint kept with the state: this runs for every
     /// successor the checker looks at, the property only for new states.)
-    fn fixed(&self) -> u64 {
-        let i1 = self.diffs_fingerprint == self.view;
-        let mut hasher = digester();
-        (self.ops_left, i1).hash(&mut hasher);
-        hasher.finish()
+    fn fixed(&self) -> (u8, bool) {
+        (self.ops_left, self.diffs_fingerprint == self.view)
     }
 
     fn apply(&mut self, diff: &Diff) {
@@ -1194,53 +1191,66 @@ pub fn representative(state: &CrdtState) -> CrdtState {
     let mut rest = digester();
     (state.faults_left, state.resurrection.is_some()).hash(&mut rest);
     let rest = rest.finish();
-    let fixed: Vec<u64> = state.replicas.iter().map(|replica| replica.fixed()).collect();
+    // The model has at most 4 replicas (see `CrdtModelCfg::into_model`), so
+    // at most 24 renamings: this runs for every successor, on the stack.
+    let count = state.replicas.len();
+    let renamings = permutations(count);
+    let mut fixed = [(0, false); 4];
+    for (slot, replica) in fixed.iter_mut().zip(&state.replicas) {
+        *slot = replica.fixed();
+    }
     // Payloads as a set: which were produced matters, not in what order (a
-    // delivery may pick any of them, and equal payloads deliver alike). Equal
-    // payloads are set aside once, by their digest; what is left is then
-    // combined by a sum, which no order changes, under each renaming.
-    let mut distinct: Vec<&ProducedBody> = state.payloads.iter().map(|produced| &*produced.body).collect();
-    distinct.sort_unstable_by_key(|body| body.digest);
-    distinct.dedup_by_key(|body| body.digest);
-    let mut order: Vec<usize> = (0..state.replicas.len()).collect();
-    let digest = permutations(state.replicas.len())
+    // delivery may pick any of them, and equal payloads deliver alike). Each
+    // digest counts once, at its first payload, and the payloads' digests
+    // under each renaming are combined by a sum, which no order changes.
+    let mut sums = [0u64; 24];
+    let mut distinct = 0usize;
+    for (index, produced) in state.payloads.iter().enumerate() {
+        let digest = produced.digest();
+        if state.payloads[..index]
+            .iter()
+            .any(|earlier| earlier.digest() == digest)
+        {
+            continue;
+        }
+        distinct += 1;
+        for (sum, renamed) in sums.iter_mut().zip(produced.body.renamed.iter()) {
+            *sum = sum.wrapping_add(*renamed);
+        }
+    }
+    let digest = renamings
         .iter()
         .enumerate()
         .map(|(renaming, perm)| {
             let mut hasher = digester();
             // Replicas in their new order, each digested under the renaming.
-            order.sort_unstable_by_key(|&old| perm[old]);
-            for &old in &order {
+            let mut order = [0usize; 4];
+            for (old, &new) in perm.iter().enumerate() {
+                order[new] = old;
+            }
+            for &old in &order[..count] {
                 (state.replicas[old].renamed[renaming], fixed[old]).hash(&mut hasher);
             }
-            let payloads = distinct
-                .iter()
-                .fold(0u64, |sum, body| sum.wrapping_add(body.renamed[renaming]));
-            (distinct.len(), payloads, rest).hash(&mut hasher);
+            (distinct, sums[renaming], rest).hash(&mut hasher);
             hasher.finish()
         })
         .min()
         .expect("at least one permutation");
+    let (history, pruned) = HOLLOW.with(|(history, pruned)| (Arc::clone(history), Arc::clone(pruned)));
     CrdtState {
         replicas: Vec::new(),
         payloads: Vec::new(),
         faults_left: 0,
         resurrection: None,
-        history: Arc::clone(empty_history()),
-        pruned: Arc::clone(no_payloads()),
+        history,
+        pruned,
         symmetric_digest: Some(digest),
     }
 }
 
-/// The ground truth of a hollow [`representative`], shared rather than
-/// allocated for each one.
-fn empty_history() -> &'static Arc<History> {
-    static EMPTY: std::sync::OnceLock<Arc<History>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| Arc::new(History::new()))
-}
-
-/// The pruned payloads of a hollow [`representative`], shared likewise.
-fn no_payloads() -> &'static Arc<Vec<Payload>> {
-    static NONE: std::sync::OnceLock<Arc<Vec<Payload>>> = std::sync::OnceLock::new();
-    NONE.get_or_init(Arc::default)
+thread_local! {
+    /// The ground truth and pruned payloads of a hollow [`representative`],
+    /// shared rather than allocated for each one; one pair per thread, so
+    /// the checker's threads do not contend for the counts.
+    static HOLLOW: (Arc<History>, Arc<Vec<Payload>>) = (Arc::new(History::new()), Arc::default());
 }
