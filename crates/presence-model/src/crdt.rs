@@ -1195,9 +1195,13 @@ pub fn representative(state: &CrdtState) -> CrdtState {
     // at most 24 renamings: this runs for every successor, on the stack.
     let count = state.replicas.len();
     let renamings = permutations(count);
-    let mut fixed = [(0, false); 4];
+    // Each replica's fixed part, as a well-mixed word to fold into its
+    // digests by XOR: one word per replica and renaming to hash.
+    let mut fixed = [0u64; 4];
     for (slot, replica) in fixed.iter_mut().zip(&state.replicas) {
-        *slot = replica.fixed();
+        let mut hasher = digester();
+        replica.fixed().hash(&mut hasher);
+        *slot = hasher.finish();
     }
     // Payloads as a set: which were produced matters, not in what order (a
     // delivery may pick any of them, and equal payloads deliver alike). Each
@@ -1229,9 +1233,11 @@ pub fn representative(state: &CrdtState) -> CrdtState {
                 order[new] = old;
             }
             for &old in &order[..count] {
-                (state.replicas[old].renamed[renaming], fixed[old]).hash(&mut hasher);
+                hasher.write_u64(state.replicas[old].renamed[renaming] ^ fixed[old]);
             }
-            (distinct, sums[renaming], rest).hash(&mut hasher);
+            hasher.write_u64(distinct as u64);
+            hasher.write_u64(sums[renaming]);
+            hasher.write_u64(rest);
             hasher.finish()
         })
         .min()
