@@ -187,15 +187,60 @@ fn pruned_payloads_stay_spent() {
     }
 }
 
+/// The state `actions` lead to, each taken with `next_state`. (Not every
+/// step here is offered: of two deliveries that leave the receiver alike,
+/// the model offers only the first, and these tests take either.)
 fn reached(
     model: &CrdtModel,
     actions: &[presence_model::crdt::CrdtAction],
 ) -> presence_model::crdt::CrdtState {
     let init = model.init_states().remove(0);
-    stateright::Path::from_actions(model, init, actions)
-        .expect("the path replays")
-        .last_state()
-        .clone()
+    actions.iter().fold(init, |state, action| {
+        model
+            .next_state(&state, action.clone())
+            .unwrap_or_else(|| panic!("{action:?} is taken"))
+    })
+}
+
+fn offered(model: &CrdtModel, state: &CrdtState) -> Vec<presence_model::crdt::CrdtAction> {
+    let mut actions = Vec::new();
+    model.actions(state, &mut actions);
+    actions
+}
+
+/// Of two deliveries to one replica that lead to the same state, only the
+/// first is offered: the checker would only find the state again. Ones
+/// that lead to different states are all offered.
+#[test]
+fn deliveries_are_offered_once_per_outcome() {
+    use presence_model::crdt::CrdtAction::*;
+    let model = cfg(3, 2, 0, false).into_model();
+    // r0's delta (payload 0) and full state (1) carry the same news.
+    let state = reached(&model, &[Join { at: 0 }]);
+    let actions = offered(&model, &state);
+    assert!(actions.contains(&Deliver { payload: 0, to: 1 }));
+    assert!(!actions.contains(&Deliver { payload: 1, to: 1 }));
+    assert!(
+        model.next_state(&state, Deliver { payload: 0, to: 1 })
+            == model.next_state(&state, Deliver { payload: 1, to: 1 })
+    );
+    // Once r0 has relayed r1's join, its full state (3) carries more than
+    // its delta (2): both are offered to r2.
+    let state = reached(
+        &model,
+        &[Join { at: 1 }, Deliver { payload: 0, to: 0 }, Join { at: 0 }],
+    );
+    let actions = offered(&model, &state);
+    assert!(actions.contains(&Deliver { payload: 2, to: 2 }));
+    assert!(actions.contains(&Deliver { payload: 3, to: 2 }));
+    // Two deliveries that show nothing (r1 believes r0 down) and still
+    // differ: r0's join delta (0) leaves its entry held and hidden, its
+    // full state after the leave (3) only the news that it is gone.
+    let model = cfg(2, 2, 1, false).into_model();
+    let state = reached(&model, &[Down { at: 1, of: 0 }, Join { at: 0 }, Leave { at: 0 }]);
+    let actions = offered(&model, &state);
+    assert!(actions.contains(&Deliver { payload: 0, to: 1 }));
+    assert!(actions.contains(&Deliver { payload: 3, to: 1 }));
 }
 
 #[test]
