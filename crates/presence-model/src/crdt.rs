@@ -183,9 +183,15 @@ impl ModelReplica {
     /// Recomputes what is kept of the state, in a model of `replicas`
     /// replicas: to be called after every change.
     fn recanonicalize(&mut self, replicas: usize) {
-        self.canonical = canonical_digest(&self.state);
-        self.view = self.state.view_fingerprint();
-        self.renamed = Parts::replica(&self.state).renamed(replicas);
+        (self.canonical, self.view, self.renamed) = digests(&self.state, replicas);
+    }
+
+    /// Takes the state a remembered step leads to, with its digests.
+    fn adopt(&mut self, next: &Digested) {
+        self.state = Arc::clone(&next.state);
+        self.canonical = next.canonical;
+        self.view = next.view;
+        self.renamed = Arc::clone(&next.renamed);
     }
 
     /// What identifies it beyond its state, under any renaming: its budget,
@@ -421,13 +427,10 @@ impl CrdtModel {
             return false;
         };
         let replica = Arc::make_mut(&mut state.replicas[at]);
-        replica.state = Arc::clone(&step.state);
+        replica.adopt(&step.next);
         replica.apply(&step.diff);
         replica.ops_left -= 1;
-        replica.canonical = step.canonical;
-        replica.view = step.view;
-        replica.renamed = Arc::clone(&step.renamed);
-        let recorded = Arc::make_mut(&mut state.history).record_local(&step.state, &step.diff);
+        let recorded = Arc::make_mut(&mut state.history).record_local(&step.next.state, &step.diff);
         if let Err(violation) = recorded {
             state.resurrection.get_or_insert(violation.to_string());
         }
@@ -449,16 +452,13 @@ impl CrdtModel {
             return false;
         }
         let replica = Arc::make_mut(&mut state.replicas[to]);
-        replica.state = Arc::clone(&delivery.state);
+        replica.adopt(&delivery.next);
         replica.diffs_fingerprint ^= delivery.diffs;
-        replica.canonical = delivery.canonical;
-        replica.view = delivery.view;
-        replica.renamed = Arc::clone(&delivery.renamed);
         if let Some(violation) = &delivery.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
         }
         if let Some(old) = &delivery.reincarnated_from {
-            let recorded = Arc::make_mut(&mut state.history).record_reincarnation(old, &delivery.state);
+            let recorded = Arc::make_mut(&mut state.history).record_reincarnation(old, &delivery.next.state);
             if let Err(violation) = recorded {
                 state.resurrection.get_or_insert(violation.to_string());
             }
@@ -529,6 +529,38 @@ impl CrdtModel {
     }
 }
 
+/// What the checker reads of a replica state: its digest (see
+/// [`canonical_digest`]), its view fingerprint, and its digests under every
+/// renaming of `replicas` replicas (see [`representative`]).
+fn digests(state: &State, replicas: usize) -> (u64, u64, Arc<[u64]>) {
+    (
+        canonical_digest(state),
+        state.view_fingerprint(),
+        Parts::replica(state).renamed(replicas),
+    )
+}
+
+/// A replica state a remembered step leads to, with its [`digests`], made
+/// once for every model state that takes the step.
+struct Digested {
+    state: Arc<State>,
+    canonical: u64,
+    view: u64,
+    renamed: Arc<[u64]>,
+}
+
+impl Digested {
+    fn new(state: State, replicas: usize) -> Self {
+        let (canonical, view, renamed) = digests(&state, replicas);
+        Self {
+            state: Arc::new(state),
+            canonical,
+            view,
+            renamed,
+        }
+    }
+}
+
 /// A local operation: every replica tracks its pid `p{i}` under the shared
 /// key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -543,15 +575,9 @@ enum LocalOp {
 /// remembered (see [`Caches`]).
 struct LocalStep {
     /// The state after the operation, its delta taken.
-    state: Arc<State>,
+    next: Digested,
     /// The operation's diff.
     diff: Diff,
-    /// The state's digest (see [`canonical_digest`]).
-    canonical: u64,
-    /// Its view fingerprint.
-    view: u64,
-    /// Its digest under every renaming (see [`representative`]).
-    renamed: Arc<[u64]>,
     /// The I3 violation of the step, if any.
     resurrection: Option<String>,
     /// The delta, then the full state, as offered to the others.
@@ -579,10 +605,7 @@ fn local_step(replica: &ModelReplica, at: usize, operation: LocalOp, replicas: u
     };
     Some(LocalStep {
         resurrection: no_resurrection_since(Some(&replica.state), &next).err(),
-        canonical: canonical_digest(&next),
-        view: next.view_fingerprint(),
-        renamed: Parts::replica(&next).renamed(replicas),
-        state: Arc::new(next),
+        next: Digested::new(next, replicas),
         diff,
         produced: [Produced::new(delta, replicas), Produced::new(full, replicas)],
     })
@@ -621,13 +644,7 @@ fn spent_on(replica: &ModelReplica, payload: &Payload, replicas: usize) -> bool 
 struct Delivery {
     /// The state after the merge, and after the reincarnation if the
     /// payload told the replica it was retired.
-    state: Arc<State>,
-    /// Its digest (see [`canonical_digest`]).
-    canonical: u64,
-    /// Its view fingerprint.
-    view: u64,
-    /// Its digest under every renaming (see [`representative`]).
-    renamed: Arc<[u64]>,
+    next: Digested,
     /// XOR of the fingerprints of the diffs emitted.
     diffs: u64,
     /// Whether the merge's diff was empty.
@@ -649,14 +666,14 @@ struct Delivery {
 impl Delivery {
     /// Whether it changes nothing for a replica whose digest was `before`.
     fn changes_nothing(&self, before: u64) -> bool {
-        self.quiet && self.canonical == before
+        self.quiet && self.next.canonical == before
     }
 
     /// Whether delivering either of two payloads to one replica state
     /// leads to the same model state: everything [`CrdtModel::deliver`]
     /// takes from a delivery agrees (the new state by its digest).
     fn same_outcome(&self, other: &Self) -> bool {
-        self.canonical == other.canonical
+        self.next.canonical == other.next.canonical
             && self.diffs == other.diffs
             && self.reincarnated_from == other.reincarnated_from
             && self.resurrection == other.resurrection
@@ -688,10 +705,7 @@ fn delivery(state: &State, payload: &Payload, replicas: usize) -> Option<Deliver
     }
     Some(Delivery {
         resurrection: no_resurrection_since(Some(state), &next).err(),
-        canonical: canonical_digest(&next),
-        view: next.view_fingerprint(),
-        renamed: Parts::replica(&next).renamed(replicas),
-        state: Arc::new(next),
+        next: Digested::new(next, replicas),
         diffs,
         quiet,
         stale,
