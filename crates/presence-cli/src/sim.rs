@@ -32,6 +32,10 @@ pub struct SimArgs {
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also print every run's trace hash, one line a run: the record that a
+    /// refactor changed no behaviour (compare before and after).
+    #[arg(long)]
+    pub hashes: bool,
 }
 
 /// One finished run, as the summary needs it.
@@ -166,6 +170,9 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
     });
 
     print_summary(&selected, &jobs, &outcomes);
+    if args.hashes {
+        print_hashes(&selected, &jobs, &outcomes);
+    }
     let mut worst: Option<Failure> = None;
     for (&(index, seed), outcome) in jobs.iter().zip(&outcomes) {
         let Some(failure) = outcome.failure() else {
@@ -239,6 +246,16 @@ fn print_summary(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outc
             wall,
             events as f64 / wall.max(1e-9),
         );
+    }
+}
+
+fn print_hashes(scenarios: &[Scenario], jobs: &[(usize, u64)], outcomes: &[Outcome]) {
+    say!("\ntrace hashes (scenario seed hash):");
+    for (&(index, seed), outcome) in jobs.iter().zip(outcomes) {
+        match &outcome.report {
+            Ok(report) => say!("{} {seed} {:#018x}", scenarios[index].name, report.trace.hash()),
+            Err(_) => say!("{} {seed} crashed", scenarios[index].name),
+        }
     }
 }
 
