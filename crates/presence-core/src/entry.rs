@@ -1,9 +1,7 @@
 //! Presence entries (topic, key, pid, meta) and the limits every entry obeys.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use rustc_hash::FxBuildHasher;
 use serde_json::Value;
 
 use crate::replica::{ReplicaId, Tag};
@@ -44,10 +42,7 @@ pub(crate) struct NameHashes {
     pub(crate) pid: u64,
 }
 
-/// The hash of a topic, key or pid, as the indexes use it.
-pub(crate) fn name_hash(name: &str) -> u64 {
-    FxBuildHasher.hash_one(name)
-}
+pub(crate) use crate::hashing::name_hash;
 
 /// Why an entry is not allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]

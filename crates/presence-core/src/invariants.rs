@@ -316,7 +316,7 @@ fn distinct_tags<'a>(presences: &'a [Presence], what: &str) -> Result<BTreeSet<&
 /// from its initial view holds exactly the presences of its view (metas
 /// compared by `phx_ref`, in any order).
 pub fn check_mirror_matches(mirror: &ClientMirror, state: &State) -> Result<(), Violation> {
-    let mut topics: BTreeSet<String> = mirror.topics().map(|(topic, _)| topic.to_owned()).collect();
+    let mut topics: BTreeSet<String> = mirror.topics().map(str::to_owned).collect();
     topics.extend(
         state
             .online_list()
@@ -341,8 +341,7 @@ pub fn check_mirror_matches_topic(
     // Compared in place: the simulator asks after every step, and the
     // mirror of a busy topic is large. The view is rendered only to say
     // what differs.
-    let empty = PresenceState::new();
-    if mirrors(mirror.topic_ref(topic).unwrap_or(&empty), &presences) {
+    if mirrors(mirror.keyed_metas(topic), &presences) {
         return Ok(());
     }
     let expected = normalized(presence_state(&presences));
@@ -363,17 +362,20 @@ pub fn check_mirror_matches_topic(
     )
 }
 
-/// Whether a mirror's presences of one topic are the renderings of exactly
-/// `presences` (the view's of that topic, ordered by key), metas in any
-/// order.
-fn mirrors(mirrored: &PresenceState, presences: &[Presence]) -> bool {
+/// Whether a mirror's presences of one topic (each key with its metas) are
+/// the renderings of exactly `presences` (the view's of that topic, ordered
+/// by key), metas in any order.
+fn mirrors<'a, M>(mirrored: impl Iterator<Item = (&'a str, M)>, presences: &[Presence]) -> bool
+where
+    M: ExactSizeIterator<Item = &'a Value>,
+{
     let mut rest = presences;
     for (key, metas) in mirrored {
         let count = rest
             .iter()
-            .take_while(|presence| *presence.entry.key == **key)
+            .take_while(|presence| *presence.entry.key == *key)
             .count();
-        if count == 0 || count != metas.metas.len() {
+        if count == 0 || count != metas.len() {
             return false;
         }
         let (of_key, after) = rest.split_at(count);
@@ -383,7 +385,7 @@ fn mirrors(mirrored: &PresenceState, presences: &[Presence]) -> bool {
             .map(|presence| (presence.tag.phx_ref(), presence))
             .collect();
         expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut actual: Vec<&Value> = metas.metas.iter().collect();
+        let mut actual: Vec<&Value> = metas.collect();
         actual.sort_by(|a, b| by_ref(a, b));
         let alike = actual
             .iter()
@@ -720,8 +722,9 @@ impl Default for MemoryBounds {
 }
 
 /// I7: no structure names a retired replica (its own id excepted, until it
-/// reincarnates), the indexes hold exactly the held entries, the replica
-/// table has no orphan slot, and every cloud is within its bound.
+/// reincarnates), the indexes hold exactly the held entries, the counts per
+/// topic are those of the view, the replica table has no orphan slot, and
+/// every cloud is within its bound.
 pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), Violation> {
     let who = state.replica();
     for (replica, log, _) in state.replicas() {
@@ -763,12 +766,64 @@ pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), V
             );
         }
     }
+    let own_held = state.known(state.own).log.values().len();
+    if state.own_index.len() != own_held {
+        return violation(
+            Invariant::BoundedMemory,
+            format!(
+                "{who} holds {own_held} own entries but its own index files {}",
+                state.own_index.len()
+            ),
+        );
+    }
+    check_census(state)?;
     let live_slots = state.slots.iter().filter(|slot| slot.is_some()).count();
     if live_slots != state.slot_of.len() || state.slots.len() != live_slots + state.free_slots.len() {
         return violation(
             Invariant::BoundedMemory,
             format!("{who} has orphan replica slots"),
         );
+    }
+    Ok(())
+}
+
+/// The counts a state keeps per topic equal those of its view, counted
+/// afresh: presences, and distinct keys.
+fn check_census(state: &State) -> Result<(), Violation> {
+    let mut counted: BTreeMap<&str, (usize, BTreeSet<&str>)> = BTreeMap::new();
+    let view = state.online_list();
+    for presence in &view {
+        let topic = counted.entry(&presence.entry.topic).or_default();
+        topic.0 += 1;
+        topic.1.insert(&presence.entry.key);
+    }
+    let kept_topics = state.census.topics().count();
+    if kept_topics != counted.len() || state.census.total() != view.len() {
+        return violation(
+            Invariant::BoundedMemory,
+            format!(
+                "{} counts {} presences on {kept_topics} topics, but its view has {} on {}",
+                state.replica(),
+                state.census.total(),
+                view.len(),
+                counted.len()
+            ),
+        );
+    }
+    for (topic, (presences, keys)) in &counted {
+        let kept = (state.count_presences(topic), state.count_keys(topic));
+        if kept != (*presences, keys.len()) {
+            return violation(
+                Invariant::BoundedMemory,
+                format!(
+                    "{} counts {} presences and {} keys on {topic:?}, but its view has {presences} and {}",
+                    state.replica(),
+                    kept.0,
+                    kept.1,
+                    keys.len()
+                ),
+            );
+        }
     }
     Ok(())
 }

@@ -50,10 +50,12 @@
 //! assert_eq!(snapshot.len(), 1);
 //! ```
 
+mod census;
 pub mod delta;
 pub mod diff;
 pub mod digest;
 pub mod entry;
+pub mod hashing;
 pub mod invariants;
 pub mod log;
 pub mod merge;
@@ -62,6 +64,7 @@ pub mod replica;
 pub mod single;
 pub mod state;
 pub mod wire;
+pub mod work;
 pub mod workload;
 
 mod index;

@@ -27,7 +27,6 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -708,8 +707,9 @@ struct Names(hashbrown::HashTable<Arc<str>>);
 
 impl Names {
     fn get(&mut self, name: &str) -> Arc<str> {
-        let hash = rustc_hash::FxBuildHasher.hash_one(name);
-        let rehash = |shared: &Arc<str>| rustc_hash::FxBuildHasher.hash_one(&**shared);
+        // Keyed: a payload's topics are client-chosen names.
+        let hash = crate::hashing::name_hash(name);
+        let rehash = |shared: &Arc<str>| crate::hashing::name_hash(shared);
         match self.0.entry(hash, |shared| **shared == *name, rehash) {
             hashbrown::hash_table::Entry::Occupied(found) => Arc::clone(found.get()),
             hashbrown::hash_table::Entry::Vacant(vacant) => Arc::clone(vacant.insert(Arc::from(name)).get()),
