@@ -1,17 +1,87 @@
 //! The client mirror: what a browser running Phoenix's JavaScript `Presence`
 //! does with `presence_state` and `presence_diff` payloads (`syncState` and
 //! `syncDiff`). It is the judge of diff exactness (invariant I1).
+//!
+//! Per key, the metas sit in phoenix.js's order under a sequence number,
+//! and an index from `phx_ref` to sequence numbers finds the metas a diff
+//! names. So a diff costs what it names, whatever the key holds: a join or
+//! leave on a key with 50,000 devices touches one meta, where filtering the
+//! key's list (as phoenix.js does) would read all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hashbrown::hash_table::{self, HashTable};
 use serde_json::Value;
 
 use crate::diff::{Diff, PresenceDiff, PresenceMetas, PresenceState};
+use crate::hashing::name_hash;
+
+/// One key's metas, in order, with their `phx_ref` index.
+#[derive(Clone, Debug, Default)]
+struct KeyMetas {
+    /// Sequence number -> meta, in the order phoenix.js keeps them.
+    order: BTreeMap<u64, Value>,
+    /// `phx_ref` -> sequence numbers of the metas that carry it (one, unless
+    /// a server sent the same ref twice). Lookups only: never iterated.
+    by_ref: HashTable<(String, Vec<u64>)>,
+    next: u64,
+}
+
+impl KeyMetas {
+    fn push(&mut self, meta: Value) {
+        let sequence = self.next;
+        self.next += 1;
+        if let Some(reference) = phx_ref(&meta) {
+            let hash = name_hash(reference);
+            let found = self.by_ref.entry(
+                hash,
+                |(filed, _)| filed == reference,
+                |(filed, _)| name_hash(filed),
+            );
+            match found {
+                hash_table::Entry::Occupied(mut filed) => filed.get_mut().1.push(sequence),
+                hash_table::Entry::Vacant(vacant) => {
+                    vacant.insert((reference.to_owned(), vec![sequence]));
+                }
+            }
+        }
+        self.order.insert(sequence, meta);
+    }
+
+    /// Drops every meta carrying `reference`.
+    fn drop_ref(&mut self, reference: &str) {
+        let found = self
+            .by_ref
+            .find_entry(name_hash(reference), |(filed, _)| filed == reference);
+        if let Ok(found) = found {
+            let ((_, sequences), _) = found.remove();
+            for sequence in sequences {
+                self.order.remove(&sequence);
+            }
+        }
+    }
+
+    fn metas(&self) -> PresenceMetas {
+        PresenceMetas {
+            metas: self.order.values().cloned().collect(),
+        }
+    }
+}
+
+impl PartialEq for KeyMetas {
+    /// Equal when they hold the same metas in the same order (sequence
+    /// numbers and the index follow from the history, not the content).
+    fn eq(&self, other: &Self) -> bool {
+        self.order.len() == other.order.len() && self.order.values().eq(other.order.values())
+    }
+}
+
+impl Eq for KeyMetas {}
 
 /// A client's local copy of presences, per topic, fed by diffs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientMirror {
-    topics: BTreeMap<String, PresenceState>,
+    topics: BTreeMap<String, BTreeMap<String, KeyMetas>>,
 }
 
 pub(crate) fn phx_ref(meta: &Value) -> Option<&str> {
@@ -39,28 +109,28 @@ impl ClientMirror {
     /// `syncDiff`: joins first, then leaves. A join on a known key keeps the
     /// metas whose `phx_ref` it does not repeat, then adds its own; a leave
     /// removes metas by `phx_ref` and drops a key left with none; a leave for
-    /// an unknown key is ignored.
+    /// an unknown key is ignored. A meta without a `phx_ref` is never matched.
     pub fn sync_diff(&mut self, topic: &str, diff: &PresenceDiff) {
         let state = self.topics.entry(topic.to_owned()).or_default();
         for (key, joined) in &diff.joins {
-            // The metas kept stay where they are: a join on a key with many
-            // presences copies none of them.
-            let metas = &mut state.entry(key.clone()).or_default().metas;
-            if !metas.is_empty() {
-                let joined_refs = refs(&joined.metas);
-                metas.retain(|meta| phx_ref(meta).is_none_or(|r| !joined_refs.contains(r)));
+            let metas = state.entry(key.clone()).or_default();
+            // Every ref of the join first, so a join's own metas never drop
+            // each other; then the join's metas, after the ones kept.
+            for reference in refs(&joined.metas) {
+                metas.drop_ref(reference);
             }
-            metas.extend(joined.metas.iter().cloned());
+            for meta in &joined.metas {
+                metas.push(meta.clone());
+            }
         }
         for (key, left) in &diff.leaves {
             let Some(current) = state.get_mut(key) else {
                 continue;
             };
-            let left_refs = refs(&left.metas);
-            current
-                .metas
-                .retain(|meta| phx_ref(meta).is_none_or(|r| !left_refs.contains(r)));
-            if current.metas.is_empty() {
+            for reference in refs(&left.metas) {
+                current.drop_ref(reference);
+            }
+            if current.order.is_empty() {
                 state.remove(key);
             }
         }
@@ -73,7 +143,7 @@ impl ClientMirror {
     /// by way of the diff between the two, which it returns (what `onJoin` and
     /// `onLeave` callbacks would see).
     pub fn sync_state(&mut self, topic: &str, new_state: &PresenceState) -> PresenceDiff {
-        let current = self.topics.get(topic).cloned().unwrap_or_default();
+        let current = self.topic(topic);
         let mut diff = PresenceDiff::default();
         for (key, presence) in &current {
             if !new_state.contains_key(key) {
@@ -110,19 +180,34 @@ impl ClientMirror {
         diff
     }
 
-    /// The presences of one topic (empty when none).
+    /// The presences of one topic (empty when none), as a `presence_state`.
     pub fn topic(&self, topic: &str) -> PresenceState {
-        self.topics.get(topic).cloned().unwrap_or_default()
+        self.topics
+            .get(topic)
+            .map(|keys| {
+                keys.iter()
+                    .map(|(key, metas)| (key.clone(), metas.metas()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    /// The presences of `topic`, borrowed; `None` when it has none.
-    pub fn topic_ref(&self, topic: &str) -> Option<&PresenceState> {
-        self.topics.get(topic)
+    /// The presences of `topic`, borrowed: each key, sorted, with its metas
+    /// in order. Empty when the topic has none.
+    pub fn keyed_metas<'a>(
+        &'a self,
+        topic: &str,
+    ) -> impl Iterator<Item = (&'a str, impl ExactSizeIterator<Item = &'a Value> + 'a)> + 'a {
+        self.topics
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .map(|(key, metas)| (key.as_str(), metas.order.values()))
     }
 
     /// Topics with at least one presence, sorted.
-    pub fn topics(&self) -> impl Iterator<Item = (&str, &PresenceState)> {
-        self.topics.iter().map(|(topic, state)| (topic.as_str(), state))
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(String::as_str)
     }
 
     /// Keys present on `topic`, sorted.
@@ -163,6 +248,7 @@ mod tests {
         mirror.sync_diff("t", &diff(&[], &[("alice", &["2"])]));
         assert!(mirror.topic("t").is_empty());
         assert_eq!(mirror.topics().count(), 0);
+        assert_eq!(mirror, ClientMirror::new(), "an emptied mirror is an empty one");
     }
 
     #[test]
@@ -192,6 +278,48 @@ mod tests {
                 json!({"phx_ref": "4"}),
             ]
         );
+    }
+
+    #[test]
+    fn a_meta_without_a_ref_is_never_matched_and_a_repeated_ref_goes_whole() {
+        let mut mirror = ClientMirror::new();
+        let bare = PresenceDiff {
+            joins: [(
+                "alice".to_string(),
+                PresenceMetas {
+                    metas: vec![json!({"x": 1})],
+                },
+            )]
+            .into_iter()
+            .collect(),
+            leaves: Default::default(),
+        };
+        mirror.sync_diff("t", &bare);
+        mirror.sync_diff("t", &diff(&[("alice", &["1", "1", "2"])], &[]));
+        assert_eq!(mirror.topic("t")["alice"].metas.len(), 4);
+        mirror.sync_diff("t", &diff(&[], &[("alice", &["1"])]));
+        assert_eq!(
+            mirror.topic("t")["alice"].metas,
+            [json!({"x": 1}), json!({"phx_ref": "2"})],
+            "both metas of ref 1 left; the bare one stays"
+        );
+    }
+
+    #[test]
+    fn a_diff_on_a_hot_key_keeps_its_order() {
+        let mut mirror = ClientMirror::new();
+        let many: Vec<String> = (0..1_000).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        mirror.sync_diff("t", &diff(&[("guest", &refs)], &[]));
+        mirror.sync_diff("t", &diff(&[("guest", &["500"])], &[("guest", &["7"])]));
+        let metas = mirror.topic("t")["guest"].metas.clone();
+        assert_eq!(metas.len(), 999);
+        assert_eq!(
+            metas.last(),
+            Some(&json!({"phx_ref": "500"})),
+            "a rejoined ref goes last"
+        );
+        assert_eq!(metas[7], json!({"phx_ref": "8"}), "the others keep their order");
     }
 
     #[test]
