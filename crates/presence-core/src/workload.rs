@@ -2,21 +2,129 @@
 //! who measures them: the `merge_scale` example, the criterion benches in
 //! `benches/` and the tests that keep both honest.
 //!
-//! Entry `i` of a workload with prefix `p` is key `p-user:i` on topic
-//! `room:{i % 100}` through pid `p-pid:i`, with a small metadata object. The
-//! same arguments always build the same state.
+//! A workload spreads entries over names in one of four [`Shape`]s. In the
+//! uniform shape (the first wave's), entry `i` of a workload with prefix `p`
+//! is key `p-user:i` on topic `room:{i % 100}` through pid `p-pid:i`; the
+//! skewed shapes put every entry in one room under one key, in one room
+//! under Zipf-distributed keys, or on a topic of its own through one pid.
+//! Every entry has a small metadata object. The same arguments always build
+//! the same state.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::json;
 
 use crate::{Delta, ReplicaId, State};
 
-/// Topics a workload spreads its entries over.
+/// Topics a uniform workload spreads its entries over.
 pub const TOPICS: usize = 100;
 
 /// Operations in one [`DeltaStream`] delta.
 pub const DELTA_OPS: usize = 100;
+
+/// The room of the skewed shapes that put everyone in one room.
+pub const ROOM: &str = "room:lobby";
+
+/// Distinct keys the Zipf shape draws from.
+pub const ZIPF_KEYS: usize = 100_000;
+
+/// The Zipf shape's exponent.
+pub const ZIPF_EXPONENT: f64 = 1.1;
+
+/// How a workload spreads its entries over topics, keys and pids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Shape {
+    /// Distinct keys and pids over 100 topics (the first wave's workload).
+    Uniform,
+    /// Every entry in [`ROOM`] under key `guest`, each through its own pid:
+    /// a guest account, or one user with thousands of tabs.
+    OneKey,
+    /// Every entry in [`ROOM`], keys `user:r` with rank `r` drawn from
+    /// Zipf([`ZIPF_EXPONENT`]) over [`ZIPF_KEYS`] keys, each through its own
+    /// pid: a few users with many devices and a long tail.
+    Zipf,
+    /// One pid (and one key) on a topic of its own per entry: one
+    /// connection subscribed to every room.
+    PidEverywhere,
+}
+
+impl Shape {
+    /// Every shape, uniform first.
+    pub const ALL: [Shape; 4] = [Shape::Uniform, Shape::OneKey, Shape::Zipf, Shape::PidEverywhere];
+
+    /// The name benchmark ids and reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Shape::Uniform => "uniform",
+            Shape::OneKey => "one_key",
+            Shape::Zipf => "zipf",
+            Shape::PidEverywhere => "pid_everywhere",
+        }
+    }
+
+    /// (topic, key, pid) of entry `i` of replica `prefix`.
+    pub fn names(self, prefix: &str, i: usize) -> (String, String, String) {
+        match self {
+            Shape::Uniform => (
+                topic(i),
+                format!("{prefix}-user:{i}"),
+                format!("{prefix}-pid:{i}"),
+            ),
+            Shape::OneKey => (ROOM.to_owned(), "guest".to_owned(), format!("{prefix}-pid:{i}")),
+            Shape::Zipf => (
+                ROOM.to_owned(),
+                format!("user:{}", zipf_rank(i)),
+                format!("{prefix}-pid:{i}"),
+            ),
+            Shape::PidEverywhere => (
+                format!("room:{i}"),
+                format!("{prefix}-user:0"),
+                format!("{prefix}-pid:0"),
+            ),
+        }
+    }
+
+    /// The (topic, key) with the most entries of replica `prefix`.
+    pub fn hottest(self, prefix: &str) -> (String, String) {
+        let (topic, key, _) = self.names(prefix, 0);
+        match self {
+            Shape::Zipf => (topic, "user:0".to_owned()),
+            _ => (topic, key),
+        }
+    }
+
+    /// The pid with the most entries of replica `prefix`.
+    pub fn hottest_pid(self, prefix: &str) -> String {
+        self.names(prefix, 0).2
+    }
+}
+
+/// The rank of entry `i`'s key in the Zipf shape: a deterministic draw
+/// (splitmix64 of `i`) through the inverse of the distribution.
+fn zipf_rank(i: usize) -> usize {
+    static CDF: OnceLock<Vec<f64>> = OnceLock::new();
+    let cdf = CDF.get_or_init(|| {
+        let weights: Vec<f64> = (1..=ZIPF_KEYS)
+            .map(|rank| (rank as f64).powf(-ZIPF_EXPONENT))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut running = 0.0;
+        weights
+            .iter()
+            .map(|weight| {
+                running += weight / total;
+                running
+            })
+            .collect()
+    });
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let draw = (z >> 11) as f64 / (1u64 << 53) as f64;
+    cdf.partition_point(|&below| below < draw).min(ZIPF_KEYS - 1)
+}
 
 fn topic(i: usize) -> String {
     format!("room:{}", i % TOPICS)
@@ -34,22 +142,28 @@ pub fn size_label(size: usize) -> String {
 
 /// Joins entries `first..first + count` of `prefix` at `state`.
 pub fn populate(state: &mut State, prefix: &str, first: usize, count: usize) {
+    populate_shaped(state, Shape::Uniform, prefix, first, count);
+}
+
+/// Joins entries `first..first + count` of `prefix` in `shape` at `state`.
+pub fn populate_shaped(state: &mut State, shape: Shape, prefix: &str, first: usize, count: usize) {
     for i in first..first + count {
+        let (topic, key, pid) = shape.names(prefix, i);
         state
-            .join(
-                &format!("{prefix}-pid:{i}"),
-                &topic(i),
-                &format!("{prefix}-user:{i}"),
-                json!({"online_at": i, "device": "phone"}),
-            )
+            .join(&pid, &topic, &key, json!({"online_at": i, "device": "phone"}))
             .expect("workload joins are valid");
     }
 }
 
 /// A replica `node-{prefix}` holding `count` entries of its own.
 pub fn replica(prefix: &str, count: usize) -> State {
+    replica_shaped(Shape::Uniform, prefix, count)
+}
+
+/// A replica `node-{prefix}` holding `count` entries of its own in `shape`.
+pub fn replica_shaped(shape: Shape, prefix: &str, count: usize) -> State {
     let mut state = State::new(ReplicaId::new(&format!("node-{prefix}"), 1));
-    populate(&mut state, prefix, 0, count);
+    populate_shaped(&mut state, shape, prefix, 0, count);
     state.take_delta();
     state
 }
@@ -57,7 +171,16 @@ pub fn replica(prefix: &str, count: usize) -> State {
 /// Two replicas `a` and `b` of `count` entries each, none shared: the
 /// full-merge workload.
 pub fn disjoint_pair(count: usize) -> (State, State) {
-    (replica("a", count), replica("b", count))
+    disjoint_pair_shaped(Shape::Uniform, count)
+}
+
+/// Two replicas `a` and `b` of `count` entries each in `shape`, no entry
+/// shared (in the skewed shapes, rooms and keys are shared).
+pub fn disjoint_pair_shaped(shape: Shape, count: usize) -> (State, State) {
+    (
+        replica_shaped(shape, "a", count),
+        replica_shaped(shape, "b", count),
+    )
 }
 
 /// `a` after merging `b`: both replicas' entries, all up.
@@ -83,6 +206,7 @@ pub fn lagging_clocks(state: &State, behind: &ReplicaId, lag: u64) -> BTreeMap<R
 /// 33 leaves and 34 updates, so the state keeps its size however many deltas
 /// a benchmark merges.
 pub struct DeltaStream {
+    shape: Shape,
     origin: State,
     next_join: usize,
     next_leave: usize,
@@ -93,14 +217,20 @@ impl DeltaStream {
     /// The origin of the stream with `size` entries, and a receiver that has
     /// merged all of them. `size` must be at least [`DELTA_OPS`].
     pub fn new(size: usize) -> (Self, State) {
+        Self::shaped(Shape::Uniform, size)
+    }
+
+    /// The same, with entries in `shape`.
+    pub fn shaped(shape: Shape, size: usize) -> (Self, State) {
         assert!(
             size >= DELTA_OPS,
             "a delta stream needs {DELTA_OPS} entries to work on"
         );
-        let origin = replica("c", size);
+        let origin = replica_shaped(shape, "c", size);
         let mut receiver = State::new(ReplicaId::new("node-r", 1));
         receiver.merge(&origin);
         let stream = DeltaStream {
+            shape,
             origin,
             next_join: size,
             next_leave: 0,
@@ -127,24 +257,19 @@ impl DeltaStream {
         let (leaves, joins) = (DELTA_OPS / 3, DELTA_OPS / 3);
         let updates = DELTA_OPS - leaves - joins;
         for _ in 0..leaves {
-            let i = self.next_leave;
-            self.origin
-                .leave(&format!("c-pid:{i}"), &topic(i), &format!("c-user:{i}"));
+            let (topic, key, pid) = self.shape.names("c", self.next_leave);
+            self.origin.leave(&pid, &topic, &key);
             self.next_leave += 1;
         }
         for k in 0..updates {
             // The newest entries, well clear of the oldest that leave.
             let i = self.next_join - 1 - k;
+            let (topic, key, pid) = self.shape.names("c", i);
             self.origin
-                .update(
-                    &format!("c-pid:{i}"),
-                    &topic(i),
-                    &format!("c-user:{i}"),
-                    json!({"online_at": i, "away": true}),
-                )
+                .update(&pid, &topic, &key, json!({"online_at": i, "away": true}))
                 .expect("updated entries are present");
         }
-        populate(&mut self.origin, "c", self.next_join, joins);
+        populate_shaped(&mut self.origin, self.shape, "c", self.next_join, joins);
         self.next_join += joins;
         self.origin.take_delta()
     }
@@ -177,11 +302,8 @@ mod tests {
 
     #[test]
     fn deltas_into_a_state_beyond_the_caches_merge_exactly() {
-        // Large enough that merge_delta reads its slots ahead first.
+        // Large enough that the indexes are larger than the caches.
         let (mut stream, mut receiver) = DeltaStream::new(60_000);
-        let origin = stream.origin.replica().clone();
-        let slot = receiver.slot_of[&origin];
-        assert!(receiver.known(slot).indexes.beyond_caches());
         for _ in 0..5 {
             let delta = stream.next_delta();
             let diff = receiver.merge_delta(&delta).expect("consecutive deltas connect");
@@ -191,6 +313,42 @@ mod tests {
         assert_eq!(receiver.view_fingerprint(), stream.origin.view_fingerprint());
         crate::invariants::check_bounded_memory(&receiver, Default::default())
             .expect("indexes match the values");
+    }
+
+    #[test]
+    fn every_shape_streams_exact_deltas() {
+        for shape in Shape::ALL {
+            let (mut stream, mut receiver) = DeltaStream::shaped(shape, 500);
+            for _ in 0..8 {
+                let diff = receiver
+                    .merge_delta(&stream.next_delta())
+                    .expect("consecutive deltas connect");
+                assert_eq!(diff.joins.len(), 33 + 34, "{shape:?}");
+            }
+            assert_eq!(receiver.view_fingerprint(), stream.origin.view_fingerprint());
+            assert_eq!(receiver.len(), 500);
+        }
+    }
+
+    #[test]
+    fn the_skewed_shapes_are_skewed() {
+        let one_key = replica_shaped(Shape::OneKey, "a", 1_000);
+        let (topic, key) = Shape::OneKey.hottest("a");
+        assert_eq!(one_key.get_by_key(&topic, &key).len(), 1_000);
+        let zipf = replica_shaped(Shape::Zipf, "a", 10_000);
+        let (topic, key) = Shape::Zipf.hottest("a");
+        let hottest = zipf.get_by_key(&topic, &key).len();
+        // Zipf(1.1) over 100,000 keys gives the first about 12%.
+        assert!((800..1_600).contains(&hottest), "hottest key has {hottest}");
+        assert!(zipf.count_keys(ROOM) > 1_000, "and a long tail");
+        let everywhere = replica_shaped(Shape::PidEverywhere, "a", 1_000);
+        assert_eq!(
+            everywhere
+                .get_by_pid(&Shape::PidEverywhere.hottest_pid("a"))
+                .len(),
+            1_000
+        );
+        assert_eq!(everywhere.count_presences("room:7"), 1);
     }
 
     #[test]
