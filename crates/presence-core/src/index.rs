@@ -155,11 +155,17 @@ enum ClocksIter<'a, V> {
 impl<'a, V> Iterator for ClocksIter<'a, V> {
     type Item = &'a V;
 
+    /// Each item yielded counts as a probe: a lookup that walks a group
+    /// does work in proportion to the group.
     fn next(&mut self) -> Option<&'a V> {
-        match self {
+        let next = match self {
             Self::One(filed) => filed.take(),
             Self::Many(set) => set.next(),
+        };
+        if next.is_some() {
+            probe();
         }
+        next
     }
 }
 

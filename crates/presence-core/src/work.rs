@@ -1,5 +1,5 @@
 //! Deterministic work counters: how many index slots the state's lookups
-//! compared. A complexity test reads them to show that an operation's work
+//! compared, and how many filed clocks they walked. A complexity test reads them to show that an operation's work
 //! does not grow with how entries are spread over names; a timing would be
 //! flaky, a count is not.
 //!
@@ -12,7 +12,7 @@ thread_local! {
 }
 
 /// Counts one comparison of an index slot (a group, a clock or an own
-/// entry) against what a lookup looks for.
+/// entry) against what a lookup looks for, or one clock a lookup walked.
 #[inline(always)]
 pub(crate) fn probe() {
     #[cfg(feature = "work-counters")]
