@@ -1021,4 +1021,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn wrong_counts_and_a_stale_own_index_are_caught() {
+        use crate::entry::Entry;
+        let mut state = State::new(ReplicaId::new("a", 1));
+        state.join("p1", "t", "alice", serde_json::json!({})).unwrap();
+        state.join("p2", "t", "alice", serde_json::json!({})).unwrap();
+        assert_eq!(check_bounded_memory(&state, MemoryBounds::default()), Ok(()));
+
+        let mut extra = state.clone();
+        extra
+            .census
+            .add(&Entry::new("t", "bob", "p3", serde_json::json!({})).unwrap());
+        let caught = check_bounded_memory(&extra, MemoryBounds::default()).unwrap_err();
+        assert!(caught.detail.contains("counts 3 presences"), "{}", caught.detail);
+
+        let mut lost = state.clone();
+        lost.census
+            .remove(&Entry::new("t", "alice", "p9", serde_json::json!({})).unwrap());
+        assert!(check_bounded_memory(&lost, MemoryBounds::default()).is_err());
+
+        let mut stale = state.clone();
+        let entry = Entry::new("t", "alice", "p1", serde_json::json!({})).unwrap();
+        stale.own_index.remove(1, &entry);
+        let caught = check_bounded_memory(&stale, MemoryBounds::default()).unwrap_err();
+        assert!(caught.detail.contains("own index"), "{}", caught.detail);
+    }
 }

@@ -359,27 +359,43 @@ impl State {
 
     /// Visible presences of `key` on `topic`, ordered by tag.
     pub fn get_by_key(&self, topic: &str, key: &str) -> Vec<Presence> {
-        let mut presences = Vec::new();
-        for known in self.visible_replicas() {
-            presences.extend(
-                known
-                    .indexes
-                    .by_key(topic, key)
-                    .filter(|(_, entry)| &*entry.key == key)
-                    .map(|(clock, entry)| Presence::new(&known.id, clock, entry)),
-            );
-        }
-        presences.sort_unstable();
-        presences
+        self.by_tag(|known| {
+            known
+                .indexes
+                .by_key(topic, key)
+                .filter(|(_, entry)| &*entry.key == key)
+                .map(|(clock, entry)| (clock, Arc::clone(entry)))
+                .collect()
+        })
     }
 
     /// Visible presences of `pid` (on every topic), ordered by tag.
     pub fn get_by_pid(&self, pid: &str) -> Vec<Presence> {
-        let mut presences = self.visible(
-            |indexes| indexes.by_pid(pid).collect(),
-            |entry| &*entry.pid == pid,
-        );
-        presences.sort_unstable();
+        self.by_tag(|known| {
+            known
+                .indexes
+                .by_pid(pid)
+                .filter_map(|clock| {
+                    let entry = known.log.values.get(&clock).expect("indexed clock is held");
+                    (&*entry.pid == pid).then(|| (clock, Arc::clone(entry)))
+                })
+                .collect()
+        })
+    }
+
+    /// The presences `find` picks from each visible replica, ordered by tag:
+    /// by replica (visible replicas come in id order) and then clock, so
+    /// the sort compares integers, never replica names.
+    fn by_tag(&self, find: impl Fn(&Known) -> Vec<(u64, Arc<Entry>)>) -> Vec<Presence> {
+        let mut presences = Vec::new();
+        for known in self.visible_replicas() {
+            let mut found = find(known);
+            found.sort_unstable_by_key(|(clock, _)| *clock);
+            presences.extend(found.into_iter().map(|(clock, entry)| Presence {
+                tag: Tag::new(known.id.clone(), clock),
+                entry,
+            }));
+        }
         presences
     }
 
@@ -453,26 +469,6 @@ impl State {
             .values()
             .map(|&slot| self.known(slot))
             .filter(|known| known.status == Status::Up)
-    }
-
-    /// The presences at the candidate clocks `lookup` finds in each visible
-    /// replica's indexes whose entries pass `accept` (hash lookups yield
-    /// candidates: equal hashes do not make equal names).
-    fn visible(
-        &self,
-        lookup: impl Fn(&Indexes) -> Vec<u64>,
-        accept: impl Fn(&Entry) -> bool,
-    ) -> Vec<Presence> {
-        let mut presences = Vec::new();
-        for known in self.visible_replicas() {
-            for clock in lookup(&known.indexes) {
-                let entry = known.log.values.get(&clock).expect("indexed clock is held");
-                if accept(entry) {
-                    presences.push(Presence::new(&known.id, clock, entry));
-                }
-            }
-        }
-        presences
     }
 
     // ----- replicas, liveness and retirement ---------------------------------
