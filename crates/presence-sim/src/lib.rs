@@ -25,6 +25,7 @@
 //! assert_eq!(run(&scenario, 7, false).trace.hash(), report.trace.hash());
 //! ```
 
+pub mod distribution;
 pub mod network;
 pub mod rng;
 pub mod scenario;

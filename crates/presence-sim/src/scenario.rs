@@ -30,6 +30,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use presence_tracker::Config;
+
+use crate::distribution::Distribution;
 use serde::{Deserialize, Serialize};
 
 /// A named run description.
@@ -105,6 +107,12 @@ pub struct Workload {
     pub initial_presences_per_node: usize,
     /// Stop after this many operations in all (used by shrinking).
     pub max_ops: Option<u64>,
+    /// How clients pick topics (`kind = "uniform"`, `"zipf"` with an
+    /// `exponent`, or `"hot"` with a `share`): room 0 is the busiest.
+    pub topic_distribution: Distribution,
+    /// How clients pick keys: key 0 is the hottest. With many clients per
+    /// node, a hot key has dozens of pids (devices, tabs) on every node.
+    pub key_distribution: Distribution,
 }
 
 impl Default for Workload {
@@ -116,6 +124,8 @@ impl Default for Workload {
             op_interval_ms: 1_000,
             initial_presences_per_node: 0,
             max_ops: None,
+            topic_distribution: Distribution::Uniform,
+            key_distribution: Distribution::Uniform,
         }
     }
 }
@@ -466,6 +476,22 @@ impl Scenario {
                 "workload",
                 "clients_per_node, topics and keys must be positive".into(),
             );
+        }
+        for (field, distribution, names) in [
+            (
+                "workload.topic_distribution",
+                workload.topic_distribution,
+                workload.topics,
+            ),
+            (
+                "workload.key_distribution",
+                workload.key_distribution,
+                workload.keys,
+            ),
+        ] {
+            if let Err(problem) = distribution.check(names) {
+                return invalid(field, problem);
+            }
         }
         // Each client tracks a (topic, key) at most once; leave room to spare.
         let room = workload.clients_per_node * workload.topics * workload.keys;

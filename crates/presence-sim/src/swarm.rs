@@ -2,6 +2,7 @@
 //! cluster, protocol timings, workload, network rates and fault mix, so a
 //! thousand seeds explore a thousand different kinds of trouble.
 
+use crate::distribution::Distribution;
 use crate::rng::SimRng;
 use crate::scenario::{Checks, Network, Protocol, RandomFaults, Scenario, Workload};
 
@@ -46,19 +47,25 @@ pub fn draw(seed: u64) -> Scenario {
         queue_limit: 1_000,
         encode_messages: true,
     };
-    let workload = Workload {
+    let mut workload = Workload {
         clients_per_node: rng.between(1, 4) as usize,
         topics: rng.between(1, 3) as usize,
         keys: rng.between(1, 5) as usize,
         op_interval_ms: rng.between(200, 3_000),
         initial_presences_per_node: 0,
         max_ops: None,
+        topic_distribution: Distribution::Uniform,
+        key_distribution: Distribution::Uniform,
     };
+    let nodes = rng.between(2, 5) as usize;
+    // Drawn after everything the first wave drew, so those draws stay as
+    // they were.
+    draw_skew(&mut rng, &mut workload);
     Scenario {
         name: format!("swarm-{seed}"),
         description: "drawn by `presence swarm`".into(),
         seeds: vec![seed],
-        nodes: rng.between(2, 5) as usize,
+        nodes,
         fault_phase_ms,
         // Heal, then at worst: a down period to notice a silent peer, a
         // retirement round trip, and anti-entropy over lossy-free links.
@@ -79,6 +86,39 @@ pub fn draw(seed: u64) -> Scenario {
     }
 }
 
+/// How the seed's clients share names, one of four worlds, about equally
+/// often: uniform (as drawn); Zipf-distributed keys over more keys; a hot
+/// key with many clients per node, so that key has dozens of pids on every
+/// node (a guest account, one user with many tabs); a hot room with
+/// Zipf-distributed keys, where each client's pid is shared across rooms.
+fn draw_skew(rng: &mut SimRng, workload: &mut Workload) {
+    let share = |rng: &mut SimRng| rng.between(30, 90) as f64 / 100.0;
+    let exponent = |rng: &mut SimRng| rng.between(80, 150) as f64 / 100.0;
+    match rng.below(4) {
+        0 => {}
+        1 => {
+            workload.keys = rng.between(5, 40) as usize;
+            workload.key_distribution = Distribution::Zipf {
+                exponent: exponent(rng),
+            };
+        }
+        2 => {
+            workload.clients_per_node = rng.between(8, 40) as usize;
+            workload.keys = rng.between(2, 10) as usize;
+            workload.key_distribution = Distribution::Hot { share: share(rng) };
+        }
+        _ => {
+            workload.clients_per_node = rng.between(4, 16) as usize;
+            workload.topics = rng.between(2, 6) as usize;
+            workload.keys = rng.between(5, 20) as usize;
+            workload.topic_distribution = Distribution::Hot { share: share(rng) };
+            workload.key_distribution = Distribution::Zipf {
+                exponent: exponent(rng),
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +131,39 @@ mod tests {
             assert_eq!(draw(seed), scenario);
         }
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn seeds_draw_every_kind_of_skew() {
+        let drawn: Vec<Workload> = (0..200).map(|seed| draw(seed).workload).collect();
+        let hot_keys = drawn
+            .iter()
+            .filter(|workload| matches!(workload.key_distribution, Distribution::Hot { .. }))
+            .count();
+        let zipf_keys = drawn
+            .iter()
+            .filter(|workload| matches!(workload.key_distribution, Distribution::Zipf { .. }))
+            .count();
+        let hot_rooms = drawn
+            .iter()
+            .filter(|workload| matches!(workload.topic_distribution, Distribution::Hot { .. }))
+            .count();
+        let uniform = drawn
+            .iter()
+            .filter(|workload| workload.key_distribution == Distribution::Uniform)
+            .count();
+        for (what, count) in [
+            ("hot keys", hot_keys),
+            ("zipf keys", zipf_keys),
+            ("hot rooms", hot_rooms),
+            ("uniform", uniform),
+        ] {
+            assert!((25..=80).contains(&count), "{what}: {count} of 200");
+        }
+        assert!(
+            drawn.iter().any(|workload| workload.clients_per_node >= 30
+                && matches!(workload.key_distribution, Distribution::Hot { .. })),
+            "some seeds give a hot key dozens of pids per node"
+        );
     }
 }

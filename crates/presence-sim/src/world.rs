@@ -22,6 +22,7 @@ use presence_core::{ClientMirror, ReplicaId};
 use presence_tracker::{Config, Input, Message, Node, Output, PeerStatus, ReplicaEvent};
 use serde_json::json;
 
+use crate::distribution::Picker;
 use crate::network::{Envelope, Links, Payload};
 use crate::rng::SimRng;
 use crate::scenario::{Fault, Scenario};
@@ -186,6 +187,8 @@ pub struct World {
     links: Links,
     network_rng: SimRng,
     workload_rng: SimRng,
+    topic_picker: Picker,
+    key_picker: Picker,
     fault_rng: SimRng,
     history: History,
     trace: Trace,
@@ -228,6 +231,8 @@ impl World {
             links: Links::new(scenario.network.queue_limit),
             network_rng: SimRng::fork(seed, "network"),
             workload_rng: SimRng::fork(seed, "workload"),
+            topic_picker: Picker::new(scenario.workload.topic_distribution, scenario.workload.topics),
+            key_picker: Picker::new(scenario.workload.key_distribution, scenario.workload.keys),
             fault_rng: SimRng::fork(seed, "faults"),
             history: History::new(),
             trace: Trace::new(keep_trace),
@@ -318,10 +323,7 @@ impl World {
             let client = i % workload.clients_per_node;
             // Bounded retries: validation guarantees room for every presence.
             for _attempt in 0..64 {
-                let choice = (
-                    self.workload_rng.below(workload.topics),
-                    self.workload_rng.below(workload.keys),
-                );
+                let choice = self.pick_topic_and_key();
                 if self.nodes[index].clients[client].insert(choice) {
                     self.client_op(index, "track", client, Some(choice));
                     break;
@@ -598,9 +600,14 @@ impl World {
         self.schedule(next, Event::Op(index));
     }
 
+    /// A (topic, key) drawn by the workload's distributions.
+    fn pick_topic_and_key(&mut self) -> (usize, usize) {
+        let topic = self.topic_picker.pick(&mut self.workload_rng);
+        (topic, self.key_picker.pick(&mut self.workload_rng))
+    }
+
     fn random_client_op(&mut self, index: usize) {
         let workload = &self.scenario.workload;
-        let (topics, keys) = (workload.topics, workload.keys);
         let client = self.workload_rng.below(workload.clients_per_node);
         let tracked = &self.nodes[index].clients[client];
         let roll = if tracked.is_empty() {
@@ -612,7 +619,7 @@ impl World {
             |rng: &mut SimRng, set: &BTreeSet<(usize, usize)>| set.iter().nth(rng.below(set.len())).copied();
         match roll {
             0..=3 => {
-                let choice = (self.workload_rng.below(topics), self.workload_rng.below(keys));
+                let choice = self.pick_topic_and_key();
                 if self.nodes[index].clients[client].insert(choice) {
                     self.client_op(index, "track", client, Some(choice));
                 }

@@ -30,6 +30,7 @@ fn every_scenario_file_loads_under_its_own_name() {
         "churn-with-restarts",
         "stale-transfer-same-key",
         "large",
+        "big-room",
     ] {
         assert!(names.contains(&required), "sims/ lacks {required}");
     }
@@ -124,4 +125,33 @@ fn regression_swarm_seeds_7_and_76_empty_reincarnation() {
         let report = run(&swarm::draw(seed), seed, false);
         assert!(report.verdict.passed(), "seed {seed}: {}", report.verdict);
     }
+}
+
+#[test]
+fn the_big_room_is_big_and_hot_and_passes() {
+    // One room, at least 50,000 presences, at least 5,000 under one key:
+    // counted from the run's own preload operations.
+    let big = scenario("big-room");
+    let report = run(&big, big.seeds[0], true);
+    assert!(report.verdict.passed(), "{}", report.verdict);
+    let preloaded: Vec<(&str, &str)> = report
+        .trace
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            presence_sim::trace::TraceEvent::Op {
+                t: 0,
+                action: "track",
+                topic,
+                key,
+                ..
+            } => Some((topic.as_str(), key.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(preloaded.len() >= 50_000, "{} presences", preloaded.len());
+    assert!(preloaded.iter().all(|(topic, _)| *topic == "room:0"), "one room");
+    let hot = preloaded.iter().filter(|(_, key)| *key == "user0").count();
+    assert!(hot >= 5_000, "{hot} under the hot key");
+    assert!(report.ops > 50_000 + 1_000, "churn on top: {} ops", report.ops);
 }
