@@ -112,8 +112,35 @@ pub enum Failure {
     Usage = 64,
 }
 
+/// The name-hash secret of the harness commands (see
+/// `presence_core::hashing`): fixed, so that even their work counts
+/// reproduce. `PRESENCE_HASH_SECRET` overrides it, which is how a test shows
+/// that no trace depends on it. `presence node` keeps a random secret.
+const HARNESS_HASH_SECRET: u64 = 0x7072_6573_656e_6365;
+
+fn fix_hash_secret(command: &Command) -> Result<(), Failure> {
+    let secret = match std::env::var("PRESENCE_HASH_SECRET") {
+        Ok(text) => match text.parse::<u64>() {
+            Ok(secret) => secret,
+            Err(_) => {
+                eprintln!("error: PRESENCE_HASH_SECRET={text:?} is not a 64-bit unsigned number");
+                return Err(Failure::Usage);
+            }
+        },
+        Err(_) if matches!(command, Command::Node(_)) => return Ok(()),
+        Err(_) => HARNESS_HASH_SECRET,
+    };
+    presence_core::hashing::set_secret(secret).map_err(|error| {
+        eprintln!("error: {error}");
+        Failure::Usage
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(failure) = fix_hash_secret(&cli.command) {
+        return ExitCode::from(failure as u8);
+    }
     let outcome = match cli.command {
         Command::Sim(args) => sim::run(&args),
         Command::Swarm(args) => swarm::run(&args),
