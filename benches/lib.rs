@@ -15,6 +15,9 @@ pub const FULL_MERGE_SIZES: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 /// State sizes of the delta-merge curve, the one that must stay flat.
 pub const DELTA_MERGE_SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
 
+/// State sizes of the skew bench: every shape at each.
+pub const SKEW_SIZES: [usize; 2] = [100_000, 1_000_000];
+
 /// Criterion's warm-up for these benches (the command line's
 /// `--warm-up-time` overrides it).
 pub const WARM_UP: Duration = Duration::from_secs(1);

@@ -10,6 +10,7 @@ use std::alloc::System;
 use std::path::PathBuf;
 
 use cap::Cap;
+use presence_core::workload::Shape;
 use presence_core::{ReplicaId, State};
 use serde_json::json;
 
@@ -18,16 +19,20 @@ static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
 const SIZE: usize = 1_000_000;
 
-fn own_replica() -> State {
+/// Replica `a` with `SIZE` entries in `shape` (the uniform shape is the
+/// first wave's workload), every meta `{}`.
+fn own_replica_shaped(shape: Shape) -> State {
     let mut state = State::new(ReplicaId::new("node-a", 1));
     for i in 0..SIZE {
-        let topic = format!("room:{}", i % presence_core::workload::TOPICS);
-        state
-            .join(&format!("a-pid:{i}"), &topic, &format!("a-user:{i}"), json!({}))
-            .expect("valid join");
+        let (topic, key, pid) = shape.names("a", i);
+        state.join(&pid, &topic, &key, json!({})).expect("valid join");
     }
     state.take_delta();
     state
+}
+
+fn own_replica() -> State {
+    own_replica_shaped(Shape::Uniform)
 }
 
 /// Live bytes that `build` leaves behind, per entry.
@@ -67,12 +72,20 @@ fn main() {
     let peer_bytes = ALLOCATOR.allocated().saturating_sub(baseline) as f64 / SIZE as f64;
     drop(peer);
     let (_orswot, orswot_bytes) = bytes_per_entry(|| presence_benches::orswot_replica("a", SIZE));
+    let mut skewed = serde_json::Map::new();
+    for shape in [Shape::OneKey, Shape::Zipf, Shape::PidEverywhere] {
+        let (state, bytes) = bytes_per_entry(|| own_replica_shaped(shape));
+        drop(state);
+        println!("  own replica, {:<14} {bytes:>8.1} bytes/entry", shape.label());
+        skewed.insert(format!("{}_bytes_per_entry", shape.label()), json!(bytes));
+    }
 
     let figures = json!({
         "entries": SIZE,
         "own_replica_bytes_per_entry": own_bytes,
         "peer_copy_bytes_per_entry": peer_bytes,
         "orswot_bytes_per_member": orswot_bytes,
+        "skewed_own_replica": skewed,
     });
     println!("memory at {SIZE} entries, meta excluded:");
     println!("  own replica          {own_bytes:>8.1} bytes/entry");

@@ -5,6 +5,7 @@
 //! the bench section of `reports/README.md`.
 
 mod plot;
+mod skew;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -452,18 +453,38 @@ fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<R
             ("orswot_bytes_per_member", "memory, crdts `Orswot`"),
         ] {
             if let Some(bytes) = memory.get(field).and_then(Value::as_f64) {
-                rows.push(Row {
-                    figure: format!("{figure}, {} entries, meta excluded", size_text(entries)),
-                    value: bytes,
-                    text: format!("{bytes:.0} bytes/entry"),
-                    interval: String::new(),
-                    target: None,
-                    anchor: None,
-                });
+                rows.push(memory_row(
+                    format!("{figure}, {} entries, meta excluded", size_text(entries)),
+                    bytes,
+                ));
             }
+        }
+        let skewed = memory.get("skewed_own_replica").and_then(Value::as_object);
+        for (field, bytes) in skewed.into_iter().flatten() {
+            let (Some(shape), Some(bytes)) = (field.strip_suffix("_bytes_per_entry"), bytes.as_f64()) else {
+                continue;
+            };
+            rows.push(memory_row(
+                format!(
+                    "memory, own replica, `{shape}` shape, {} entries, meta excluded",
+                    size_text(entries)
+                ),
+                bytes,
+            ));
         }
     }
     rows
+}
+
+fn memory_row(figure: String, bytes: f64) -> Row {
+    Row {
+        figure,
+        value: bytes,
+        text: format!("{bytes:.0} bytes/entry"),
+        interval: String::new(),
+        target: None,
+        anchor: None,
+    }
 }
 
 fn parse_size(label: &str) -> Option<f64> {
@@ -619,7 +640,7 @@ fn throughput_chart(estimates: &BTreeMap<String, Estimate>, rows: &[Row]) -> Str
 }
 
 /// The run's README.
-fn readme(args: &ReportArgs, name: &str, rows: &[Row]) -> String {
+fn readme(args: &ReportArgs, name: &str, rows: &[Row], skewed: &[skew::SkewRow]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmark run {name}\n");
     let _ = writeln!(
@@ -639,6 +660,17 @@ fn readme(args: &ReportArgs, name: &str, rows: &[Row]) -> String {
          section 9.\n"
     );
     out.push_str(&table(rows));
+    if !skewed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Skew\n\nThe `skew` bench: the same operations on states whose entries all share one \
+             room and one key (`one_key`), one room with Zipf(1.1) keys (`zipf`), or one pid on every \
+             topic (`pid_everywhere`), beside the first wave's uniform spread. Each skewed figure is held \
+             to at most twice the uniform one at the same size. Phoenix's figures are from the skew \
+             issue (phoenix_pubsub 2.2, same kind of machine, at the sizes named).\n"
+        );
+        out.push_str(&skew::table(skewed));
+    }
     let _ = writeln!(out, "\n![merge time against state size](merge.svg)\n");
     let _ = writeln!(out, "![throughput](throughput.svg)\n");
     let _ = writeln!(
@@ -702,6 +734,7 @@ fn generate(args: &ReportArgs) -> Result<PathBuf, ReportError> {
         None
     };
     let rows = rows(&estimates, memory.as_ref());
+    let skewed = skew::rows(&estimates);
     let name = args
         .name
         .clone()
@@ -714,7 +747,7 @@ fn generate(args: &ReportArgs) -> Result<PathBuf, ReportError> {
         .collect();
     let raw = serde_json::json!({ "criterion": raw, "memory": memory });
     let files = [
-        ("README.md", readme(args, &name, &rows)),
+        ("README.md", readme(args, &name, &rows, &skewed)),
         ("merge.svg", merge_chart(&estimates)),
         ("throughput.svg", throughput_chart(&estimates, &rows)),
         (
