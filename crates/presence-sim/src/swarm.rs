@@ -152,13 +152,15 @@ mod tests {
             .iter()
             .filter(|workload| workload.key_distribution == Distribution::Uniform)
             .count();
-        for (what, count) in [
-            ("hot keys", hot_keys),
-            ("zipf keys", zipf_keys),
-            ("hot rooms", hot_rooms),
-            ("uniform", uniform),
+        // Each of the four worlds about a quarter of the time; Zipf keys
+        // come in two of them.
+        for (what, count, expected) in [
+            ("hot keys", hot_keys, 25..=80),
+            ("zipf keys", zipf_keys, 70..=130),
+            ("hot rooms", hot_rooms, 25..=80),
+            ("uniform", uniform, 25..=80),
         ] {
-            assert!((25..=80).contains(&count), "{what}: {count} of 200");
+            assert!(expected.contains(&count), "{what}: {count} of 200");
         }
         assert!(
             drawn.iter().any(|workload| workload.clients_per_node >= 30
