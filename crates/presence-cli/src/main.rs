@@ -18,7 +18,9 @@
 //!
 //! Exit codes: 0 all passed; 1 a safety invariant broke; 2 replicas did not
 //! converge (liveness); 3 the simulator or the code under test panicked;
-//! 4 two runs of one seed differed (determinism); 64 bad usage or scenario;
+//! 4 two runs of one seed differed (determinism); 5 the harness could not
+//! judge a run (a message the product encoded failed to decode); 64 bad
+//! usage or scenario;
 //! 141 standard output was closed before the command finished (as a shell
 //! reports a process ended by SIGPIPE, for `presence check | head`).
 #![allow(clippy::disallowed_types)]
@@ -108,6 +110,8 @@ pub enum Failure {
     Crash = 3,
     /// Two runs of one seed differed.
     Determinism = 4,
+    /// The harness could not judge a run (a message failed to decode).
+    Harness = 5,
     /// Bad arguments or scenario files.
     Usage = 64,
 }

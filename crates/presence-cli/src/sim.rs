@@ -52,6 +52,7 @@ impl Outcome {
             Ok(report) => match (&report.verdict, self.rerun_hash) {
                 (Verdict::Violation { .. }, _) => Some(Failure::Safety),
                 (Verdict::NoConvergence { .. }, _) => Some(Failure::Liveness),
+                (Verdict::HarnessError { .. }, _) => Some(Failure::Harness),
                 (Verdict::Pass { .. }, Some(hash)) if hash != report.trace.hash() => {
                     Some(Failure::Determinism)
                 }

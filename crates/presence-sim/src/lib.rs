@@ -2,9 +2,10 @@
 //!
 //! A [`Scenario`] (one TOML file in `sims/`, or one drawn by [`swarm::draw`])
 //! describes nodes, a workload, network behaviour and faults; [`run`] plays
-//! it on virtual time from one `u64` seed and checks SPEC's invariants with
-//! the functions of `presence_core::invariants`. The same scenario and seed
-//! give the same trace, byte for byte (its hash is in every report).
+//! it on virtual time from one `u64` seed and checks the invariants of
+//! `docs/invariants.md` with the functions of `presence_core::invariants`.
+//! The same scenario and seed give the same trace, byte for byte (its hash
+//! is in every report).
 //!
 //! The simulator reads no clock and draws no randomness but from its seed:
 //! every random choice comes from [`rng::SimRng`] (ChaCha8, pinned).

@@ -1,0 +1,142 @@
+//! Safety checks after every step of a node, and the liveness phase that
+//! judges convergence (I2) once everything heals.
+
+use presence_core::invariants::{
+    check_bounded_memory, check_causal_sanity, check_clouds_empty, check_convergence, check_mirror_matches,
+    check_no_resurrection, check_own_authority, check_provenance, check_view_fingerprint, MemoryBounds,
+    Violation,
+};
+use presence_tracker::{Node, PeerStatus};
+
+use super::{Event, Phase, Verdict, World};
+use crate::trace::TraceEvent;
+
+impl World {
+    /// The safety checks on one node after one step: I1 by fingerprint
+    /// always (O(replicas)); I1 on every topic, with details, and I3-I7 every
+    /// `checks.full_every_steps` steps.
+    pub(super) fn check_node(&mut self, index: usize) {
+        if self.verdict.is_some() {
+            return;
+        }
+        let full_every = self.scenario.checks.full_every_steps;
+        let sim_node = &mut self.nodes[index];
+        let Some(node) = &sim_node.node else {
+            return;
+        };
+        sim_node.steps += 1;
+        let state = node.state();
+        let fingerprint = check_view_fingerprint(sim_node.diffs_fingerprint, state);
+        let mut result = Ok(());
+        if fingerprint.is_err() || sim_node.steps % full_every == 0 {
+            // The mirror comparison names the topic and key that differ.
+            result = check_mirror_matches(&sim_node.mirror, state)
+                .and(fingerprint)
+                .and_then(|()| check_no_resurrection(&mut sim_node.watch, state))
+                .and_then(|()| check_provenance(&self.history, state))
+                .and_then(|()| check_own_authority(&self.history, state))
+                .and_then(|()| check_causal_sanity(&self.history, state))
+                .and_then(|()| check_bounded_memory(state, MemoryBounds::default()));
+        }
+        if let Err(violation) = result {
+            self.violate(index, violation);
+        }
+    }
+
+    pub(super) fn violate(&mut self, node: usize, violation: Violation) {
+        if self.verdict.is_none() {
+            self.verdict = Some(Verdict::Violation {
+                invariant: violation.invariant,
+                at_ms: self.now_ms,
+                node,
+                detail: violation.detail,
+            });
+        }
+    }
+
+    pub(super) fn fail_liveness(&mut self, detail: String) {
+        if self.verdict.is_none() {
+            self.verdict = Some(Verdict::NoConvergence {
+                at_ms: self.now_ms,
+                detail,
+            });
+        }
+    }
+
+    /// Heals everything and stops the workload; from now on, replicas must
+    /// converge within the liveness bound.
+    pub(super) fn start_liveness(&mut self) {
+        self.phase = Phase::Liveness {
+            since_ms: self.now_ms,
+        };
+        self.links.heal();
+        let held = self.links.unclog_all();
+        self.release(held);
+        for index in 0..self.nodes.len() {
+            self.nodes[index].paused = false;
+            if self.nodes[index].node.is_none() {
+                self.restart(index);
+            }
+        }
+        self.trace.record(TraceEvent::Heal { t: self.now_ms });
+        self.schedule(
+            self.now_ms + self.config.broadcast_period_ms,
+            Event::ConvergenceCheck,
+        );
+    }
+
+    /// I2: every live node shows every other as up, every view equals the
+    /// ground truth, and every cloud is empty.
+    pub(super) fn check_convergence_now(&mut self) {
+        let Phase::Liveness { since_ms } = self.phase else {
+            return;
+        };
+        match self.divergence() {
+            None => {
+                self.verdict = Some(Verdict::Pass {
+                    converged_after_ms: self.now_ms - since_ms,
+                });
+            }
+            Some(detail) => {
+                self.last_divergence = detail;
+                self.schedule(
+                    self.now_ms + self.config.broadcast_period_ms,
+                    Event::ConvergenceCheck,
+                );
+            }
+        }
+    }
+
+    pub(super) fn divergence(&self) -> Option<String> {
+        let live: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter_map(|sim_node| sim_node.node.as_ref())
+            .collect();
+        for node in &live {
+            for other in &live {
+                if node.replica() == other.replica() {
+                    continue;
+                }
+                let up = node
+                    .peers()
+                    .get(other.replica())
+                    .is_some_and(|peer| peer.status == PeerStatus::Up);
+                if !up {
+                    return Some(format!(
+                        "{} does not show {} as up",
+                        node.replica(),
+                        other.replica()
+                    ));
+                }
+            }
+        }
+        let truth = self.history.live_view();
+        if let Err(violation) = check_convergence(live.iter().map(|node| node.state()), &truth) {
+            return Some(violation.detail);
+        }
+        live.iter()
+            .find_map(|node| check_clouds_empty(node.state()).err())
+            .map(|violation| violation.detail)
+    }
+}
