@@ -1,4 +1,4 @@
-//! The invariants of SPEC section 7 as named functions: the one definition
+//! The invariants (`docs/invariants.md`) as named functions: the one definition
 //! that unit tests, the simulator and the stateright models all call.
 //!
 //! Each `check_*` returns `Ok(())` or a [`Violation`] naming the invariant and

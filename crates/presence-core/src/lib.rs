@@ -10,7 +10,8 @@
 //! - [`ClientMirror`]: what Phoenix's JavaScript client does with the
 //!   `presence_state` / `presence_diff` payloads (layer 4).
 //! - [`wire`]: the validated JSON format of states and deltas.
-//! - [`invariants`]: SPEC section 7 as named check functions.
+//! - [`invariants`]: the invariants of `docs/invariants.md` as named check
+//!   functions.
 //! - [`digest`]: canonical hashing field by field, and under renamings of
 //!   replicas, for model checkers.
 //! - [`workload`]: the deterministic workloads that benches and examples measure.

@@ -4,7 +4,8 @@
 //! liveness changes, permdowns and restarts, within budgets.
 //!
 //! Every replica tracks one pid under the *same* key, so concurrent adds of
-//! one key are the norm. Properties are SPEC's invariants, through the
+//! one key are the norm. Properties are the invariants of
+//! `docs/invariants.md`, through the
 //! functions of `presence_core::invariants`.
 
 use std::hash::{Hash, Hasher};
