@@ -100,24 +100,28 @@ impl Shape {
     }
 }
 
+/// The cumulative weights of Zipf(`exponent`) over `names` ranks,
+/// normalised: rank `r` (from 0) has weight `(r + 1)^-exponent`. A uniform
+/// draw in `[0, 1)` maps to the first rank whose cumulative weight is above
+/// it. The simulator's skewed workloads draw from the same table.
+pub fn zipf_cumulative(names: usize, exponent: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=names).map(|rank| (rank as f64).powf(-exponent)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut running = 0.0;
+    weights
+        .iter()
+        .map(|weight| {
+            running += weight / total;
+            running
+        })
+        .collect()
+}
+
 /// The rank of entry `i`'s key in the Zipf shape: a deterministic draw
 /// (splitmix64 of `i`) through the inverse of the distribution.
 fn zipf_rank(i: usize) -> usize {
     static CDF: OnceLock<Vec<f64>> = OnceLock::new();
-    let cdf = CDF.get_or_init(|| {
-        let weights: Vec<f64> = (1..=ZIPF_KEYS)
-            .map(|rank| (rank as f64).powf(-ZIPF_EXPONENT))
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut running = 0.0;
-        weights
-            .iter()
-            .map(|weight| {
-                running += weight / total;
-                running
-            })
-            .collect()
-    });
+    let cdf = CDF.get_or_init(|| zipf_cumulative(ZIPF_KEYS, ZIPF_EXPONENT));
     let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

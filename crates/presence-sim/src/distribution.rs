@@ -63,18 +63,7 @@ impl Picker {
     /// guarantee it and the bound).
     pub fn new(kind: Distribution, names: usize) -> Self {
         let cumulative = match kind {
-            Distribution::Zipf { exponent } => {
-                let weights: Vec<f64> = (1..=names).map(|rank| (rank as f64).powf(-exponent)).collect();
-                let total: f64 = weights.iter().sum();
-                let mut running = 0.0;
-                weights
-                    .iter()
-                    .map(|weight| {
-                        running += weight / total;
-                        running
-                    })
-                    .collect()
-            }
+            Distribution::Zipf { exponent } => presence_core::workload::zipf_cumulative(names, exponent),
             _ => Vec::new(),
         };
         Self {
