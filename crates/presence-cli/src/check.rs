@@ -123,8 +123,8 @@ pub struct CheckArgs {
     /// Explore at most this deep (a bound makes the check partial).
     #[arg(long)]
     pub depth: Option<usize>,
-    /// Checker threads.
-    #[arg(long, default_value_t = 2)]
+    /// Checker threads, 1 to 1,024.
+    #[arg(long, default_value_t = 2, value_parser = crate::thread_count)]
     pub threads: usize,
     /// Stop after this many seconds (the check is then partial).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
@@ -297,7 +297,16 @@ where
     let file = args.out.join(format!("{}{bound}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
         Ok(()) => say!("\nreport: {}", file.display()),
-        Err(error) => eprintln!("error: cannot write {}: {error}", file.display()),
+        Err(error) => {
+            // A check whose report was asked for and not written did not do
+            // its job, whatever it found.
+            eprintln!("error: cannot write {}: {error}", file.display());
+            return Err(if violated.is_empty() {
+                Failure::Io
+            } else {
+                Failure::Safety
+            });
+        }
     }
     if violated.is_empty() {
         Ok(())

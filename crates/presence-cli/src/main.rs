@@ -20,7 +20,7 @@
 //! converge (liveness); 3 the simulator or the code under test panicked;
 //! 4 two runs of one seed differed (determinism); 5 the harness could not
 //! judge a run (a message the product encoded failed to decode); 64 bad
-//! usage or scenario;
+//! usage or scenario; 74 a report could not be written;
 //! 141 standard output was closed before the command finished (as a shell
 //! reports a process ended by SIGPIPE, for `presence check | head`).
 #![allow(clippy::disallowed_types)]
@@ -112,6 +112,8 @@ pub enum Failure {
     Determinism = 4,
     /// The harness could not judge a run (a message failed to decode).
     Harness = 5,
+    /// A report or file the command had to write could not be written.
+    Io = 74,
     /// Bad arguments or scenario files.
     Usage = 64,
 }
@@ -140,8 +142,31 @@ fn fix_hash_secret(command: &Command) -> Result<(), Failure> {
     })
 }
 
+/// Worker or checker threads: at least one (a check on no thread checks
+/// nothing), at most 1,024.
+pub(crate) fn thread_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(threads) if (1..=1_024).contains(&threads) => Ok(threads),
+        Ok(threads) => Err(format!("{threads} is not in 1..=1024")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad arguments are usage errors (64), as the exit codes above say;
+    // clap's own code for them (2) would read as a liveness failure.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                Failure::Usage as u8
+            } else {
+                0
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
     if let Err(failure) = fix_hash_secret(&cli.command) {
         return ExitCode::from(failure as u8);
     }

@@ -29,8 +29,8 @@ pub struct SimArgs {
     /// Do not shrink a failing run.
     #[arg(long)]
     pub no_shrink: bool,
-    /// Worker threads (default: the machine's cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1,024 (default: the machine's cores).
+    #[arg(long, value_parser = crate::thread_count)]
     pub threads: Option<usize>,
     /// Also print every run's trace hash, one line a run: the record that a
     /// refactor changed no behaviour (compare before and after).

@@ -18,13 +18,16 @@ pub struct SwarmArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub first: u64,
-    /// Worker threads (default: the machine's cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1,024 (default: the machine's cores).
+    #[arg(long, value_parser = crate::thread_count)]
     pub threads: Option<usize>,
     /// Do not shrink a failing run.
     #[arg(long)]
     pub no_shrink: bool,
 }
+
+/// The most seeds one `presence swarm` runs.
+const MAX_SEEDS: u64 = 10_000_000;
 
 /// Where shrunk runs are saved.
 fn shrunk_dir() -> PathBuf {
@@ -61,7 +64,19 @@ pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
 }
 
 pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
-    let seeds: Vec<u64> = (args.first..args.first + args.seeds).collect();
+    // A swarm of no seed checks nothing, and a range past u64::MAX would
+    // wrap to one that does not hold the seeds asked for.
+    // One run keeps every seed's outcome in memory: more seeds than
+    // MAX_SEEDS go in several runs.
+    let last = args.first.checked_add(args.seeds);
+    let Some(last) = last.filter(|_| (1..=MAX_SEEDS).contains(&args.seeds)) else {
+        eprintln!(
+            "error: --first {} --seeds {} is not a range of 1 to {MAX_SEEDS} seeds within 64 bits",
+            args.first, args.seeds
+        );
+        return Err(Failure::Usage);
+    };
+    let seeds: Vec<u64> = (args.first..last).collect();
     let bar = ProgressBar::new(seeds.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise}  {msg}")

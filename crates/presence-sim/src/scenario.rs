@@ -448,6 +448,124 @@ impl Scenario {
         }
     }
 
+    /// The first numeric field outside its bound (see [`bounds`]), as
+    /// (field, problem).
+    fn out_of_bounds(&self) -> Option<(&'static str, String)> {
+        let config = self.config();
+        let (workload, network, faults) = (&self.workload, &self.network, &self.random_faults);
+        let count = |value: usize| value as u64;
+        let checks: [(&'static str, u64, u64, u64); 20] = [
+            ("seeds", count(self.seeds.len()), 1, bounds::MAX_SEEDS),
+            ("fault_phase_ms", self.fault_phase_ms, 1, bounds::MAX_TIME_MS),
+            (
+                "liveness_bound_ms",
+                self.liveness_bound_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "protocol.broadcast_period_ms",
+                config.broadcast_period_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "protocol.down_period_ms",
+                config.down_period_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "protocol.permdown_period_ms",
+                config.permdown_period_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "protocol.transfer_timeout_ms",
+                config.transfer_timeout_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "workload.clients_per_node",
+                count(workload.clients_per_node),
+                1,
+                bounds::MAX_CLIENTS_PER_NODE,
+            ),
+            ("workload.topics", count(workload.topics), 1, bounds::MAX_NAMES),
+            ("workload.keys", count(workload.keys), 1, bounds::MAX_NAMES),
+            (
+                "workload.op_interval_ms",
+                workload.op_interval_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "workload.initial_presences_per_node",
+                count(workload.initial_presences_per_node),
+                0,
+                bounds::MAX_INITIAL_PRESENCES_PER_NODE,
+            ),
+            (
+                "network.delay_min_ms",
+                network.delay_min_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "network.delay_mean_ms",
+                network.delay_mean_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "network.reorder_delay_ms",
+                network.reorder_delay_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "network.queue_limit",
+                count(network.queue_limit),
+                1,
+                bounds::MAX_QUEUE_LIMIT,
+            ),
+            (
+                "random_faults.interval_ms",
+                faults.interval_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "random_faults (sum of weights)",
+                [
+                    faults.partition,
+                    faults.crash,
+                    faults.pause,
+                    faults.clog,
+                    faults.shutdown,
+                ]
+                .iter()
+                .map(|&weight| u64::from(weight))
+                .sum(),
+                0,
+                bounds::MAX_FAULT_WEIGHTS,
+            ),
+            (
+                "checks.full_every_steps",
+                self.checks.full_every_steps,
+                1,
+                u64::MAX,
+            ),
+            ("faults", count(self.faults.len()), 0, bounds::MAX_FAULTS),
+        ];
+        checks
+            .into_iter()
+            .find(|&(_, value, least, most)| !(least..=most).contains(&value))
+            .map(|(field, value, least, most)| (field, format!("{value} is not in {least}..={most}")))
+    }
+
     /// Checks what types cannot: ranges, node numbers, the protocol.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let invalid = |field: &str, problem: String| Err((field.to_owned(), problem));
@@ -460,6 +578,10 @@ impl Scenario {
         if !(1..=64).contains(&self.nodes) {
             return invalid("nodes", format!("{} is not in 1..=64", self.nodes));
         }
+        // Bounds first: the checks after them add and multiply fields.
+        if let Some((field, problem)) = self.out_of_bounds() {
+            return invalid(field, problem);
+        }
         if let Err(problem) = self.config().validate() {
             return invalid("protocol", problem.to_string());
         }
@@ -471,12 +593,6 @@ impl Scenario {
             );
         }
         let workload = &self.workload;
-        if workload.clients_per_node == 0 || workload.topics == 0 || workload.keys == 0 {
-            return invalid(
-                "workload",
-                "clients_per_node, topics and keys must be positive".into(),
-            );
-        }
         for (field, distribution, names) in [
             (
                 "workload.topic_distribution",
@@ -494,7 +610,10 @@ impl Scenario {
             }
         }
         // Each client tracks a (topic, key) at most once; leave room to spare.
-        let room = workload.clients_per_node * workload.topics * workload.keys;
+        let room = workload
+            .clients_per_node
+            .saturating_mul(workload.topics)
+            .saturating_mul(workload.keys);
         if workload.initial_presences_per_node * 2 > room {
             return invalid(
                 "workload.initial_presences_per_node",
@@ -541,9 +660,75 @@ impl Scenario {
     }
 }
 
+/// The bound of every numeric field of a scenario, so that no scenario can
+/// allocate without bound or wrap virtual time: sums of any two times stay
+/// far below `u64::MAX`, and a node's clients, names and presences fit in
+/// memory.
+pub mod bounds {
+    /// Any time or period: 30 days of virtual time.
+    pub const MAX_TIME_MS: u64 = 30 * 24 * 3_600_000;
+    /// Seeds one scenario lists.
+    pub const MAX_SEEDS: u64 = 100_000;
+    /// Clients (pids) per node.
+    pub const MAX_CLIENTS_PER_NODE: u64 = 100_000;
+    /// Topics, and keys.
+    pub const MAX_NAMES: u64 = 1_000_000;
+    /// Presences one node tracks at time 0.
+    pub const MAX_INITIAL_PRESENCES_PER_NODE: u64 = 1_000_000;
+    /// Messages in flight on one link.
+    pub const MAX_QUEUE_LIMIT: u64 = 1_000_000;
+    /// The random faults' weights together.
+    pub const MAX_FAULT_WEIGHTS: u64 = 1_000_000;
+    /// Scheduled faults.
+    pub const MAX_FAULTS: u64 = 100_000;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_has_a_bound_that_names_it() {
+        let base = Scenario::parse(MINIMAL, Path::new("base.toml")).expect("valid");
+        type Breaker = fn(&mut Scenario);
+        let breakers: [(&str, Breaker); 10] = [
+            ("workload.clients_per_node", |s| {
+                s.workload.clients_per_node = 4_000_000_000
+            }),
+            ("fault_phase_ms", |s| s.fault_phase_ms = u64::MAX),
+            ("workload.op_interval_ms", |s| s.workload.op_interval_ms = 0),
+            ("workload.keys", |s| s.workload.keys = usize::MAX),
+            ("network.queue_limit", |s| s.network.queue_limit = usize::MAX),
+            ("protocol.permdown_period_ms", |s| {
+                s.protocol.permdown_period_ms = Some(u64::MAX)
+            }),
+            ("protocol.broadcast_period_ms", |s| {
+                s.protocol.broadcast_period_ms = Some(u64::MAX)
+            }),
+            ("random_faults (sum of weights)", |s| {
+                s.random_faults.partition = u32::MAX;
+                s.random_faults.crash = u32::MAX;
+            }),
+            ("workload.initial_presences_per_node", |s| {
+                s.workload.initial_presences_per_node = usize::MAX;
+            }),
+            ("seeds", |s| s.seeds.clear()),
+        ];
+        for (field, breaker) in breakers {
+            let mut scenario = base.clone();
+            breaker(&mut scenario);
+            let (named, problem) = scenario.validate().expect_err(field);
+            assert_eq!(named, field, "{problem}");
+        }
+        let text = format!("{MINIMAL}\n[workload]\nclients_per_node = 4000000000\n");
+        let error = Scenario::parse(&text, Path::new("huge.toml"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("huge.toml") && error.contains("clients_per_node"),
+            "{error}"
+        );
+    }
 
     const MINIMAL: &str = r#"
 name = "t"

@@ -1,0 +1,80 @@
+//! A command that checked nothing, or could not write what it was asked
+//! to, must not exit 0: each case here once did.
+
+use std::process::Command;
+
+fn presence(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_presence"))
+        .args(args)
+        .output()
+        .expect("presence runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn no_threads_is_a_usage_error() {
+    for command in [
+        &["check", "--threads", "0"][..],
+        &["sim", "--threads", "0"],
+        &["swarm", "--threads", "0", "--seeds", "1"],
+    ] {
+        let (code, stderr) = presence(command);
+        assert_eq!(code, Some(64), "{command:?}: {stderr}");
+        assert!(stderr.contains("1..=1024"), "{stderr}");
+    }
+}
+
+#[test]
+fn seed_ranges_that_hold_no_seed_or_overflow_are_usage_errors() {
+    for command in [
+        &["swarm", "--first", "18446744073709551615", "--seeds", "2"][..],
+        &["swarm", "--seeds", "0"],
+        &["swarm", "--seeds", "18446744073709551615"],
+    ] {
+        let (code, stderr) = presence(command);
+        assert_eq!(code, Some(64), "{command:?}: {stderr}");
+    }
+    let (code, stderr) = presence(&[
+        "swarm",
+        "--first",
+        "18446744073709551614",
+        "--seeds",
+        "1",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "the last seed is a seed: {stderr}");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_fails_the_check() {
+    let file = std::env::temp_dir().join(format!("presence-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, "a file, not a folder").expect("temp file");
+    let out = file.join("reports");
+    let out = out.to_str().expect("utf-8 path");
+    let (code, stderr) = presence(&[
+        "check",
+        "--replicas",
+        "2",
+        "--ops",
+        "1",
+        "--faults",
+        "0",
+        "--out",
+        out,
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(74), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+}
+
+#[test]
+fn unknown_arguments_are_usage_errors_not_liveness_failures() {
+    let (code, _) = presence(&["sim", "--no-such-flag"]);
+    assert_eq!(code, Some(64));
+    let (code, _) = presence(&["--help"]);
+    assert_eq!(code, Some(0));
+}
