@@ -49,6 +49,7 @@ mod check;
 mod node;
 mod provenance;
 mod report;
+mod runner;
 mod sim;
 mod swarm;
 

@@ -1,10 +1,11 @@
 //! `presence sim`: the seeded scenario suite.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use presence_sim::{RunReport, Scenario, Verdict};
 
+use crate::runner::{parallel, reproduce_command, run_one, shrink_and_save, threads, Outcome};
 use crate::Failure;
 
 /// Arguments of `presence sim`.
@@ -36,92 +37,6 @@ pub struct SimArgs {
     /// refactor changed no behaviour (compare before and after).
     #[arg(long)]
     pub hashes: bool,
-}
-
-/// One finished run, as the summary needs it.
-pub struct Outcome {
-    pub report: Result<RunReport, String>,
-    pub wall: Duration,
-    pub rerun_hash: Option<u64>,
-}
-
-impl Outcome {
-    pub fn failure(&self) -> Option<Failure> {
-        match &self.report {
-            Err(_) => Some(Failure::Crash),
-            Ok(report) => match (&report.verdict, self.rerun_hash) {
-                (Verdict::Violation { .. }, _) => Some(Failure::Safety),
-                (Verdict::NoConvergence { .. }, _) => Some(Failure::Liveness),
-                (Verdict::HarnessError { .. }, _) => Some(Failure::Harness),
-                (Verdict::Pass { .. }, Some(hash)) if hash != report.trace.hash() => {
-                    Some(Failure::Determinism)
-                }
-                (Verdict::Pass { .. }, _) => None,
-            },
-        }
-    }
-}
-
-/// Runs one scenario and seed, catching a panic as a crash.
-pub fn run_one(scenario: &Scenario, seed: u64, keep_trace: bool, check_determinism: bool) -> Outcome {
-    let start = Instant::now();
-    let report = catch(|| presence_sim::run(scenario, seed, keep_trace));
-    let wall = start.elapsed();
-    let rerun_hash = if check_determinism {
-        catch(|| presence_sim::run(scenario, seed, false).trace.hash()).ok()
-    } else {
-        None
-    };
-    Outcome {
-        report,
-        wall,
-        rerun_hash,
-    }
-}
-
-/// Runs `work`, turning a panic into its message.
-pub fn catch<T>(work: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
-            .unwrap_or_else(|| "panic".to_owned())
-    })
-}
-
-/// Runs `jobs` on `threads` workers; results come back in job order.
-pub fn parallel<J: Sync, R: Send>(jobs: &[J], threads: usize, work: impl Fn(&J) -> R + Sync) -> Vec<R> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(job) = jobs.get(index) else { break };
-                        done.push((index, work(job)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("workers catch their panics"))
-            .collect()
-    });
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, result)| result).collect()
-}
-
-pub fn threads(requested: Option<usize>) -> usize {
-    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-}
-
-pub fn reproduce_command(scenario: &str, seed: u64) -> String {
-    format!("cargo run --release -- sim --scenario {scenario} --seed {seed}")
 }
 
 pub fn run(args: &SimArgs) -> Result<(), Failure> {
@@ -183,7 +98,7 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
         let scenario = &selected[index];
         report_failure(scenario, seed, outcome, failure);
         if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
-            crate::swarm::shrink_and_save(scenario, seed);
+            shrink_and_save(scenario, seed);
         }
     }
     if let (Some(path), Some(outcome)) = (&args.trace, outcomes.first()) {

@@ -1,12 +1,11 @@
 //! `presence swarm`: swarm testing over many seeds.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use presence_sim::Scenario;
 
-use crate::sim::{parallel, run_one, threads};
+use crate::runner::{parallel, run_one, shrink_and_save, threads};
 use crate::Failure;
 
 /// Arguments of `presence swarm`.
@@ -28,40 +27,6 @@ pub struct SwarmArgs {
 
 /// The most seeds one `presence swarm` runs.
 const MAX_SEEDS: u64 = 10_000_000;
-
-/// Where shrunk runs are saved.
-fn shrunk_dir() -> PathBuf {
-    PathBuf::from("target").join("presence-shrunk")
-}
-
-/// Shrinks a failing run, prints it and saves it as a scenario file.
-pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
-    say!("  shrinking (at most 150 runs)...");
-    let Some(shrunk) = presence_sim::shrink::shrink(scenario, seed, 150) else {
-        say!("  (it did not fail again when re-run)");
-        return;
-    };
-    let dir = shrunk_dir();
-    let file = dir.join(format!("{}.toml", shrunk.scenario.name));
-    let saved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, shrunk.scenario.to_toml()));
-    say!(
-        "  shrunk in {} runs to {} nodes, {} faults, fault phase {} ms: {}",
-        shrunk.attempts,
-        shrunk.scenario.nodes,
-        shrunk.scenario.faults.len(),
-        shrunk.scenario.fault_phase_ms,
-        shrunk.verdict
-    );
-    match saved {
-        Ok(()) => say!(
-            "  saved {}\n  replay: cargo run --release -- sim --dir {} --scenario {} --seed {seed} --trace shrunk.jsonl",
-            file.display(),
-            dir.display(),
-            shrunk.scenario.name
-        ),
-        Err(error) => eprintln!("  cannot save {}: {error}", file.display()),
-    }
-}
 
 pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
     // A swarm of no seed checks nothing, and a range past u64::MAX would
