@@ -294,37 +294,56 @@ fn sized<'a>(estimates: &'a BTreeMap<String, Estimate>, group: &str) -> Vec<(f64
     found
 }
 
-/// The rows of the table, in the order of SPEC section 9.
+/// The rows of the table: merges, deltas, replica-level and local
+/// operations, rates, then memory.
 fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let time_row = |estimate: &Estimate, figure: String| Row {
+    let mut rows = merge_rows(estimates);
+    rows.extend(delta_rows(estimates));
+    rows.extend(named_rows(estimates));
+    rows.extend(rate_rows(estimates));
+    rows.extend(memory.map(memory_rows).unwrap_or_default());
+    rows
+}
+
+/// A row that reads a time.
+fn time_row(estimate: &Estimate, figure: String) -> Row {
+    Row {
         figure,
         value: estimate.point,
         text: time_text(estimate.point),
         interval: format!("{} – {}", time_text(estimate.low), time_text(estimate.high)),
         target: None,
         anchor: None,
+    }
+}
+
+/// A row that reads a rate in `unit`: the estimate's throughput (or one
+/// element) over its time, divided by `scale`.
+fn rate_row(estimate: &Estimate, figure: String, unit: &str, scale: f64) -> Row {
+    let amount = match estimate.throughput {
+        Some(Throughput::Elements(amount) | Throughput::Bytes(amount)) => amount,
+        None => 1.0,
     };
-    let rate_row = |estimate: &Estimate, figure: String, unit: &str, scale: f64| {
-        let amount = match estimate.throughput {
-            Some(Throughput::Elements(amount) | Throughput::Bytes(amount)) => amount,
-            None => 1.0,
-        };
-        let rate = |nanos: f64| amount / scale / (nanos / 1e9);
-        Row {
-            figure,
-            value: rate(estimate.point),
-            text: rate_text(rate(estimate.point), unit),
-            // A longer time is a lower rate.
-            interval: format!(
-                "{} – {}",
-                grouped(rate(estimate.high)),
-                grouped(rate(estimate.low))
-            ),
-            target: None,
-            anchor: None,
-        }
-    };
+    let rate = |nanos: f64| amount / scale / (nanos / 1e9);
+    Row {
+        figure,
+        value: rate(estimate.point),
+        text: rate_text(rate(estimate.point), unit),
+        // A longer time is a lower rate.
+        interval: format!(
+            "{} – {}",
+            grouped(rate(estimate.high)),
+            grouped(rate(estimate.low))
+        ),
+        target: None,
+        anchor: None,
+    }
+}
+
+/// Full merges by size, with the target and Phoenix at 100k, then the
+/// `crdts` `Orswot` merging the same members beside ours.
+fn merge_rows(estimates: &BTreeMap<String, Estimate>) -> Vec<Row> {
+    let mut rows = Vec::new();
     for (size, estimate) in sized(estimates, "full_merge") {
         let mut row = time_row(
             estimate,
@@ -351,6 +370,13 @@ fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<R
         }
         rows.push(row);
     }
+    rows
+}
+
+/// Delta merges by size, with the target and Phoenix at 1m, and the ratio
+/// of 1m to 10k (the curve must stay flat).
+fn delta_rows(estimates: &BTreeMap<String, Estimate>) -> Vec<Row> {
+    let mut rows = Vec::new();
     let deltas = sized(estimates, "delta_merge");
     for &(size, estimate) in &deltas {
         let mut row = time_row(estimate, format!("100-op delta into {} entries", size_text(size)));
@@ -378,100 +404,117 @@ fn rows(estimates: &BTreeMap<String, Estimate>, memory: Option<&Value>) -> Vec<R
             anchor: None,
         });
     }
-    let named = [
-        (
-            "replicas/extract_lag_1pct",
-            "extract for a peer lagging 1% (of 200k)",
-        ),
-        ("replicas/replica_down_100k", "replica_down, 100k entries"),
-        ("replicas/replica_up_100k", "replica_up, 100k entries"),
-        ("replicas/permdown_100k", "permdown, 100k entries"),
-        ("local_ops_10k_topic/join", "join, topic of 10k"),
-        ("local_ops_10k_topic/leave", "leave, topic of 10k"),
-        ("local_ops_10k_topic/update", "update, topic of 10k"),
-        ("local_ops_10k_topic/get_by_topic", "get_by_topic, topic of 10k"),
-    ];
-    for (id, figure) in named {
-        if let Some(estimate) = estimates.get(id) {
-            let mut row = time_row(estimate, figure.into());
+    rows
+}
+
+/// Replica-level and local operations, by benchmark id.
+const NAMED: [(&str, &str); 8] = [
+    (
+        "replicas/extract_lag_1pct",
+        "extract for a peer lagging 1% (of 200k)",
+    ),
+    ("replicas/replica_down_100k", "replica_down, 100k entries"),
+    ("replicas/replica_up_100k", "replica_up, 100k entries"),
+    ("replicas/permdown_100k", "permdown, 100k entries"),
+    ("local_ops_10k_topic/join", "join, topic of 10k"),
+    ("local_ops_10k_topic/leave", "leave, topic of 10k"),
+    ("local_ops_10k_topic/update", "update, topic of 10k"),
+    ("local_ops_10k_topic/get_by_topic", "get_by_topic, topic of 10k"),
+];
+
+fn named_rows(estimates: &BTreeMap<String, Estimate>) -> Vec<Row> {
+    NAMED
+        .iter()
+        .filter_map(|&(id, figure)| {
+            let mut row = time_row(estimates.get(id)?, figure.into());
             if id == "replicas/permdown_100k" {
                 row.target = Some(Target::TimeAtMost(20e6));
                 row.anchor = phoenix("293–310 ms", PHOENIX_PERMDOWN, row.value);
             }
-            rows.push(row);
-        }
-    }
-    let rates = [
-        (
-            "json/encode_100k",
-            "JSON encode, 100k entries",
-            "MB/s",
-            1e6,
-            Some(300.0),
-        ),
-        (
-            "json/decode_100k",
-            "JSON decode with validation, 100k",
-            "MB/s",
-            1e6,
-            Some(150.0),
-        ),
-        (
-            "simulator/swarm_events",
-            "simulator, swarm seeds 1-10",
-            "events/s",
-            1.0,
-            None,
-        ),
-        (
-            "stateright/crdt_states",
-            "stateright CRDT model (2 replicas, 2 ops, 1 fault or restart), 1 thread",
-            "unique states/s",
-            1.0,
-            None,
-        ),
-        (
-            "stateright/protocol_states",
-            "stateright protocol model (3 nodes, 1 tick), 1 thread",
-            "unique states/s",
-            1.0,
-            Some(100_000.0),
-        ),
-    ];
-    for (id, figure, unit, scale, floor) in rates {
-        if let Some(estimate) = estimates.get(id) {
-            let mut row = rate_row(estimate, figure.into(), unit, scale);
+            Some(row)
+        })
+        .collect()
+}
+
+/// Rates: (benchmark id, figure, unit, scale, the least rate wanted).
+const RATES: [(&str, &str, &str, f64, Option<f64>); 5] = [
+    (
+        "json/encode_100k",
+        "JSON encode, 100k entries",
+        "MB/s",
+        1e6,
+        Some(300.0),
+    ),
+    (
+        "json/decode_100k",
+        "JSON decode with validation, 100k",
+        "MB/s",
+        1e6,
+        Some(150.0),
+    ),
+    (
+        "simulator/swarm_events",
+        "simulator, swarm seeds 1-10",
+        "events/s",
+        1.0,
+        None,
+    ),
+    (
+        "stateright/crdt_states",
+        "stateright CRDT model (2 replicas, 2 ops, 1 fault or restart), 1 thread",
+        "unique states/s",
+        1.0,
+        None,
+    ),
+    (
+        "stateright/protocol_states",
+        "stateright protocol model (3 nodes, 1 tick), 1 thread",
+        "unique states/s",
+        1.0,
+        Some(100_000.0),
+    ),
+];
+
+fn rate_rows(estimates: &BTreeMap<String, Estimate>) -> Vec<Row> {
+    RATES
+        .iter()
+        .filter_map(|&(id, figure, unit, scale, floor)| {
+            let mut row = rate_row(estimates.get(id)?, figure.into(), unit, scale);
             row.target = floor.map(Target::RateAtLeast);
-            rows.push(row);
-        }
-    }
-    if let Some(memory) = memory {
-        let entries = memory.get("entries").and_then(Value::as_f64).unwrap_or(0.0);
-        for (field, figure) in [
-            ("own_replica_bytes_per_entry", "memory, own replica"),
-            ("peer_copy_bytes_per_entry", "memory, a peer's copy"),
-            ("orswot_bytes_per_member", "memory, crdts `Orswot`"),
-        ] {
-            if let Some(bytes) = memory.get(field).and_then(Value::as_f64) {
-                rows.push(memory_row(
-                    format!("{figure}, {} entries, meta excluded", size_text(entries)),
-                    bytes,
-                ));
-            }
-        }
-        let skewed = memory.get("skewed_own_replica").and_then(Value::as_object);
-        for (field, bytes) in skewed.into_iter().flatten() {
-            let (Some(shape), Some(bytes)) = (field.strip_suffix("_bytes_per_entry"), bytes.as_f64()) else {
-                continue;
-            };
+            Some(row)
+        })
+        .collect()
+}
+
+/// The memory bench's figures: per entry for the uniform own replica, a
+/// peer's copy, the `Orswot`, and each skewed shape.
+fn memory_rows(memory: &Value) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let entries = memory.get("entries").and_then(Value::as_f64).unwrap_or(0.0);
+    for (field, figure) in [
+        ("own_replica_bytes_per_entry", "memory, own replica"),
+        ("peer_copy_bytes_per_entry", "memory, a peer's copy"),
+        ("orswot_bytes_per_member", "memory, crdts `Orswot`"),
+    ] {
+        if let Some(bytes) = memory.get(field).and_then(Value::as_f64) {
             rows.push(memory_row(
-                format!(
-                    "memory, own replica, `{shape}` shape, {} entries, meta excluded",
-                    size_text(entries)
-                ),
+                format!("{figure}, {} entries, meta excluded", size_text(entries)),
                 bytes,
             ));
         }
+    }
+    let skewed = memory.get("skewed_own_replica").and_then(Value::as_object);
+    for (field, bytes) in skewed.into_iter().flatten() {
+        let (Some(shape), Some(bytes)) = (field.strip_suffix("_bytes_per_entry"), bytes.as_f64()) else {
+            continue;
+        };
+        rows.push(memory_row(
+            format!(
+                "memory, own replica, `{shape}` shape, {} entries, meta excluded",
+                size_text(entries)
+            ),
+            bytes,
+        ));
     }
     rows
 }
