@@ -39,7 +39,83 @@ struct TopicCount {
     hash: u64,
     topic: Arc<str>,
     presences: usize,
+    /// The only key, while `keys` is empty: a topic of one key allocates no
+    /// table.
+    single: Option<KeyCount>,
     keys: HashTable<KeyCount>,
+}
+
+impl TopicCount {
+    /// Adds (or removes) `of_key` presences of the key hashed `key_hash`.
+    fn count(&mut self, key_hash: u64, of_key: usize, change: Change) {
+        if self.keys.is_empty() {
+            match (&mut self.single, change) {
+                (None, Change::Add) => {
+                    self.single = Some((key_hash, of_key));
+                    return;
+                }
+                (Some((hash, presences)), _)
+                    if {
+                        probe();
+                        *hash == key_hash
+                    } =>
+                {
+                    match change {
+                        Change::Add => *presences += of_key,
+                        Change::Remove => *presences -= of_key,
+                    }
+                    if *presences == 0 {
+                        self.single = None;
+                    }
+                    return;
+                }
+                (Some(_), Change::Add) => {
+                    // A second key: both go to the table.
+                    let first = self.single.take().expect("a single key");
+                    self.keys.insert_unique(first.0, first, |&(hash, _)| hash);
+                }
+                (_, Change::Remove) => {
+                    debug_assert!(false, "an uncounted key left the view");
+                    return;
+                }
+            }
+        }
+        let found = self.keys.entry(
+            key_hash,
+            |&(hash, _)| {
+                probe();
+                hash == key_hash
+            },
+            |&(hash, _)| hash,
+        );
+        match (found, change) {
+            (hash_table::Entry::Occupied(mut key), Change::Add) => key.get_mut().1 += of_key,
+            (hash_table::Entry::Vacant(vacant), Change::Add) => {
+                vacant.insert((key_hash, of_key));
+            }
+            (hash_table::Entry::Occupied(mut key), Change::Remove) => {
+                key.get_mut().1 -= of_key;
+                if key.get().1 == 0 {
+                    key.remove();
+                }
+            }
+            (hash_table::Entry::Vacant(_), Change::Remove) => {
+                debug_assert!(false, "an uncounted key left the view");
+            }
+        }
+    }
+
+    fn keys(&self) -> usize {
+        usize::from(self.single.is_some()) + self.keys.len()
+    }
+
+    /// The count of `key_hash`, read without counting work: for `warm`.
+    fn peek(&self, key_hash: u64) -> Option<&KeyCount> {
+        match &self.single {
+            Some(key) => (key.0 == key_hash).then_some(key),
+            None => self.keys.find(key_hash, |&(hash, _)| hash == key_hash),
+        }
+    }
 }
 
 /// Visible presences and distinct keys per topic.
@@ -97,6 +173,7 @@ impl Census {
                 hash,
                 topic: Arc::clone(topic),
                 presences: 0,
+                single: None,
                 keys: HashTable::new(),
             }),
             (hash_table::Entry::Vacant(_), Change::Remove) => {
@@ -106,29 +183,7 @@ impl Census {
         };
         let topic_counts = counts.get_mut();
         for (key_hash, of_key) in keys {
-            let found = topic_counts.keys.entry(
-                key_hash,
-                |&(hash, _)| {
-                    probe();
-                    hash == key_hash
-                },
-                |&(hash, _)| hash,
-            );
-            match (found, change) {
-                (hash_table::Entry::Occupied(mut key), Change::Add) => key.get_mut().1 += of_key,
-                (hash_table::Entry::Vacant(vacant), Change::Add) => {
-                    vacant.insert((key_hash, of_key));
-                }
-                (hash_table::Entry::Occupied(mut key), Change::Remove) => {
-                    key.get_mut().1 -= of_key;
-                    if key.get().1 == 0 {
-                        key.remove();
-                    }
-                }
-                (hash_table::Entry::Vacant(_), Change::Remove) => {
-                    debug_assert!(false, "an uncounted key left the view");
-                }
-            }
+            topic_counts.count(key_hash, of_key, change);
         }
         match change {
             Change::Add => topic_counts.presences += presences,
@@ -148,7 +203,7 @@ impl Census {
             let topic = self
                 .topics
                 .find(hashes.topic, |counts| counts.hash == hashes.topic);
-            let key = topic.and_then(|counts| counts.keys.find(hashes.key, |&(hash, _)| hash == hashes.key));
+            let key = topic.and_then(|counts| counts.peek(hashes.key));
             folded ^ key.map_or(0, |&(_, presences)| presences as u64)
         })
     }
@@ -168,7 +223,7 @@ impl Census {
 
     /// Distinct keys with a visible presence on `topic`.
     pub(crate) fn keys(&self, topic: &str) -> usize {
-        self.topic(topic).map_or(0, |counts| counts.keys.len())
+        self.topic(topic).map_or(0, TopicCount::keys)
     }
 
     /// Visible presences on every topic.

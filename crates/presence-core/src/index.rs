@@ -176,9 +176,13 @@ struct Group<V> {
     clocks: Clocks<V>,
 }
 
-/// A multimap from name hash to what is filed: one group per name.
+/// A multimap from name hash to what is filed: one group per name. The
+/// first group sits inline until a second name arrives, so a topic with
+/// one key (a room of one user, or a pid's own topic) allocates no table.
 #[derive(Clone, Debug)]
 struct Groups<V> {
+    /// The only group, while `table` is empty.
+    single: Option<Group<V>>,
     table: HashTable<Group<V>>,
     /// Clocks in all groups.
     len: usize,
@@ -187,6 +191,7 @@ struct Groups<V> {
 impl<V> Default for Groups<V> {
     fn default() -> Self {
         Self {
+            single: None,
             table: HashTable::new(),
             len: 0,
         }
@@ -196,6 +201,32 @@ impl<V> Default for Groups<V> {
 impl<V: Filed> Groups<V> {
     fn insert(&mut self, hash: u64, filed: V) {
         debug_assert!(filed.clock() > 0, "clock 0 is never issued");
+        self.len += 1;
+        if self.table.is_empty() {
+            match &mut self.single {
+                None => {
+                    self.single = Some(Group {
+                        hash,
+                        clocks: Clocks::One(filed),
+                    });
+                    return;
+                }
+                Some(group)
+                    if {
+                        probe();
+                        group.hash == hash
+                    } =>
+                {
+                    group.clocks.insert(filed);
+                    return;
+                }
+                Some(_) => {
+                    // A second name: both go to the table.
+                    let first = self.single.take().expect("a single group");
+                    self.table.insert_unique(first.hash, first, |group| group.hash);
+                }
+            }
+        }
         let found = self.table.entry(
             hash,
             |group| {
@@ -213,11 +244,21 @@ impl<V: Filed> Groups<V> {
                 });
             }
         }
-        self.len += 1;
     }
 
     /// Removes `clock` from `hash`'s group, and the group when it empties.
     fn remove(&mut self, hash: u64, clock: u64) {
+        if let Some(group) = &mut self.single {
+            probe();
+            if group.hash != hash || !group.clocks.remove(clock) {
+                return;
+            }
+            self.len -= 1;
+            if matches!(&group.clocks, Clocks::One(only) if only.clock() == clock) {
+                self.single = None;
+            }
+            return;
+        }
         let found = self.table.find_entry(hash, |group| {
             probe();
             group.hash == hash
@@ -236,19 +277,40 @@ impl<V: Filed> Groups<V> {
         }
     }
 
-    /// What is filed under `hash`: candidates, to be checked by name.
-    fn candidates(&self, hash: u64) -> impl Iterator<Item = &V> + '_ {
-        self.table
-            .find(hash, |group| {
+    /// The group of `hash`, if any.
+    fn group(&self, hash: u64) -> Option<&Group<V>> {
+        match &self.single {
+            Some(group) => {
+                probe();
+                (group.hash == hash).then_some(group)
+            }
+            None => self.table.find(hash, |group| {
                 probe();
                 group.hash == hash
-            })
-            .into_iter()
-            .flat_map(|group| group.clocks.iter())
+            }),
+        }
+    }
+
+    /// The group of `hash`, read without counting: for `Indexes::warm`.
+    fn peek(&self, hash: u64) -> Option<&Group<V>> {
+        match &self.single {
+            Some(group) => (group.hash == hash).then_some(group),
+            None => self.table.find(hash, |group| group.hash == hash),
+        }
+    }
+
+    /// What is filed under `hash`: candidates, to be checked by name.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = &V> + '_ {
+        self.group(hash).into_iter().flat_map(|group| group.clocks.iter())
+    }
+
+    /// Every group, in no particular order.
+    fn groups(&self) -> impl Iterator<Item = &Group<V>> + '_ {
+        self.single.iter().chain(self.table.iter())
     }
 
     fn all(&self) -> impl Iterator<Item = &V> + '_ {
-        self.table.iter().flat_map(|group| group.clocks.iter())
+        self.groups().flat_map(|group| group.clocks.iter())
     }
 
     fn len(&self) -> usize {
@@ -380,20 +442,11 @@ impl Indexes {
     /// or removal. It changes nothing: skipping it only costs time.
     pub(crate) fn warm(&self, hashes: &[NameHashes]) -> u64 {
         let pids = hashes.iter().fold(0, |folded, hashes| {
-            folded
-                ^ self
-                    .by_pid
-                    .table
-                    .find(hashes.pid, |group| group.hash == hashes.pid)
-                    .map_or(0, |group| group.hash)
+            folded ^ self.by_pid.peek(hashes.pid).map_or(0, |group| group.hash)
         });
         hashes.iter().fold(pids, |folded, hashes| {
             let topic = self.topics.find(hashes.topic, |slot| slot.hash == hashes.topic);
-            let group = topic.and_then(|slot| {
-                slot.by_key
-                    .table
-                    .find(hashes.key, |group| group.hash == hashes.key)
-            });
+            let group = topic.and_then(|slot| slot.by_key.peek(hashes.key));
             folded ^ group.map_or(0, |group| group.hash)
         })
     }
@@ -405,8 +458,7 @@ impl Indexes {
         for topic in &self.topics {
             let keys = topic
                 .by_key
-                .table
-                .iter()
+                .groups()
                 .map(|group| (group.hash, group.clocks.len()));
             census.change(&topic.name, topic.hash, keys, topic.by_key.len(), change);
         }
@@ -556,7 +608,10 @@ mod tests {
             groups.remove(hash, clock);
         }
         assert_eq!(groups.len(), 0);
-        assert!(groups.table.is_empty(), "empty groups go");
+        assert!(
+            groups.table.is_empty() && groups.single.is_none(),
+            "empty groups go"
+        );
         assert_eq!(Groups::<u64>::default().candidates(1).count(), 0);
     }
 
@@ -569,7 +624,7 @@ mod tests {
         for clock in 2..=10_000 {
             groups.remove(7, clock);
         }
-        let group = groups.table.iter().next().expect("one group");
+        let group = groups.groups().next().expect("one group");
         assert!(
             matches!(group.clocks, Clocks::One(1)),
             "one clock left sits inline"
