@@ -125,38 +125,21 @@ pub(crate) struct Census {
 }
 
 impl Census {
-    /// Counts `entry`, which just became visible.
-    pub(crate) fn add(&mut self, entry: &Entry) {
-        self.change(
-            &entry.topic,
-            entry.hashes.topic,
-            [(entry.hashes.key, 1)],
-            1,
-            Change::Add,
-        );
+    /// Counts (`Change::Add`) or uncounts `entry`, which just became
+    /// visible or stopped being visible.
+    pub(crate) fn count(&mut self, entry: &Entry, change: Change) {
+        self.change(&entry.topic, entry.hashes.topic, [(entry.hashes.key, 1)], change);
     }
 
-    /// Uncounts `entry`, which just stopped being visible.
-    pub(crate) fn remove(&mut self, entry: &Entry) {
-        self.change(
-            &entry.topic,
-            entry.hashes.topic,
-            [(entry.hashes.key, 1)],
-            1,
-            Change::Remove,
-        );
-    }
-
-    /// Counts (`Change::Add`) or uncounts `presences` presences of `topic`
-    /// (whose hash is `hash`), spread over keys as `keys` says: (key hash,
-    /// presences of that key). A replica's whole index changes visibility
-    /// this way, a key group at a time, without reading its entries.
+    /// Counts (`Change::Add`) or uncounts presences of `topic` (whose hash
+    /// is `hash`), as many of each key as `keys` says: (key hash, presences
+    /// of that key). A replica's whole index changes visibility this way, a
+    /// key group at a time, without reading its entries.
     pub(crate) fn change(
         &mut self,
         topic: &Arc<str>,
         hash: u64,
         keys: impl IntoIterator<Item = KeyCount>,
-        presences: usize,
         change: Change,
     ) {
         let found = self.topics.entry(
@@ -182,8 +165,10 @@ impl Census {
             }
         };
         let topic_counts = counts.get_mut();
+        let mut presences = 0;
         for (key_hash, of_key) in keys {
             topic_counts.count(key_hash, of_key, change);
+            presences += of_key;
         }
         match change {
             Change::Add => topic_counts.presences += presences,

@@ -35,15 +35,25 @@ impl std::fmt::Display for SecretAlreadySet {
 
 impl std::error::Error for SecretAlreadySet {}
 
+/// splitmix64's increment.
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The splitmix64 output for generator state `state`: a well-spread 64-bit
+/// number, different for every `state`.
+pub(crate) fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(GOLDEN_GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn keys_from(secret: u64) -> ahash::RandomState {
     // Four 64-bit keys spread from one secret (splitmix64 steps).
     let mut state = secret;
     let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let key = splitmix64(state);
+        state = state.wrapping_add(GOLDEN_GAMMA);
+        key
     };
     ahash::RandomState::with_seeds(next(), next(), next(), next())
 }

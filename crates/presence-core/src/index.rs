@@ -460,7 +460,7 @@ impl Indexes {
                 .by_key
                 .groups()
                 .map(|group| (group.hash, group.clocks.len()));
-            census.change(&topic.name, topic.hash, keys, topic.by_key.len(), change);
+            census.change(&topic.name, topic.hash, keys, change);
         }
     }
 

@@ -1031,15 +1031,18 @@ mod tests {
         assert_eq!(check_bounded_memory(&state, MemoryBounds::default()), Ok(()));
 
         let mut extra = state.clone();
-        extra
-            .census
-            .add(&Entry::new("t", "bob", "p3", serde_json::json!({})).unwrap());
+        extra.census.count(
+            &Entry::new("t", "bob", "p3", serde_json::json!({})).unwrap(),
+            crate::census::Change::Add,
+        );
         let caught = check_bounded_memory(&extra, MemoryBounds::default()).unwrap_err();
         assert!(caught.detail.contains("counts 3 presences"), "{}", caught.detail);
 
         let mut lost = state.clone();
-        lost.census
-            .remove(&Entry::new("t", "alice", "p9", serde_json::json!({})).unwrap());
+        lost.census.count(
+            &Entry::new("t", "alice", "p9", serde_json::json!({})).unwrap(),
+            crate::census::Change::Remove,
+        );
         assert!(check_bounded_memory(&lost, MemoryBounds::default()).is_err());
 
         let mut stale = state.clone();

@@ -288,7 +288,7 @@ impl State {
         known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
         let tag = Tag::new(known.id.clone(), dot.clock);
         if known.status == Status::Up {
-            self.census.remove(&entry);
+            self.census.count(&entry, Change::Remove);
         }
         if dot.slot == self.own {
             self.own_index.remove(dot.clock, &entry);
@@ -305,7 +305,7 @@ impl State {
         known.indexes.insert(dot.clock, entry);
         known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
         if known.status == Status::Up {
-            self.census.add(entry);
+            self.census.count(entry, Change::Add);
         }
         if dot.slot == own {
             self.own_index.insert(dot.clock, entry);

@@ -122,11 +122,7 @@ pub fn zipf_cumulative(names: usize, exponent: f64) -> Vec<f64> {
 fn zipf_rank(i: usize) -> usize {
     static CDF: OnceLock<Vec<f64>> = OnceLock::new();
     let cdf = CDF.get_or_init(|| zipf_cumulative(ZIPF_KEYS, ZIPF_EXPONENT));
-    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let draw = (z >> 11) as f64 / (1u64 << 53) as f64;
+    let draw = (crate::hashing::splitmix64(i as u64) >> 11) as f64 / (1u64 << 53) as f64;
     cdf.partition_point(|&below| below < draw).min(ZIPF_KEYS - 1)
 }
 
