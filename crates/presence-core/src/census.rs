@@ -211,11 +211,13 @@ impl Census {
         self.topic(topic).map_or(0, TopicCount::keys)
     }
 
+    #[cfg(feature = "inspect")]
     /// Visible presences on every topic.
     pub(crate) fn total(&self) -> usize {
         self.topics.iter().map(|topic| topic.presences).sum()
     }
 
+    #[cfg(feature = "inspect")]
     /// Topics with a visible presence, in no particular order.
     pub(crate) fn topics(&self) -> impl Iterator<Item = &str> + '_ {
         self.topics.iter().map(|topic| &*topic.topic)

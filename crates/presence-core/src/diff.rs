@@ -29,6 +29,7 @@ impl Diff {
         self.joins.is_empty() && self.leaves.is_empty()
     }
 
+    #[cfg(feature = "inspect")]
     /// The XOR of the fingerprints of every tag in the diff: folding it into
     /// a running value tracks [`crate::State::view_fingerprint`] (a join and
     /// a leave of one tag cancel, as they should).

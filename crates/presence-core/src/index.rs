@@ -464,6 +464,7 @@ impl Indexes {
         }
     }
 
+    #[cfg(feature = "inspect")]
     /// (clocks indexed by topic and key, clocks indexed by pid).
     pub(crate) fn census(&self) -> (usize, usize) {
         let by_topic = self.topics.iter().map(|topic| topic.by_key.len()).sum();
@@ -509,6 +510,7 @@ impl OwnIndex {
             .map(|&(_, clock)| clock)
     }
 
+    #[cfg(feature = "inspect")]
     pub(crate) fn len(&self) -> usize {
         self.table.len()
     }

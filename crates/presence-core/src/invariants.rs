@@ -752,38 +752,10 @@ pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), V
             format!("{who} holds {held} entries but counts {}", state.len()),
         );
     }
-    for &slot in state.slot_of.values() {
-        let known = state.known(slot);
-        let (by_topic, by_pid) = known.indexes.census();
-        let values = known.log.values().len();
-        if by_topic != values || by_pid != values {
-            return violation(
-                Invariant::BoundedMemory,
-                format!(
-                    "{who} holds {values} entries of {} but indexes {by_topic} by topic, {by_pid} by pid",
-                    known.id
-                ),
-            );
-        }
-    }
-    let own_held = state.known(state.own).log.values().len();
-    if state.own_index.len() != own_held {
-        return violation(
-            Invariant::BoundedMemory,
-            format!(
-                "{who} holds {own_held} own entries but its own index files {}",
-                state.own_index.len()
-            ),
-        );
-    }
+    state
+        .check_structure()
+        .or_else(|detail| violation(Invariant::BoundedMemory, detail))?;
     check_census(state)?;
-    let live_slots = state.slots.iter().filter(|slot| slot.is_some()).count();
-    if live_slots != state.slot_of.len() || state.slots.len() != live_slots + state.free_slots.len() {
-        return violation(
-            Invariant::BoundedMemory,
-            format!("{who} has orphan replica slots"),
-        );
-    }
     Ok(())
 }
 
@@ -797,14 +769,14 @@ fn check_census(state: &State) -> Result<(), Violation> {
         topic.0 += 1;
         topic.1.insert(&presence.entry.key);
     }
-    let kept_topics = state.census.topics().count();
-    if kept_topics != counted.len() || state.census.total() != view.len() {
+    let (kept_topics, kept_total) = state.census_totals();
+    if kept_topics != counted.len() || kept_total != view.len() {
         return violation(
             Invariant::BoundedMemory,
             format!(
                 "{} counts {} presences on {kept_topics} topics, but its view has {} on {}",
                 state.replica(),
-                state.census.total(),
+                kept_total,
                 view.len(),
                 counted.len()
             ),
@@ -826,6 +798,76 @@ fn check_census(state: &State) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+// ----- the safety chain ------------------------------------------------------------
+
+/// What the per-replica safety invariants judge a replica state against.
+/// Every harness (the simulator and both models) fills one in and calls
+/// [`check_safety`] or, to name each invariant as a property of its own,
+/// [`check_safety_of`]: the chain is written once, here.
+pub struct SafetyInputs<'a> {
+    /// The XOR of the fingerprints of every diff the replica emitted (I1).
+    pub diffs_fingerprint: u64,
+    /// The replica's resurrection watch (I3), when the harness checks I3
+    /// here; a model that judges I3 per step (see
+    /// [`check_no_resurrection`]) passes `None`.
+    pub watch: Option<&'a mut ResurrectionWatch>,
+    /// Ground truth for provenance (I4) and causal sanity (I6).
+    pub history: &'a History,
+    /// Ground truth for own authority (I5): the local operations of the
+    /// replica's node. Usually the same as `history`.
+    pub own_history: &'a History,
+    /// Memory bounds (I7), or `None` where the harness does not judge I7.
+    pub memory: Option<MemoryBounds>,
+}
+
+/// The per-replica safety invariants in the order [`check_safety`] judges
+/// them.
+pub const SAFETY_CHAIN: [Invariant; 6] = [
+    Invariant::DiffExactness,
+    Invariant::NoResurrection,
+    Invariant::Provenance,
+    Invariant::OwnAuthority,
+    Invariant::CausalSanity,
+    Invariant::BoundedMemory,
+];
+
+/// One invariant of [`SAFETY_CHAIN`] for one replica state. An invariant
+/// the inputs leave out (I3 without a watch, I7 without bounds) holds
+/// vacuously; any other invariant is not a per-replica safety check and is
+/// a caller's mistake, reported as its violation.
+pub fn check_safety_of(
+    invariant: Invariant,
+    state: &State,
+    inputs: &mut SafetyInputs<'_>,
+) -> Result<(), Violation> {
+    match invariant {
+        Invariant::DiffExactness => check_view_fingerprint(inputs.diffs_fingerprint, state),
+        Invariant::NoResurrection => match inputs.watch.as_deref_mut() {
+            Some(watch) => check_no_resurrection(watch, state),
+            None => Ok(()),
+        },
+        Invariant::Provenance => check_provenance(inputs.history, state),
+        Invariant::OwnAuthority => check_own_authority(inputs.own_history, state),
+        Invariant::CausalSanity => check_causal_sanity(inputs.history, state),
+        Invariant::BoundedMemory => match inputs.memory {
+            Some(bounds) => check_bounded_memory(state, bounds),
+            None => Ok(()),
+        },
+        Invariant::Convergence | Invariant::CrdtLaws => violation(
+            invariant,
+            format!("{} is not a per-replica safety invariant", invariant.id()),
+        ),
+    }
+}
+
+/// Every invariant of [`SAFETY_CHAIN`] for one replica state, in order;
+/// the first violation.
+pub fn check_safety(state: &State, inputs: &mut SafetyInputs<'_>) -> Result<(), Violation> {
+    SAFETY_CHAIN
+        .iter()
+        .try_for_each(|&invariant| check_safety_of(invariant, state, inputs))
 }
 
 // ----- I8 -------------------------------------------------------------------------
@@ -1050,5 +1092,42 @@ mod tests {
         stale.own_index.remove(1, &entry);
         let caught = check_bounded_memory(&stale, MemoryBounds::default()).unwrap_err();
         assert!(caught.detail.contains("own index"), "{}", caught.detail);
+    }
+
+    #[test]
+    fn the_safety_chain_names_the_first_invariant_that_breaks() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let join = state.join("p1", "t", "alice", serde_json::json!({})).unwrap();
+        let mut truth = History::new();
+        truth.record_local(&state, &join).unwrap();
+        let mut watch = ResurrectionWatch::default();
+        let mut inputs = SafetyInputs {
+            diffs_fingerprint: join.fingerprint(),
+            watch: Some(&mut watch),
+            history: &truth,
+            own_history: &truth,
+            memory: Some(MemoryBounds::default()),
+        };
+        assert_eq!(check_safety(&state, &mut inputs), Ok(()));
+
+        // A diff the client never saw breaks I1 first.
+        inputs.diffs_fingerprint = 0;
+        let caught = check_safety(&state, &mut inputs).unwrap_err();
+        assert_eq!(caught.invariant, Invariant::DiffExactness);
+
+        // A join the ground truth never recorded breaks provenance.
+        inputs.diffs_fingerprint = join.fingerprint();
+        let empty = History::new();
+        inputs.history = &empty;
+        let caught = check_safety(&state, &mut inputs).unwrap_err();
+        assert_eq!(caught.invariant, Invariant::Provenance);
+        assert!(check_safety_of(Invariant::OwnAuthority, &state, &mut inputs).is_ok());
+        inputs.own_history = &empty;
+        let caught = check_safety_of(Invariant::OwnAuthority, &state, &mut inputs).unwrap_err();
+        assert_eq!(caught.invariant, Invariant::OwnAuthority);
+
+        // Only per-replica safety invariants belong to the chain.
+        let caught = check_safety_of(Invariant::Convergence, &state, &mut inputs).unwrap_err();
+        assert!(caught.detail.contains("not a per-replica"), "{}", caught.detail);
     }
 }

@@ -10,11 +10,24 @@
 //! - [`ClientMirror`]: what Phoenix's JavaScript client does with the
 //!   `presence_state` / `presence_diff` payloads (layer 4).
 //! - [`wire`]: the validated JSON format of states and deltas.
-//! - [`invariants`]: the invariants of `docs/invariants.md` as named check
-//!   functions.
-//! - [`digest`]: canonical hashing field by field, and under renamings of
+//!
+//! With the `inspect` feature (for checkers, models and benches; no product
+//! needs it) the crate also has:
+//!
+//! - `invariants`: the invariants of `docs/invariants.md` as named check
+//!   functions, and the one chain of safety checks every harness runs.
+//! - `digest`: canonical hashing field by field, and under renamings of
 //!   replicas, for model checkers.
-//! - [`workload`]: the deterministic workloads that benches and examples measure.
+//! - `workload`: the deterministic workloads that benches and examples
+//!   measure.
+//! - the inspection methods of [`State`] (`view_fingerprint`, `holds`,
+//!   `is_observed`, `census_totals`, `check_structure`), in `inspect.rs`:
+//!   the only way those modules read a state beyond its product queries.
+//!
+//! Where `impl State` lives, one file per concept: `state.rs` (the replica,
+//! local operations, liveness, queries), `merge.rs` (merging full states,
+//! snapshots and deltas, extracts), `wire.rs` (the JSON encoding),
+//! `digest.rs` (canonical hashing) and `inspect.rs` (inspection).
 //!
 //! The core does no I/O, reads no clock and draws no randomness.
 //!
@@ -54,9 +67,13 @@
 mod census;
 pub mod delta;
 pub mod diff;
+#[cfg(feature = "inspect")]
 pub mod digest;
 pub mod entry;
 pub mod hashing;
+#[cfg(feature = "inspect")]
+mod inspect;
+#[cfg(feature = "inspect")]
 pub mod invariants;
 pub mod log;
 pub mod merge;
@@ -66,6 +83,7 @@ pub mod single;
 pub mod state;
 pub mod wire;
 pub mod work;
+#[cfg(feature = "inspect")]
 pub mod workload;
 
 mod index;

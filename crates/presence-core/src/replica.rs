@@ -180,6 +180,7 @@ impl Tag {
         Self { replica, clock }
     }
 
+    #[cfg(feature = "inspect")]
     /// A 64-bit fingerprint of the tag. The XOR of the fingerprints of a set
     /// of tags identifies the set (with overwhelming probability): see
     /// [`crate::State::view_fingerprint`] and [`crate::Diff::fingerprint`].

@@ -440,19 +440,6 @@ impl State {
         presences
     }
 
-    /// A fingerprint of the view: the XOR of the fingerprints
-    /// ([`Tag::fingerprint`]) of every visible presence, kept up to date as
-    /// entries come and go, so it costs O(replicas). A client that XORs the
-    /// fingerprints of every diff's joins and leaves into a running value
-    /// holds this value exactly when its diffs tracked the view (I1).
-    pub fn view_fingerprint(&self) -> u64 {
-        self.slot_of
-            .values()
-            .map(|&slot| self.known(slot))
-            .filter(|known| known.status == Status::Up)
-            .fold(0, |fingerprint, known| fingerprint ^ known.fingerprint)
-    }
-
     /// How many entries the state holds, hidden ones included.
     pub fn len(&self) -> usize {
         self.held
@@ -678,17 +665,6 @@ impl State {
     pub fn take_delta(&mut self) -> Delta {
         let at = self.delta.to;
         std::mem::replace(&mut self.delta, Delta::empty(self.replica.clone(), at))
-    }
-
-    /// Whether `tag` has been observed here.
-    pub fn is_observed(&self, tag: &Tag) -> bool {
-        self.is_retired_id(&tag.replica) || self.log(&tag.replica).is_some_and(|log| log.observed(tag.clock))
-    }
-
-    /// Whether the entry of `tag` is held here (visible or hidden).
-    pub fn holds(&self, tag: &Tag) -> bool {
-        self.log(&tag.replica)
-            .is_some_and(|log| log.values.contains_key(&tag.clock))
     }
 
     // ----- slots ------------------------------------------------------------

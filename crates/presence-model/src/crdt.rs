@@ -12,8 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use presence_core::invariants::{
-    check_causal_sanity, check_convergence, check_own_authority, check_provenance, check_view_fingerprint,
-    exchange_full_states, History,
+    check_convergence, check_safety_of, exchange_full_states, History, Invariant, SafetyInputs,
 };
 use presence_core::{Delta, Diff, ReplicaId, Snapshot, State};
 use serde_json::json;
@@ -926,31 +925,19 @@ impl Model for CrdtModel {
     fn properties(&self) -> Vec<Property<Self>> {
         let mut properties = vec![
             Property::always("I1 diff exactness", |_, state: &CrdtState| {
-                state
-                    .replicas
-                    .iter()
-                    .all(|r| check_view_fingerprint(r.diffs_fingerprint, &r.state).is_ok())
+                every_replica_keeps(state, Invariant::DiffExactness)
             }),
             Property::always("I3 no resurrection", |_, state: &CrdtState| {
                 state.resurrection.is_none()
             }),
             Property::always("I4 provenance", |_, state: &CrdtState| {
-                state
-                    .replicas
-                    .iter()
-                    .all(|r| check_provenance(&state.history, &r.state).is_ok())
+                every_replica_keeps(state, Invariant::Provenance)
             }),
             Property::always("I5 own authority", |_, state: &CrdtState| {
-                state
-                    .replicas
-                    .iter()
-                    .all(|r| check_own_authority(&state.history, &r.state).is_ok())
+                every_replica_keeps(state, Invariant::OwnAuthority)
             }),
             Property::always("I6 causal sanity", |_, state: &CrdtState| {
-                state
-                    .replicas
-                    .iter()
-                    .all(|r| check_causal_sanity(&state.history, &r.state).is_ok())
+                every_replica_keeps(state, Invariant::CausalSanity)
             }),
             Property::always(
                 "I2 a complete anti-entropy exchange converges",
@@ -997,6 +984,22 @@ impl Model for CrdtModel {
             CrdtAction::Restart { at } => format!("r{at} restarts"),
         }
     }
+}
+
+/// Whether every replica of `state` keeps `invariant`, one of the core's
+/// per-replica safety chain (I3 is judged per step instead, and I7 is the
+/// protocol model's).
+fn every_replica_keeps(state: &CrdtState, invariant: Invariant) -> bool {
+    state.replicas.iter().all(|replica| {
+        let mut inputs = SafetyInputs {
+            diffs_fingerprint: replica.diffs_fingerprint,
+            watch: None,
+            history: &state.history,
+            own_history: &state.history,
+            memory: None,
+        };
+        check_safety_of(invariant, &replica.state, &mut inputs).is_ok()
+    })
 }
 
 /// I2 judged from any state: every replica believes every other up, then

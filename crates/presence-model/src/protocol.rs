@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use presence_core::digest::Rename;
 use presence_core::invariants::{
-    check_bounded_memory, check_causal_sanity, check_convergence, check_own_authority, check_provenance,
-    check_view_fingerprint, exchange_full_states, History, MemoryBounds,
+    check_convergence, check_safety_of, exchange_full_states, History, Invariant, MemoryBounds, SafetyInputs,
 };
 use presence_core::{Diff, ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
@@ -927,29 +926,26 @@ impl Model for ProtocolModel {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("I1 diff exactness", |_, state: &ProtocolState| {
-                live_nodes(state).all(|n| check_view_fingerprint(n.diffs_fingerprint, n.node.state()).is_ok())
+                every_node_keeps(state, Invariant::DiffExactness, &History::new())
             }),
             Property::always("I3 no resurrection", |_, state: &ProtocolState| {
                 live_nodes(state).all(|n| n.resurrection.is_none())
             }),
             Property::always("I4 provenance", |_, state: &ProtocolState| {
-                cluster_history(state).is_some_and(|history| {
-                    live_nodes(state).all(|n| check_provenance(&history, n.node.state()).is_ok())
-                })
+                cluster_history(state)
+                    .is_some_and(|history| every_node_keeps(state, Invariant::Provenance, &history))
             }),
             Property::always("I5 own authority", |_, state: &ProtocolState| {
-                live_nodes(state).all(|n| check_own_authority(&n.history, n.node.state()).is_ok())
+                every_node_keeps(state, Invariant::OwnAuthority, &History::new())
             }),
             Property::always("I6 causal sanity", |_, state: &ProtocolState| {
-                cluster_history(state).is_some_and(|history| {
-                    live_nodes(state).all(|n| check_causal_sanity(&history, n.node.state()).is_ok())
-                })
+                cluster_history(state)
+                    .is_some_and(|history| every_node_keeps(state, Invariant::CausalSanity, &history))
             }),
             Property::always("I7 bounded memory", |_, state: &ProtocolState| {
-                live_nodes(state).all(|n| {
-                    check_bounded_memory(n.node.state(), MemoryBounds::default()).is_ok()
-                        && n.node.footprint().peers < 2 * state.inner.actor_states.len()
-                })
+                every_node_keeps(state, Invariant::BoundedMemory, &History::new())
+                    && live_nodes(state)
+                        .all(|n| n.node.footprint().peers < 2 * state.inner.actor_states.len())
             }),
             Property::always(
                 "I2 a complete anti-entropy exchange converges",
@@ -988,6 +984,22 @@ impl Model for ProtocolModel {
             ),
         ]
     }
+}
+
+/// Whether every live node of `state` keeps `invariant`, one of the core's
+/// per-replica safety chain, with `cluster` as the ground truth of I4 and
+/// I6 (I5 takes the node's own history; I3 is judged per step instead).
+fn every_node_keeps(state: &ProtocolState, invariant: Invariant, cluster: &History) -> bool {
+    live_nodes(state).all(|n| {
+        let mut inputs = SafetyInputs {
+            diffs_fingerprint: n.diffs_fingerprint,
+            watch: None,
+            history: cluster,
+            own_history: &n.history,
+            memory: Some(MemoryBounds::default()),
+        };
+        check_safety_of(invariant, n.node.state(), &mut inputs).is_ok()
+    })
 }
 
 /// Every node's local operations, all incarnations, crashed nodes' too,
@@ -1219,7 +1231,9 @@ pub fn representative(state: &ProtocolState) -> ProtocolState {
         .enumerate()
         .map(|(index, node)| {
             let mut hasher = digester();
-            let i1 = check_view_fingerprint(node.diffs_fingerprint, node.node.state()).is_ok();
+            let i1 =
+                presence_core::invariants::check_view_fingerprint(node.diffs_fingerprint, node.node.state())
+                    .is_ok();
             (node.now_ms, node.ticks, i1, node.resurrection.is_some()).hash(&mut hasher);
             inner.crashed[index].hash(&mut hasher);
             inner.timers_set[index].hash(&mut hasher);

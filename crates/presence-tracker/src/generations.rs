@@ -23,6 +23,7 @@ impl Generations {
         }
     }
 
+    #[cfg(feature = "inspect")]
     /// Feeds `hasher` each generation, or its absence (see
     /// [`Node::hash_canonical`](crate::Node::hash_canonical)).
     pub(crate) fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
@@ -35,6 +36,7 @@ impl Generations {
         }
     }
 
+    #[cfg(feature = "inspect")]
     /// [`Generations::hash_canonical`] under a renaming of replicas (see
     /// [`Node::hash_renamed`](crate::Node::hash_renamed)).
     pub(crate) fn hash_renamed<H: std::hash::Hasher>(

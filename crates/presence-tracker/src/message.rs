@@ -72,6 +72,7 @@ pub enum Message {
 }
 
 impl Message {
+    #[cfg(feature = "inspect")]
     /// Feeds `hasher` the message's type and every field, without encoding
     /// it: model checkers fingerprint messages in flight by it.
     pub fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
@@ -100,6 +101,7 @@ impl Message {
         }
     }
 
+    #[cfg(feature = "inspect")]
     /// [`Message::hash_canonical`] as if every replica base were renamed by
     /// `rename` (see `State::hash_renamed`): for symmetry reduction.
     pub fn hash_renamed<H: std::hash::Hasher>(

@@ -231,6 +231,7 @@ impl Node {
         self.stopped
     }
 
+    #[cfg(feature = "inspect")]
     /// Feeds `hasher` everything the node keeps (replicated data, local
     /// liveness, peers, outstanding transfers, timers' progress, delta
     /// generations), field by field: nodes that behave alike feed it alike.
@@ -259,6 +260,7 @@ impl Node {
         self.generations.hash_canonical(hasher);
     }
 
+    #[cfg(feature = "inspect")]
     /// [`Node::hash_canonical`] as if every replica base were renamed by
     /// `rename` (see `State::hash_renamed`): for symmetry reduction.
     pub fn hash_renamed<H: std::hash::Hasher>(

@@ -2,9 +2,8 @@
 //! judges convergence (I2) once everything heals.
 
 use presence_core::invariants::{
-    check_bounded_memory, check_causal_sanity, check_clouds_empty, check_convergence, check_mirror_matches,
-    check_no_resurrection, check_own_authority, check_provenance, check_view_fingerprint, MemoryBounds,
-    Violation,
+    check_clouds_empty, check_convergence, check_mirror_matches, check_safety, check_view_fingerprint,
+    MemoryBounds, SafetyInputs, Violation,
 };
 use presence_tracker::{Node, PeerStatus};
 
@@ -30,13 +29,15 @@ impl World {
         let mut result = Ok(());
         if fingerprint.is_err() || sim_node.steps % full_every == 0 {
             // The mirror comparison names the topic and key that differ.
-            result = check_mirror_matches(&sim_node.mirror, state)
-                .and(fingerprint)
-                .and_then(|()| check_no_resurrection(&mut sim_node.watch, state))
-                .and_then(|()| check_provenance(&self.history, state))
-                .and_then(|()| check_own_authority(&self.history, state))
-                .and_then(|()| check_causal_sanity(&self.history, state))
-                .and_then(|()| check_bounded_memory(state, MemoryBounds::default()));
+            let mut inputs = SafetyInputs {
+                diffs_fingerprint: sim_node.diffs_fingerprint,
+                watch: Some(&mut sim_node.watch),
+                history: &self.history,
+                own_history: &self.history,
+                memory: Some(MemoryBounds::default()),
+            };
+            result =
+                check_mirror_matches(&sim_node.mirror, state).and_then(|()| check_safety(state, &mut inputs));
         }
         if let Err(violation) = result {
             self.violate(index, violation);
