@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use presence_benches::DELTA_MERGE_SIZES;
-use presence_core::workload::{size_label, DeltaStream, DELTA_OPS};
+use presence_core::fixtures::{size_label, DeltaStream, DELTA_OPS};
 
 fn delta_merge(c: &mut Criterion) {
     let mut group = c.benchmark_group("delta_merge");

@@ -7,13 +7,13 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use presence_benches::{orswot_replica, FULL_MERGE_SIZES};
-use presence_core::workload::{self, size_label};
+use presence_core::fixtures::{self, size_label};
 
 fn full_merge(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_merge");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     for size in FULL_MERGE_SIZES {
-        let (a, b) = workload::disjoint_pair(size);
+        let (a, b) = fixtures::disjoint_pair(size);
         group.throughput(Throughput::Elements(size as u64));
         group.bench_function(BenchmarkId::from_parameter(size_label(size)), |bench| {
             bench.iter_batched_ref(|| a.clone(), |state| state.merge(&b), BatchSize::PerIteration)

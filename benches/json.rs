@@ -3,12 +3,12 @@
 //! decode 150 MB/s.
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use presence_core::{workload, Snapshot};
+use presence_core::{fixtures, Snapshot};
 
 const SIZE: usize = 100_000;
 
 fn json(c: &mut Criterion) {
-    let state = workload::replica("a", SIZE);
+    let state = fixtures::replica("a", SIZE);
     let bytes = state.to_json();
     let mut group = c.benchmark_group("json");
     group.sampling_mode(SamplingMode::Flat).sample_size(20);

@@ -1,8 +1,8 @@
 //! Shared set-up of the presence-lab benches. Each `[[bench]]` of this
-//! package measures one concern of SPEC section 9 (`cargo bench` runs them
+//! package measures one performance concern (see `README.md`) (`cargo bench` runs them
 //! all); `presence report` turns criterion's estimates into `reports/bench/`.
 //!
-//! The workloads themselves live in [`presence_core::workload`], so the
+//! The workloads themselves live in [`presence_core::fixtures`], so the
 //! `merge_scale` example and these benches measure the same states.
 
 use std::time::Duration;
@@ -31,14 +31,14 @@ pub const MEASUREMENT: Duration = Duration::from_secs(4);
 pub type OrswotMember = (String, String, String);
 
 /// The `crdts` crate's `Orswot` holding the entries that
-/// [`presence_core::workload::replica`] gives replica `prefix`, each added by
+/// [`presence_core::fixtures::replica`] gives replica `prefix`, each added by
 /// its own operation, as a replica would accumulate them.
 pub fn orswot_replica(prefix: &str, count: usize) -> Orswot<OrswotMember, String> {
     let mut set = Orswot::new();
     let actor = format!("node-{prefix}");
     for i in 0..count {
         let member = (
-            format!("room:{}", i % presence_core::workload::TOPICS),
+            format!("room:{}", i % presence_core::fixtures::TOPICS),
             format!("{prefix}-user:{i}"),
             format!("{prefix}-pid:{i}"),
         );

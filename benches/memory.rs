@@ -10,7 +10,7 @@ use std::alloc::System;
 use std::path::PathBuf;
 
 use cap::Cap;
-use presence_core::workload::Shape;
+use presence_core::fixtures::Shape;
 use presence_core::{ReplicaId, State};
 use serde_json::json;
 

@@ -3,13 +3,13 @@
 //! replica_up of one replica, and its permdown. Phoenix permdown: 293-310 ms.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use presence_core::workload;
+use presence_core::fixtures;
 
 const SIZE: usize = 100_000;
 
 fn replicas(c: &mut Criterion) {
-    let (a, b) = workload::disjoint_pair(SIZE);
-    let merged = workload::merged(&a, &b);
+    let (a, b) = fixtures::disjoint_pair(SIZE);
+    let merged = fixtures::merged(&a, &b);
     let b_id = b.replica().clone();
     let mut merged_down = merged.clone();
     merged_down.replica_down(&b_id);
@@ -19,7 +19,7 @@ fn replicas(c: &mut Criterion) {
     group.throughput(Throughput::Elements(SIZE as u64));
 
     // 1% of 200,000 entries: the peer lags 2,000 clocks on b.
-    let clocks = workload::lagging_clocks(&merged, &b_id, (2 * SIZE / 100) as u64);
+    let clocks = fixtures::lagging_clocks(&merged, &b_id, (2 * SIZE / 100) as u64);
     let peer = presence_core::ReplicaId::new("node-p", 1);
     group.bench_function("extract_lag_1pct", |bench| {
         bench.iter(|| merged.extract(&peer, &clocks))

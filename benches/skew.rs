@@ -1,7 +1,7 @@
 //! Skewed workloads beside the uniform one, at 100,000 and 1,000,000
 //! entries: everyone in one room under one key, one room with Zipf(1.1)
 //! keys, one pid on every topic, and the first wave's uniform spread
-//! (`presence_core::workload::Shape`). For each: 10,000 own joins, one
+//! (`presence_core::fixtures::Shape`). For each: 10,000 own joins, one
 //! leave, leave_by_pid of the busiest pid (per entry removed), a full merge
 //! of two replicas, a snapshot merged into an empty peer, a 100-operation
 //! delta, get_by_key of the hottest key (per presence returned) and the
@@ -18,7 +18,7 @@ use criterion::{
     Throughput,
 };
 use presence_benches::SKEW_SIZES;
-use presence_core::workload::{self, size_label, DeltaStream, Shape, DELTA_OPS};
+use presence_core::fixtures::{self, size_label, DeltaStream, Shape, DELTA_OPS};
 use presence_core::{ReplicaId, Snapshot, State};
 
 /// Joins in the `skew_joins` figure.
@@ -58,14 +58,14 @@ fn timed_then_restored(
 
 /// Local operations on one replica of `size` entries in `shape`.
 fn local(c: &mut Criterion, shape: Shape, size: usize) {
-    let mut state = workload::replica_shaped(shape, "a", size);
+    let mut state = fixtures::replica_shaped(shape, "a", size);
 
     group(c, "skew_joins", JOINS as u64).bench_function(id(shape, size), |bench| {
         bench.iter_custom(|iters| {
             timed_then_restored(
                 &mut state,
                 iters,
-                |state| workload::populate_shaped(state, shape, "a", size, JOINS),
+                |state| fixtures::populate_shaped(state, shape, "a", size, JOINS),
                 |state| {
                     for i in size..size + JOINS {
                         let (topic, key, pid) = shape.names("a", i);
@@ -117,7 +117,7 @@ fn local(c: &mut Criterion, shape: Shape, size: usize) {
 
 /// Merges into a replica: full states, a snapshot, a delta.
 fn merges(c: &mut Criterion, shape: Shape, size: usize) {
-    let (a, b) = workload::disjoint_pair_shaped(shape, size);
+    let (a, b) = fixtures::disjoint_pair_shaped(shape, size);
     group(c, "skew_full_merge", size as u64).bench_function(id(shape, size), |bench| {
         bench.iter_batched_ref(|| a.clone(), |state| state.merge(&b), BatchSize::PerIteration)
     });

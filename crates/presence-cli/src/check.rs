@@ -224,13 +224,47 @@ where
         checker = checker.join();
     }
     let wall = started.elapsed().as_secs_f64();
-    // Read once: a checker that timed out is still counting.
-    let (explored, unique, depth) = (
-        checker.state_count(),
-        checker.unique_state_count(),
-        checker.max_depth(),
-    );
+    let figures = Figures {
+        explored: checker.state_count(),
+        unique: checker.unique_state_count(),
+        depth: checker.max_depth(),
+        wall,
+        finished,
+    };
+    let mut report = report_header(args, &command, &figures);
+    let violated = judge_properties(&mut report, &checker, &always, &sometimes);
+    crate::write_stdout(format_args!("{report}"));
+    for (name, actions) in &violated {
+        print_counterexample(&replay, name, actions.clone());
+        say!("  replay (one thread, same order): {}", args.command(1));
+    }
+    save_report(args, &report, violated.is_empty())?;
+    if violated.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Safety)
+    }
+}
 
+/// What a check's run came to, read once (a checker that timed out is
+/// still counting).
+struct Figures {
+    explored: usize,
+    unique: usize,
+    depth: usize,
+    wall: f64,
+    finished: bool,
+}
+
+/// The report's title, provenance and figures table.
+fn report_header(args: &CheckArgs, command: &str, figures: &Figures) -> String {
+    let Figures {
+        explored,
+        unique,
+        depth,
+        wall,
+        finished,
+    } = *figures;
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -269,9 +303,26 @@ where
         (true, None) => "yes".to_owned(),
     };
     let _ = writeln!(report, "| exhaustive | {exhaustive} |");
+    report
+}
+
+/// The properties table: each `always` property holds or is violated,
+/// each `sometimes` one is reached or not. Returns the violations with
+/// their paths.
+fn judge_properties<M>(
+    report: &mut String,
+    checker: &impl Checker<M>,
+    always: &[&'static str],
+    sometimes: &[&'static str],
+) -> Vec<(&'static str, Vec<M::Action>)>
+where
+    M: Model,
+    M::State: Clone + PartialEq,
+    M::Action: Clone + PartialEq,
+{
     let _ = writeln!(report, "\n| property | kind | result |\n|---|---|---|");
     let mut violated = Vec::new();
-    for &name in &always {
+    for &name in always {
         let found = checker.discovery(name);
         let verdict = if found.is_some() { "VIOLATED" } else { "holds" };
         if let Some(path) = found {
@@ -279,39 +330,32 @@ where
         }
         let _ = writeln!(report, "| {name} | always | {verdict} |");
     }
-    for &name in &sometimes {
+    for &name in sometimes {
         let verdict = match checker.discovery(name) {
             Some(path) => format!("reached in {} steps", path.into_actions().len()),
             None => "not reached within these bounds".to_owned(),
         };
         let _ = writeln!(report, "| {name} | sometimes | {verdict} |");
     }
-    crate::write_stdout(format_args!("{report}"));
-    for (name, actions) in &violated {
-        print_counterexample(&replay, name, actions.clone());
-        say!("  replay (one thread, same order): {}", args.command(1));
-    }
-    // A bounded run is named for its bound, so it never replaces the
-    // report of an exhaustive one.
+    violated
+}
+
+/// Writes the report under `--out`. A bounded run is named for its bound,
+/// so it never replaces the report of an exhaustive one. A check whose
+/// report was asked for and not written did not do its job, whatever it
+/// found.
+fn save_report(args: &CheckArgs, report: &str, clean: bool) -> Result<(), Failure> {
     let bound = args.depth.map(|depth| format!("-d{depth}")).unwrap_or_default();
     let file = args.out.join(format!("{}{bound}.md", args.model.slug()));
-    match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, &report)) {
-        Ok(()) => say!("\nreport: {}", file.display()),
-        Err(error) => {
-            // A check whose report was asked for and not written did not do
-            // its job, whatever it found.
-            eprintln!("error: cannot write {}: {error}", file.display());
-            return Err(if violated.is_empty() {
-                Failure::Io
-            } else {
-                Failure::Safety
-            });
+    match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, report)) {
+        Ok(()) => {
+            say!("\nreport: {}", file.display());
+            Ok(())
         }
-    }
-    if violated.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Safety)
+        Err(error) => {
+            eprintln!("error: cannot write {}: {error}", file.display());
+            Err(if clean { Failure::Io } else { Failure::Safety })
+        }
     }
 }
 

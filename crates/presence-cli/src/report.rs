@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use presence_core::workload::size_label;
+use presence_core::fixtures::size_label;
 use serde_json::Value;
 
 use crate::provenance::{command_output, commit, cores, cpu_model, machine_name, today};
@@ -202,7 +202,7 @@ enum Target {
 }
 
 /// The reference a figure is compared with: Phoenix.Tracker.State's figure
-/// from SPEC section 9, or presence-core's own for a peer's row.
+/// on the same workload (see `benches/README.md`), or presence-core's own for a peer's row.
 #[derive(Debug, Clone)]
 struct Anchor {
     label: String,
@@ -699,8 +699,8 @@ fn readme(args: &ReportArgs, name: &str, rows: &[Row], skewed: &[skew::SkewRow])
     let _ = writeln!(
         out,
         "Times are criterion's slope estimate (its mean for flat sampling), with the 95% confidence \
-         interval. Anchors are Phoenix.Tracker.State's figures on the same workload, from SPEC \
-         section 9.\n"
+         interval. Anchors are Phoenix.Tracker.State's figures on the same workload (see \
+         `benches/README.md`).\n"
     );
     out.push_str(&table(rows));
     if !skewed.is_empty() {

@@ -1,4 +1,4 @@
-//! Builds the merge workloads of SPEC section 9 and prints one line per figure,
+//! Builds the merge workloads of `benches/README.md` and prints one line per figure,
 //! so anyone can read them without the benchmark suite:
 //!
 //! ```text
@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use presence_core::workload::{self, DeltaStream};
+use presence_core::fixtures::{self, DeltaStream};
 use presence_core::{ReplicaId, State};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -59,7 +59,7 @@ fn delta_merge(size: usize, rounds: usize) -> Duration {
 
 fn main() {
     let size = 100_000;
-    let (a, b) = workload::disjoint_pair(size);
+    let (a, b) = fixtures::disjoint_pair(size);
 
     let full = time_on_clone(&a, 7, |state| {
         state.merge(&b);
@@ -76,7 +76,7 @@ fn main() {
         from_snapshot.as_secs_f64() * 1e3
     );
 
-    let merged = workload::merged(&a, &b);
+    let merged = fixtures::merged(&a, &b);
     let remerge = time_on_clone(&merged, 7, |state| {
         let diff = state.merge(&b);
         assert!(diff.is_empty());
@@ -98,7 +98,7 @@ fn main() {
 
     // A peer that knows both replicas and lags by 1% of the state: 2,000
     // clocks behind on b. Extracts go per replica, so b's whole log is sent.
-    let clocks = workload::lagging_clocks(&merged, &b_id, (2 * size / 100) as u64);
+    let clocks = fixtures::lagging_clocks(&merged, &b_id, (2 * size / 100) as u64);
     let peer = ReplicaId::new("node-p", 1);
     let extract_samples = (0..7)
         .map(|_| {

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use presence_core::workload::{self, Shape};
+use presence_core::fixtures::{self, Shape};
 use presence_core::{ReplicaId, Snapshot, State};
 use serde_json::json;
 
@@ -40,7 +40,7 @@ fn time<T>(mut setup: impl FnMut() -> T, mut timed: impl FnMut(&mut T)) -> Durat
 }
 
 fn joins(state: &mut State, shape: Shape, first: usize, count: usize) {
-    workload::populate_shaped(state, shape, "a", first, count);
+    fixtures::populate_shaped(state, shape, "a", first, count);
 }
 
 fn fresh() -> State {
@@ -62,7 +62,7 @@ fn main() {
             let key = format!("user:{i}");
             let pid = format!("pid:{i}");
             state
-                .join(&pid, workload::ROOM, &key, json!({"i": i}))
+                .join(&pid, fixtures::ROOM, &key, json!({"i": i}))
                 .expect("valid");
         }
     });
@@ -88,7 +88,7 @@ fn main() {
     let leave = time(
         || hot.clone(),
         |state| {
-            state.leave(&pid, workload::ROOM, &key);
+            state.leave(&pid, fixtures::ROOM, &key);
         },
     );
     line("one leave under that key (50,000)", Some(0.05), leave);
@@ -114,13 +114,13 @@ fn main() {
     for i in 0..10_000 {
         let key = format!("user:{i}");
         lobby
-            .join(&format!("pid:{i}"), workload::ROOM, &key, json!({"i": i}))
+            .join(&format!("pid:{i}"), fixtures::ROOM, &key, json!({"i": i}))
             .expect("valid");
     }
     let get = time(
         || (),
         |()| {
-            std::hint::black_box(lobby.get_by_topic(workload::ROOM));
+            std::hint::black_box(lobby.get_by_topic(fixtures::ROOM));
         },
     );
     line(
@@ -132,14 +132,14 @@ fn main() {
         || (),
         |()| {
             std::hint::black_box((
-                lobby.count_presences(workload::ROOM),
-                lobby.count_keys(workload::ROOM),
+                lobby.count_presences(fixtures::ROOM),
+                lobby.count_keys(fixtures::ROOM),
             ));
         },
     );
     line("count_presences and count_keys of that topic", None, count);
 
-    let million = workload::replica_shaped(Shape::OneKey, "b", 1_000_000);
+    let million = fixtures::replica_shaped(Shape::OneKey, "b", 1_000_000);
     let snapshot = Snapshot::from_json(&million.to_json()).expect("own encoding decodes");
     let merge = time(fresh, |state| {
         state.merge_snapshot(&snapshot);

@@ -30,7 +30,7 @@ pub fn view(state: &State) -> View {
         .collect()
 }
 
-/// The invariants, by their SPEC names.
+/// The invariants, by the names `docs/invariants.md` gives them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Invariant {
     /// I1: diffs are exact; a mirror fed by them equals the view.
@@ -54,7 +54,7 @@ pub enum Invariant {
 }
 
 impl Invariant {
-    /// The short id used in SPEC, e.g. `I1`.
+    /// The short id of `docs/invariants.md`, e.g. `I1`.
     pub fn id(self) -> &'static str {
         match self {
             Self::DiffExactness => "I1",

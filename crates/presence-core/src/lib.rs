@@ -1,7 +1,7 @@
 //! Presence as a CRDT: who is present on which topic, through which
 //! connections, replicated across nodes with no coordinator.
 //!
-//! - [`single`]: single-node presence, a pure value (SPEC layer 1).
+//! - [`single`]: single-node presence, a pure value (the seed's pure layer).
 //! - [`State`]: one replica of a delta-state add-wins observed-remove set with
 //!   a causal context, in the line of Phoenix's `Phoenix.Tracker.State`
 //!   (layer 2). Every operation returns the exact [`Diff`] of the replica's
@@ -18,7 +18,7 @@
 //!   functions, and the one chain of safety checks every harness runs.
 //! - `digest`: canonical hashing field by field, and under renamings of
 //!   replicas, for model checkers.
-//! - `workload`: the deterministic workloads that benches and examples
+//! - `fixtures`: the deterministic workloads that benches and examples
 //!   measure.
 //! - the inspection methods of [`State`] (`view_fingerprint`, `holds`,
 //!   `is_observed`, `census_totals`, `check_structure`), in `inspect.rs`:
@@ -70,6 +70,8 @@ pub mod diff;
 #[cfg(feature = "inspect")]
 pub mod digest;
 pub mod entry;
+#[cfg(feature = "inspect")]
+pub mod fixtures;
 pub mod hashing;
 #[cfg(feature = "inspect")]
 mod inspect;
@@ -83,8 +85,6 @@ pub mod single;
 pub mod state;
 pub mod wire;
 pub mod work;
-#[cfg(feature = "inspect")]
-pub mod workload;
 
 mod index;
 

@@ -1,4 +1,4 @@
-//! Single-node presence (SPEC layer 1, the `march-presence` seed): a pure
+//! Single-node presence (the pure layer of the `march-presence` seed): a pure
 //! value `topic -> key -> metas`, each meta a `(pid, meta_json)`.
 //!
 //! Two defects of the seed are fixed here. Its diff builders spliced raw

@@ -29,7 +29,7 @@ pub enum Status {
 /// A replica known to a state: its id, what is known of its joins, and
 /// whether it is believed up.
 #[derive(Clone, Debug)]
-pub(crate) struct Known {
+pub(crate) struct KnownReplica {
     pub(crate) id: ReplicaId,
     pub(crate) log: ReplicaLog,
     pub(crate) status: Status,
@@ -117,7 +117,7 @@ impl std::error::Error for RetireError {}
 pub struct State {
     pub(crate) replica: ReplicaId,
     pub(crate) own: Slot,
-    pub(crate) slots: Vec<Option<Known>>,
+    pub(crate) slots: Vec<Option<KnownReplica>>,
     pub(crate) slot_of: BTreeMap<ReplicaId, Slot>,
     pub(crate) free_slots: Vec<Slot>,
     pub(crate) retired: BTreeMap<Arc<str>, u64>,
@@ -386,7 +386,7 @@ impl State {
     /// The presences `find` picks from each visible replica, ordered by tag:
     /// by replica (visible replicas come in id order) and then clock, so
     /// the sort compares integers, never replica names.
-    fn by_tag(&self, find: impl Fn(&Known) -> Vec<(u64, Arc<Entry>)>) -> Vec<Presence> {
+    fn by_tag(&self, find: impl Fn(&KnownReplica) -> Vec<(u64, Arc<Entry>)>) -> Vec<Presence> {
         let mut presences = Vec::new();
         for known in self.visible_replicas() {
             let mut found = find(known);
@@ -451,7 +451,7 @@ impl State {
     }
 
     /// Known replicas believed up, in id order.
-    fn visible_replicas(&self) -> impl Iterator<Item = &Known> + '_ {
+    fn visible_replicas(&self) -> impl Iterator<Item = &KnownReplica> + '_ {
         self.slot_of
             .values()
             .map(|&slot| self.known(slot))
@@ -673,7 +673,7 @@ impl State {
         if let Some(&slot) = self.slot_of.get(replica) {
             return slot;
         }
-        let known = Known {
+        let known = KnownReplica {
             id: replica.clone(),
             log: ReplicaLog::default(),
             status: Status::Up,
@@ -695,11 +695,11 @@ impl State {
         slot
     }
 
-    pub(crate) fn known(&self, slot: Slot) -> &Known {
+    pub(crate) fn known(&self, slot: Slot) -> &KnownReplica {
         self.slots[slot as usize].as_ref().expect("slot is live")
     }
 
-    pub(crate) fn known_mut(&mut self, slot: Slot) -> &mut Known {
+    pub(crate) fn known_mut(&mut self, slot: Slot) -> &mut KnownReplica {
         self.slots[slot as usize].as_mut().expect("slot is live")
     }
 

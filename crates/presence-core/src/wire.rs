@@ -798,7 +798,7 @@ impl StateIn<'_> {
         // (`a@1` and `a@01` are one replica).
         let mut texts: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
         let mut ids: BTreeMap<ReplicaId, usize> = BTreeMap::new();
-        let mut filling: Vec<(ReplicaId, ReplicaLog, Filling)> = Vec::new();
+        let mut filling: Vec<(ReplicaId, ReplicaLog, DecodedValues)> = Vec::new();
         for value in self.values.0 {
             let at = match texts.get(&value.replica) {
                 Some(&at) => at,
@@ -806,7 +806,7 @@ impl StateIn<'_> {
                     let id = replica(&value.replica)?;
                     let at = *ids.entry(id.clone()).or_insert_with(|| {
                         let log = logs.remove(&id).unwrap_or_default();
-                        filling.push((id, log, Filling::default()));
+                        filling.push((id, log, DecodedValues::default()));
                         filling.len() - 1
                     });
                     texts.insert(value.replica, at);
@@ -850,12 +850,12 @@ impl StateIn<'_> {
 /// any others in a map of their own. Every clock in `others` is below the
 /// list's last, which only grows, so a clock above it is new.
 #[derive(Default)]
-struct Filling {
+struct DecodedValues {
     ascending: Vec<(u64, Arc<Entry>)>,
     others: BTreeMap<u64, Arc<Entry>>,
 }
 
-impl Filling {
+impl DecodedValues {
     /// Adds a value; false if its clock was there already.
     fn insert(&mut self, clock: u64, entry: Arc<Entry>) -> bool {
         if self.ascending.last().is_none_or(|&(last, _)| clock > last) {

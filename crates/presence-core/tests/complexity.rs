@@ -7,8 +7,8 @@
 //! `flat` is the checker; `the_checker_bites` shows it fails on work that
 //! does grow.
 
+use presence_core::fixtures::{self, DeltaStream, Shape, ROOM};
 use presence_core::work::probes_of;
-use presence_core::workload::{self, DeltaStream, Shape, ROOM};
 use presence_core::{ReplicaId, Snapshot, State};
 use serde_json::json;
 
@@ -40,7 +40,7 @@ fn assert_flat(what: &str, small: (u64, usize), large: (u64, usize)) {
 
 /// `measure` on a fresh `shape` replica of `size` entries: (probes, units).
 fn at(shape: Shape, size: usize, measure: impl Fn(&mut State) -> (u64, usize)) -> (u64, usize) {
-    let mut state = workload::replica_shaped(shape, "a", size);
+    let mut state = fixtures::replica_shaped(shape, "a", size);
     measure(&mut state)
 }
 
@@ -48,7 +48,7 @@ fn at(shape: Shape, size: usize, measure: impl Fn(&mut State) -> (u64, usize)) -
 fn own_operations_on_a_hot_key_do_flat_work() {
     let join = |state: &mut State| {
         let size = state.len();
-        let ((), probes) = probes_of(|| workload::populate_shaped(state, Shape::OneKey, "a", size, 100));
+        let ((), probes) = probes_of(|| fixtures::populate_shaped(state, Shape::OneKey, "a", size, 100));
         (probes, 100)
     };
     assert_flat(
@@ -161,8 +161,8 @@ fn merges_do_flat_work_per_entry() {
 #[test]
 fn a_peer_going_down_up_and_away_does_flat_work_per_entry() {
     let cycle = |size: usize| {
-        let peer = workload::replica_shaped(Shape::OneKey, "b", size);
-        let mut state = workload::replica_shaped(Shape::OneKey, "a", 10);
+        let peer = fixtures::replica_shaped(Shape::OneKey, "b", size);
+        let mut state = fixtures::replica_shaped(Shape::OneKey, "a", 10);
         state.merge(&peer);
         let id = peer.replica().clone();
         let (changed, probes) = probes_of(|| {

@@ -1,4 +1,4 @@
-//! The pure-state scenarios of SPEC section 8, each named after the upstream
+//! The pure-state scenarios, each named after the upstream
 //! test or bug it covers. Every operation checks I1 and I3-I7 (see `common`).
 
 mod common;

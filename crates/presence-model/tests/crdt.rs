@@ -101,7 +101,7 @@ fn a_counterexample_path_replays_in_the_model() {
 /// must end with the updated presence alone.
 #[test]
 fn regression_b7_an_update_delta_carries_its_removal() {
-    use presence_model::crdt::{CrdtAction, Payload};
+    use presence_model::crdt::{CrdtAction, Gossip};
     let model = cfg(2, 2, 0, false).into_model();
     let mut state = model.init_states().remove(0);
     // Each local operation offers its delta, then its full state; spent
@@ -110,7 +110,7 @@ fn regression_b7_an_update_delta_carries_its_removal() {
         let payload = state
             .payloads
             .iter()
-            .position(|produced| matches!(produced.payload(), Payload::Delta { .. }))
+            .position(|produced| matches!(produced.payload(), Gossip::Delta { .. }))
             .expect("a delta is left");
         CrdtAction::Deliver { payload, to: 1 }
     };

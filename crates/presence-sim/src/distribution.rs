@@ -63,7 +63,7 @@ impl Picker {
     /// guarantee it and the bound).
     pub fn new(kind: Distribution, names: usize) -> Self {
         let cumulative = match kind {
-            Distribution::Zipf { exponent } => presence_core::workload::zipf_cumulative(names, exponent),
+            Distribution::Zipf { exponent } => presence_core::fixtures::zipf_cumulative(names, exponent),
             _ => Vec::new(),
         };
         Self {

@@ -31,6 +31,7 @@ pub mod network;
 pub mod rng;
 pub mod scenario;
 pub mod shrink;
+pub mod svg;
 pub mod swarm;
 pub mod timeline;
 pub mod trace;

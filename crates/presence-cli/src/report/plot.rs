@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use presence_sim::timeline::escape;
+use presence_sim::svg::escape;
 
 const WIDTH: f64 = 900.0;
 const MARGIN_LEFT: f64 = 80.0;
@@ -101,119 +101,164 @@ fn header(out: &mut String, height: f64, title: &str) {
 /// Time (seconds) against size, both axes logarithmic, with the anchors
 /// on the same axes.
 pub fn log_log(title: &str, x_label: &str, series: &[Series], anchors: &[Anchor]) -> String {
-    let xs = series
-        .iter()
-        .flat_map(|line| line.points.iter().map(|point| point.0))
-        .chain(anchors.iter().map(|anchor| anchor.x));
-    let ys = series
-        .iter()
-        .flat_map(|line| line.points.iter().map(|point| point.1))
-        .chain(anchors.iter().flat_map(|anchor| [anchor.low, anchor.high]));
-    let (x_low, x_high) = decades(xs);
-    let (y_low, y_high) = decades(ys);
-    let plot_width = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
-    let x = |value: f64| {
-        MARGIN_LEFT + (value.log10() - f64::from(x_low)) / f64::from(x_high - x_low) * plot_width
-    };
-    let y = |value: f64| {
-        MARGIN_TOP + PLOT_HEIGHT
-            - (value.log10() - f64::from(y_low)) / f64::from(y_high - y_low) * PLOT_HEIGHT
-    };
-    let height = MARGIN_TOP + PLOT_HEIGHT + MARGIN_BOTTOM;
+    let frame = LogFrame::around(series, anchors);
     let mut out = String::new();
-    header(&mut out, height, title);
+    header(&mut out, frame.height(), title);
+    frame.grid(&mut out, x_label);
+    let legend_y = frame.series(&mut out, series);
+    frame.anchors(&mut out, anchors, legend_y);
+    out.push_str("</svg>\n");
+    out
+}
 
-    for decade in x_low..=x_high {
-        let px = x(10f64.powi(decade));
-        let _ = write!(
-            out,
-            r##"<line x1="{px:.1}" y1="{MARGIN_TOP}" x2="{px:.1}" y2="{:.1}" stroke="#e5e7eb"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            MARGIN_TOP + PLOT_HEIGHT,
-            MARGIN_TOP + PLOT_HEIGHT + 18.0,
-            count_label(10f64.powi(decade))
-        );
-    }
-    for decade in y_low..=y_high {
-        let py = y(10f64.powi(decade));
-        let _ = write!(
-            out,
-            r##"<line x1="{MARGIN_LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            MARGIN_LEFT + plot_width,
-            MARGIN_LEFT - 8.0,
-            py + 4.0,
-            seconds_label(10f64.powi(decade))
-        );
-    }
-    let _ = write!(
-        out,
-        r##"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_width}" height="{PLOT_HEIGHT}" fill="none" stroke="#6b7280"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-        MARGIN_LEFT + plot_width / 2.0,
-        height - 18.0,
-        escape(x_label)
-    );
+/// The axes of a log-log chart: whole decades around every point drawn.
+struct LogFrame {
+    x_decades: (i32, i32),
+    y_decades: (i32, i32),
+}
 
-    let legend_x = MARGIN_LEFT + plot_width + 20.0;
-    let mut legend_y = MARGIN_TOP + 10.0;
-    for line in series {
-        let path: Vec<String> = line
-            .points
+impl LogFrame {
+    fn around(series: &[Series], anchors: &[Anchor]) -> Self {
+        let xs = series
             .iter()
-            .map(|&(px, py)| format!("{:.1},{:.1}", x(px), y(py)))
-            .collect();
-        let _ = write!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
-            path.join(" "),
-            line.colour
-        );
-        for &(px, py) in &line.points {
+            .flat_map(|line| line.points.iter().map(|point| point.0))
+            .chain(anchors.iter().map(|anchor| anchor.x));
+        let ys = series
+            .iter()
+            .flat_map(|line| line.points.iter().map(|point| point.1))
+            .chain(anchors.iter().flat_map(|anchor| [anchor.low, anchor.high]));
+        Self {
+            x_decades: decades(xs),
+            y_decades: decades(ys),
+        }
+    }
+
+    fn plot_width() -> f64 {
+        WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    }
+
+    fn height(&self) -> f64 {
+        MARGIN_TOP + PLOT_HEIGHT + MARGIN_BOTTOM
+    }
+
+    fn x(&self, value: f64) -> f64 {
+        let (low, high) = self.x_decades;
+        MARGIN_LEFT + (value.log10() - f64::from(low)) / f64::from(high - low) * Self::plot_width()
+    }
+
+    fn y(&self, value: f64) -> f64 {
+        let (low, high) = self.y_decades;
+        MARGIN_TOP + PLOT_HEIGHT - (value.log10() - f64::from(low)) / f64::from(high - low) * PLOT_HEIGHT
+    }
+
+    fn legend_x() -> f64 {
+        MARGIN_LEFT + Self::plot_width() + 20.0
+    }
+
+    /// A grid line per decade on each axis, the frame and the x label.
+    fn grid(&self, out: &mut String, x_label: &str) {
+        let plot_width = Self::plot_width();
+        for decade in self.x_decades.0..=self.x_decades.1 {
+            let px = self.x(10f64.powi(decade));
             let _ = write!(
                 out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"/>"#,
-                x(px),
-                y(py),
-                line.colour
+                r##"<line x1="{px:.1}" y1="{MARGIN_TOP}" x2="{px:.1}" y2="{:.1}" stroke="#e5e7eb"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                MARGIN_TOP + PLOT_HEIGHT,
+                MARGIN_TOP + PLOT_HEIGHT + 18.0,
+                count_label(10f64.powi(decade))
+            );
+        }
+        for decade in self.y_decades.0..=self.y_decades.1 {
+            let py = self.y(10f64.powi(decade));
+            let _ = write!(
+                out,
+                r##"<line x1="{MARGIN_LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                MARGIN_LEFT + plot_width,
+                MARGIN_LEFT - 8.0,
+                py + 4.0,
+                seconds_label(10f64.powi(decade))
             );
         }
         let _ = write!(
             out,
-            r#"<line x1="{legend_x}" y1="{legend_y}" x2="{:.1}" y2="{legend_y}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            legend_x + 18.0,
-            line.colour,
-            legend_x + 24.0,
-            legend_y + 4.0,
-            escape(&line.label)
-        );
-        legend_y += 20.0;
-    }
-    for anchor in anchors {
-        let (px, top, bottom) = (x(anchor.x), y(anchor.high), y(anchor.low));
-        let mid = (top + bottom) / 2.0;
-        let (label_x, label_anchor) = if anchor.label_left {
-            (px - 10.0, "end")
-        } else {
-            (px + 10.0, "start")
-        };
-        let _ = write!(
-            out,
-            r##"<line x1="{px:.1}" y1="{top:.1}" x2="{px:.1}" y2="{bottom:.1}" stroke="#b91c1c" stroke-width="2"/><path d="M{px:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="white" stroke="#b91c1c" stroke-width="2"/><text x="{label_x:.1}" y="{:.1}" text-anchor="{label_anchor}" fill="#b91c1c">{}</text>"##,
-            mid - 6.0,
-            mid + 4.0,
-            escape(&anchor.label)
+            r##"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_width}" height="{PLOT_HEIGHT}" fill="none" stroke="#6b7280"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            MARGIN_LEFT + plot_width / 2.0,
+            self.height() - 18.0,
+            escape(x_label)
         );
     }
-    if !anchors.is_empty() {
-        let _ = write!(
-            out,
-            r##"<path d="M{:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="white" stroke="#b91c1c" stroke-width="2"/><text x="{:.1}" y="{:.1}">Phoenix.Tracker.State (SPEC 9)</text>"##,
-            legend_x + 9.0,
-            legend_y - 6.0,
-            legend_x + 24.0,
-            legend_y + 4.0
-        );
+
+    /// Each series as a line with its points and a legend entry; returns
+    /// where the next legend entry goes.
+    fn series(&self, out: &mut String, series: &[Series]) -> f64 {
+        let legend_x = Self::legend_x();
+        let mut legend_y = MARGIN_TOP + 10.0;
+        for line in series {
+            let path: Vec<String> = line
+                .points
+                .iter()
+                .map(|&(px, py)| format!("{:.1},{:.1}", self.x(px), self.y(py)))
+                .collect();
+            let _ = write!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+                path.join(" "),
+                line.colour
+            );
+            for &(px, py) in &line.points {
+                let _ = write!(
+                    out,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"/>"#,
+                    self.x(px),
+                    self.y(py),
+                    line.colour
+                );
+            }
+            let _ = write!(
+                out,
+                r#"<line x1="{legend_x}" y1="{legend_y}" x2="{:.1}" y2="{legend_y}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                legend_x + 18.0,
+                line.colour,
+                legend_x + 24.0,
+                legend_y + 4.0,
+                escape(&line.label)
+            );
+            legend_y += 20.0;
+        }
+        legend_y
     }
-    out.push_str("</svg>\n");
-    out
+
+    /// Each anchor as a range with a diamond, and their legend entry at
+    /// `legend_y`.
+    fn anchors(&self, out: &mut String, anchors: &[Anchor], legend_y: f64) {
+        for anchor in anchors {
+            let (px, top, bottom) = (self.x(anchor.x), self.y(anchor.high), self.y(anchor.low));
+            let mid = (top + bottom) / 2.0;
+            let (label_x, label_anchor) = if anchor.label_left {
+                (px - 10.0, "end")
+            } else {
+                (px + 10.0, "start")
+            };
+            let _ = write!(
+                out,
+                r##"<line x1="{px:.1}" y1="{top:.1}" x2="{px:.1}" y2="{bottom:.1}" stroke="#b91c1c" stroke-width="2"/><path d="M{px:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="white" stroke="#b91c1c" stroke-width="2"/><text x="{label_x:.1}" y="{:.1}" text-anchor="{label_anchor}" fill="#b91c1c">{}</text>"##,
+                mid - 6.0,
+                mid + 4.0,
+                escape(&anchor.label)
+            );
+        }
+        if !anchors.is_empty() {
+            let legend_x = Self::legend_x();
+            let _ = write!(
+                out,
+                r##"<path d="M{:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="white" stroke="#b91c1c" stroke-width="2"/><text x="{:.1}" y="{:.1}">Phoenix.Tracker.State</text>"##,
+                legend_x + 9.0,
+                legend_y - 6.0,
+                legend_x + 24.0,
+                legend_y + 4.0
+            );
+        }
+    }
 }
 
 /// Horizontal bars, one scale per section, each bar labelled with its

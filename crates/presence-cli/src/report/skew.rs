@@ -159,7 +159,7 @@ pub(super) fn rows(estimates: &BTreeMap<String, Estimate>) -> Vec<SkewRow> {
             let uniform = found
                 .get(&(size, shape_order("uniform")))
                 .map(|(_, nanos)| *nanos);
-            let size_label = presence_core::workload::size_label(size as usize);
+            let size_label = presence_core::fixtures::size_label(size as usize);
             rows.push(SkewRow {
                 figure: match figure.per_unit {
                     Some(unit) => format!("{}, per {unit}", figure.what),

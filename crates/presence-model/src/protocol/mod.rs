@@ -23,15 +23,11 @@
 //! what the node observed before it.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::digest::Rename;
-use presence_core::invariants::{
-    check_convergence, check_safety_of, exchange_full_states, History, Invariant, MemoryBounds, SafetyInputs,
-};
+use presence_core::invariants::{check_safety_of, History, Invariant, MemoryBounds, SafetyInputs};
 use presence_core::{Diff, ReplicaId, State};
 use presence_tracker::{Config, Input, Message, Node, Output};
 use serde_json::json;
@@ -40,7 +36,20 @@ use stateright::actor::{
 };
 use stateright::{Model, Property};
 
-use crate::{digester, no_resurrection_since, permutations, Memo};
+mod convergence;
+mod outcomes;
+mod packet;
+mod symmetry;
+
+pub use convergence::{exchange_converges, heals_to_convergence, HEAL_ROUNDS};
+pub use packet::Packet;
+pub use symmetry::representative;
+
+use crate::memo::Memo;
+use crate::no_resurrection_since;
+use crate::symmetry::digester;
+use outcomes::{StepOutcome, Steps, Stimulus};
+use symmetry::Renamed;
 
 /// Bounds of the protocol model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,153 +64,6 @@ pub struct ProtocolModelCfg {
     pub partitions: bool,
     /// Whether the network may lose messages.
     pub lossy: bool,
-}
-
-/// A message on the wire: the protocol message and its digest (see
-/// `Message::hash_canonical`), by which it hashes and orders.
-#[derive(Clone)]
-pub struct Wire {
-    body: Arc<Body>,
-    digest: u64,
-}
-
-/// What copies of a message on the wire share: the message, and its
-/// digests under each renaming of nodes for [`representative`], worked
-/// out on first use (one allocation, so that copying a network costs one
-/// count per message).
-struct Body {
-    message: Message,
-    renamed: std::sync::OnceLock<Box<[u64]>>,
-}
-
-/// Digests of a node under each renaming of the model's nodes, in the
-/// order of `permutations`, worked out on first use and shared by every
-/// copy. Not part of any state's hash or equality: a function of the node
-/// it is kept beside.
-type Renamed = Arc<std::sync::OnceLock<Box<[u64]>>>;
-
-/// The digests of whatever `hash_renamed` hashes, under each renaming of
-/// `count` nodes named `n0`, `n1`, ..., in the order of `permutations`.
-fn renamed_digests(count: usize, hash_renamed: impl Fn(Rename<'_>, &mut ahash::AHasher)) -> Box<[u64]> {
-    let names: Vec<Arc<str>> = (0..count).map(|index| Arc::from(format!("n{index}"))).collect();
-    permutations(count)
-        .iter()
-        .map(|perm| {
-            let rename = |base: &str| -> Arc<str> {
-                match base
-                    .strip_prefix('n')
-                    .and_then(|digits| digits.parse::<usize>().ok())
-                {
-                    Some(index) if index < count => Arc::clone(&names[perm[index]]),
-                    _ => Arc::from(base),
-                }
-            };
-            let mut hasher = digester();
-            hash_renamed(&rename, &mut hasher);
-            hasher.finish()
-        })
-        .collect()
-}
-
-impl Wire {
-    /// The protocol message.
-    pub fn message(&self) -> &Message {
-        &self.body.message
-    }
-
-    fn new(message: Message) -> Self {
-        let mut hasher = digester();
-        message.hash_canonical(&mut hasher);
-        Self {
-            body: Arc::new(Body {
-                message,
-                renamed: std::sync::OnceLock::new(),
-            }),
-            digest: hasher.finish(),
-        }
-    }
-}
-
-/// What a counterexample shows of a message: its kind, sender and enough of
-/// its content to tell apart the messages one node sends.
-impl std::fmt::Debug for Wire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        fn clocks(f: &mut std::fmt::Formatter<'_>, clocks: &presence_tracker::Clocks) -> std::fmt::Result {
-            let shown: Vec<String> = clocks.iter().map(|(id, clock)| format!("{id}={clock}")).collect();
-            write!(f, " [{}]", shown.join(" "))
-        }
-        fn delta(f: &mut std::fmt::Formatter<'_>, delta: &presence_core::Delta) -> std::fmt::Result {
-            let (from, to) = delta.range();
-            write!(
-                f,
-                " delta {from}..{to} +{} -{}",
-                delta.joins().len(),
-                delta.leaves().len()
-            )
-        }
-        let message = self.message();
-        write!(f, "{} from {}", message.kind(), message.from())?;
-        match message {
-            Message::Heartbeat {
-                clocks: sent,
-                delta: carried,
-                ..
-            } => {
-                clocks(f, sent)?;
-                carried.as_ref().map_or(Ok(()), |carried| delta(f, carried))
-            }
-            Message::TransferRequest {
-                clocks: sent, full, ..
-            } => {
-                clocks(f, sent)?;
-                if *full {
-                    write!(f, " full")?;
-                }
-                Ok(())
-            }
-            Message::TransferAck { transfer, .. } => match transfer {
-                presence_tracker::Transfer::Delta(carried) => delta(f, carried),
-                presence_tracker::Transfer::State(snapshot) => {
-                    write!(f, " state of {} replicas", snapshot.logs().len())
-                }
-            },
-            Message::GracefulPermdown { .. } => Ok(()),
-        }
-    }
-}
-
-impl PartialEq for Wire {
-    fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest && self.message() == other.message()
-    }
-}
-
-impl Eq for Wire {}
-
-impl PartialOrd for Wire {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Messages order by their digest, and by their encoding in the unlikely
-/// case two different messages share one, so the order is stable.
-impl Ord for Wire {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.digest.cmp(&other.digest).then_with(|| {
-            if self.message() == other.message() {
-                std::cmp::Ordering::Equal
-            } else {
-                self.message().to_json().cmp(&other.message().to_json())
-            }
-        })
-    }
-}
-
-impl Hash for Wire {
-    fn hash<H: Hasher>(&self, hasher: &mut H) {
-        self.digest.hash(hasher);
-    }
 }
 
 /// The timers of a node.
@@ -357,100 +219,6 @@ pub struct TrackerActor {
     steps: Arc<Steps>,
 }
 
-/// Steps by (node digest, node clock, [`Taken::key`]). `None` for an
-/// input the node rejects.
-type Steps = Memo<(u64, u64, u64), Option<Arc<Step>>>;
-
-/// What a node takes in one step.
-#[derive(Clone, Copy, Debug)]
-enum Taken<'m> {
-    /// A message delivered.
-    Message(&'m Wire),
-    /// Its heartbeat timer.
-    Tick,
-    /// Its one local operation: untracking its presence.
-    Leave,
-}
-
-impl Taken<'_> {
-    /// Its part of a step's key: a message's digest, or a value standing
-    /// for the timer.
-    fn key(self) -> u64 {
-        match self {
-            Taken::Message(wire) => wire.digest,
-            Taken::Tick => u64::MAX,
-            Taken::Leave => u64::MAX - 1,
-        }
-    }
-
-    fn input(self) -> Input {
-        match self {
-            Taken::Message(wire) => Input::Receive(wire.message().clone()),
-            Taken::Tick => Input::Tick,
-            Taken::Leave => Input::Untrack {
-                pid: PID.into(),
-                topic: "room".into(),
-                key: "alice".into(),
-            },
-        }
-    }
-}
-
-/// What one step of a tracker node (a delivery or a tick) does, when it
-/// does not reincarnate the node (a reincarnation writes ground truth,
-/// which is ghost state, so it is never remembered).
-#[derive(Debug)]
-struct Step {
-    /// The node afterwards.
-    node: Arc<Node>,
-    /// Its digests.
-    digests: Digests,
-    /// Its digests under renamings.
-    renamed: Renamed,
-    /// XOR of the fingerprints of the diffs it emitted (I1).
-    diffs: u64,
-    /// The diffs of a local operation, which its ghost history records
-    /// (empty for other steps).
-    local: Vec<Diff>,
-    /// The I3 violation of the step, if any.
-    resurrection: Option<String>,
-    /// What it sends, in order: the message and the nodes it reaches.
-    sends: Vec<(Vec<Id>, Wire)>,
-}
-
-/// What a step came to.
-enum Stepped {
-    /// The node rejected the input; it is unchanged.
-    Rejected,
-    /// The node became a new incarnation, with these outputs.
-    Reincarnated(Box<Node>, Vec<Output>),
-    /// Anything else.
-    Known(Arc<Step>),
-}
-
-impl Step {
-    /// Whether applying it to `state` changes nothing and sends nothing.
-    fn changes_nothing(&self, state: &NodeState) -> bool {
-        self.sends.is_empty()
-            && self.diffs == 0
-            && self.digests.canonical == state.digests.canonical
-            && (self.resurrection.is_none() || state.resurrection.is_some())
-    }
-
-    fn apply(&self, state: &mut NodeState, o: &mut Out<TrackerActor>) {
-        state.node = Arc::clone(&self.node);
-        state.digests = self.digests;
-        state.renamed = Arc::clone(&self.renamed);
-        state.diffs_fingerprint ^= self.diffs;
-        if let Some(violation) = &self.resurrection {
-            state.resurrection.get_or_insert_with(|| violation.clone());
-        }
-        for (to, wire) in &self.sends {
-            o.broadcast(to, wire);
-        }
-    }
-}
-
 fn node_index(replica: &ReplicaId) -> Option<usize> {
     replica.base().strip_prefix('n')?.parse().ok()
 }
@@ -503,7 +271,7 @@ impl TrackerActor {
 
     /// A step's outputs: the XOR of its diffs' fingerprints, and its
     /// messages with the nodes they reach.
-    fn sort_out(outputs: Vec<Output>, me: Id, peers: usize) -> (u64, Vec<(Vec<Id>, Wire)>) {
+    fn sort_out(outputs: Vec<Output>, me: Id, peers: usize) -> (u64, Vec<(Vec<Id>, Packet)>) {
         let mut diffs = 0;
         let mut sends = Vec::new();
         for output in outputs {
@@ -511,7 +279,7 @@ impl TrackerActor {
                 diffs ^= diff.fingerprint();
             }
             if let Some((message, to)) = addressed(usize::from(me), peers, output) {
-                sends.push((to.into_iter().map(Id::from).collect(), Wire::new(message)));
+                sends.push((to.into_iter().map(Id::from).collect(), Packet::new(message)));
             }
         }
         (diffs, sends)
@@ -519,7 +287,7 @@ impl TrackerActor {
 }
 
 impl Actor for TrackerActor {
-    type Msg = Wire;
+    type Msg = Packet;
     type Timer = Timer;
     type State = NodeState;
     type Storage = Stored;
@@ -570,17 +338,17 @@ impl Actor for TrackerActor {
             &state.node,
             state.digests.canonical,
             state.now_ms,
-            Taken::Message(&msg),
+            Stimulus::Message(&msg),
         ) {
-            Stepped::Rejected => {}
-            Stepped::Reincarnated(node, outputs) => {
-                self.reincarnated(id, state.to_mut(), Taken::Message(&msg), node, outputs, o);
+            StepOutcome::Rejected => {}
+            StepOutcome::Reincarnated(node, outputs) => {
+                self.reincarnated(id, state.to_mut(), Stimulus::Message(&msg), node, outputs, o);
             }
             // A delivery that changes nothing and sends nothing leaves the
             // state borrowed, which tells stateright it is a no-op: on a
             // duplicating network every message stays deliverable, and most
             // deliveries are repeats that would only lead back to this state.
-            Stepped::Known(step) => {
+            StepOutcome::Remembered(step) => {
                 if !step.changes_nothing(state) {
                     step.apply(state.to_mut(), o);
                 }
@@ -602,13 +370,13 @@ impl Actor for TrackerActor {
                     &state.node,
                     state.digests.canonical,
                     state.now_ms,
-                    Taken::Tick,
+                    Stimulus::Tick,
                 ) {
-                    Stepped::Rejected => {}
-                    Stepped::Reincarnated(node, outputs) => {
-                        self.reincarnated(id, state, Taken::Tick, node, outputs, o);
+                    StepOutcome::Rejected => {}
+                    StepOutcome::Reincarnated(node, outputs) => {
+                        self.reincarnated(id, state, Stimulus::Tick, node, outputs, o);
                     }
-                    Stepped::Known(step) => step.apply(state, o),
+                    StepOutcome::Remembered(step) => step.apply(state, o),
                 }
             }
             Timer::Leave => match self.step(
@@ -616,13 +384,13 @@ impl Actor for TrackerActor {
                 &state.node,
                 state.digests.canonical,
                 state.now_ms,
-                Taken::Leave,
+                Stimulus::Leave,
             ) {
-                Stepped::Rejected => {}
-                Stepped::Reincarnated(node, outputs) => {
-                    self.reincarnated(id, state, Taken::Leave, node, outputs, o);
+                StepOutcome::Rejected => {}
+                StepOutcome::Reincarnated(node, outputs) => {
+                    self.reincarnated(id, state, Stimulus::Leave, node, outputs, o);
                 }
-                Stepped::Known(step) => {
+                StepOutcome::Remembered(step) => {
                     for diff in &step.local {
                         Self::record_local(state, step.node.state(), diff);
                     }
@@ -647,57 +415,17 @@ impl TrackerActor {
         &self,
         id: Id,
         state: &mut NodeState,
-        taken: Taken<'_>,
+        stimulus: Stimulus<'_>,
         node: Box<Node>,
         outputs: Vec<Output>,
         o: &mut Out<Self>,
     ) {
         let before = std::mem::replace(&mut state.node, Arc::from(node));
-        match taken {
-            Taken::Leave => Self::local(state, outputs, id, self.peers(), o),
-            Taken::Message(_) | Taken::Tick => Self::carry_out(state, outputs, id, self.peers(), o),
+        match stimulus {
+            Stimulus::Leave => Self::local(state, outputs, id, self.peers(), o),
+            Stimulus::Message(_) | Stimulus::Tick => Self::carry_out(state, outputs, id, self.peers(), o),
         }
         state.settle(Some(before.state()), o);
-    }
-
-    /// What taking `taken` does to `node` (of digest `canonical`) at
-    /// `now_ms`, remembered: it is a function of those alone.
-    fn step(&self, me: Id, node: &Arc<Node>, canonical: u64, now_ms: u64, taken: Taken<'_>) -> Stepped {
-        let key = (canonical, now_ms, taken.key());
-        let spread = canonical ^ key.2;
-        if let Some(known) = self.steps.get(&key, spread) {
-            return known.map_or(Stepped::Rejected, Stepped::Known);
-        }
-        let mut next = Node::clone(node);
-        let Ok(outputs) = next.handle(taken.input(), now_ms) else {
-            self.steps.insert(key, spread, None);
-            return Stepped::Rejected;
-        };
-        if next.replica() != node.replica() {
-            return Stepped::Reincarnated(Box::new(next), outputs);
-        }
-        let local = match taken {
-            Taken::Leave => outputs
-                .iter()
-                .filter_map(|output| match output {
-                    Output::Diff(diff) => Some(diff.clone()),
-                    _ => None,
-                })
-                .collect(),
-            Taken::Message(_) | Taken::Tick => Vec::new(),
-        };
-        let (diffs, sends) = Self::sort_out(outputs, me, self.peers());
-        let step = Arc::new(Step {
-            local,
-            resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
-            digests: Digests::of(&next),
-            renamed: Renamed::default(),
-            node: Arc::new(next),
-            diffs,
-            sends,
-        });
-        self.steps.insert(key, spread, Some(Arc::clone(&step)));
-        Stepped::Known(step)
     }
 }
 
@@ -717,18 +445,6 @@ pub struct ProtocolModel {
     /// digests, for the rounds of the healed runs. Each of 16 shards holds
     /// at most 2^16.
     views: Memo<u64, Result<(), String>>,
-}
-
-impl ProtocolModel {
-    fn healed_views_converge(&self, nodes: &[Option<Healing>]) -> Result<(), String> {
-        let mut hasher = digester();
-        for node in nodes {
-            node.as_ref().map(|node| node.digests.replica).hash(&mut hasher);
-        }
-        let key = hasher.finish();
-        self.views
-            .get_or_compute(key, key, || healed_views_converge(nodes))
-    }
 }
 
 /// Every node's connection. Pids and metas name no node, so that nodes are
@@ -788,7 +504,7 @@ impl Hash for ProtocolState {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProtocolAction {
     /// Something the actor model offers (delivery, drop, timer, crash, recovery).
-    Actor(ActorModelAction<Wire, Timer, ()>),
+    Actor(ActorModelAction<Packet, Timer, ()>),
     /// The nemesis cuts one node off.
     Isolate(usize),
     /// The nemesis heals the cut.
@@ -1012,288 +728,4 @@ fn cluster_history(state: &ProtocolState) -> Option<History> {
         cluster.absorb(&stored.history).ok()?;
     }
     Some(cluster)
-}
-
-/// Heartbeat rounds a healed cluster gets to converge: enough for a silent
-/// peer to be marked down (two periods) and permdowned (three), with room
-/// for the transfers that follow.
-pub const HEAL_ROUNDS: usize = 8;
-
-/// Messages a healed cluster may exchange before it is judged to loop.
-const HEAL_MESSAGES: usize = 10_000;
-
-/// I2 in its liveness form, "once faults heal, the cluster converges",
-/// judged from every state: from here on the partition is healed, nothing
-/// is lost, no node crashes or recovers, and no local operation happens.
-/// Every message in flight is delivered, then every live node runs
-/// heartbeat rounds (tick, deliver everything that follows) through its own
-/// protocol code, with no tick budget. Within [`HEAL_ROUNDS`] every live
-/// node must show exactly the presences the live nodes own.
-///
-/// This is the form of "quiet and healed implies converged" that a bounded
-/// model can check soundly: the model's tick budget makes nodes fall
-/// silent, so a quiet state of the model can be unconverged only because
-/// time stopped. Here time goes on. Messages are delivered in one fixed
-/// order (sorted), so the check is deterministic; other orders of the
-/// healed run are not tried.
-pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Result<(), String> {
-    let actor = &model.inner.actors[0];
-    let period = actor.config.broadcast_period_ms;
-    let mut nodes: Vec<Option<Healing>> = state
-        .inner
-        .actor_states
-        .iter()
-        .zip(&state.inner.crashed)
-        .map(|(node, crashed)| {
-            (!crashed).then(|| Healing {
-                node: Arc::clone(&node.node),
-                digests: node.digests,
-                now_ms: node.now_ms,
-            })
-        })
-        .collect();
-    // stateright keeps the network in a hash set whose order differs from
-    // one copy of a state to another: sort, so the verdict is the state's.
-    let mut in_flight: Vec<(Id, Id, &Wire)> = state
-        .inner
-        .network
-        .iter_deliverable()
-        .map(|envelope| (envelope.src, envelope.dst, envelope.msg))
-        .collect();
-    in_flight.sort_unstable();
-    let mut queue: VecDeque<(usize, Wire)> = in_flight
-        .into_iter()
-        .map(|(_, dst, wire)| (usize::from(dst), wire.clone()))
-        .collect();
-    let mut delivered = 0;
-    let mut drain = |nodes: &mut Vec<Option<Healing>>, queue: &mut VecDeque<(usize, Wire)>| {
-        while let Some((to, wire)) = queue.pop_front() {
-            delivered += 1;
-            if delivered > HEAL_MESSAGES {
-                return Err(format!("more than {HEAL_MESSAGES} messages after healing"));
-            }
-            if let Some(node) = nodes[to].as_mut() {
-                node.take(actor, to, Taken::Message(&wire), queue);
-            }
-        }
-        Ok(())
-    };
-    drain(&mut nodes, &mut queue)?;
-    for _ in 0..HEAL_ROUNDS {
-        if model.healed_views_converge(&nodes).is_ok() {
-            return Ok(());
-        }
-        for at in 0..nodes.len() {
-            let Some(node) = nodes[at].as_mut() else {
-                continue;
-            };
-            node.now_ms += period;
-            node.take(actor, at, Taken::Tick, &mut queue);
-            drain(&mut nodes, &mut queue)?;
-        }
-    }
-    model.healed_views_converge(&nodes)
-}
-
-/// A live node in the healed run of [`heals_to_convergence`].
-struct Healing {
-    node: Arc<Node>,
-    digests: Digests,
-    now_ms: u64,
-}
-
-impl Healing {
-    /// Node `at` takes `input` (a message or a tick) through the
-    /// actor's own step, and its messages join the healed network's queue.
-    fn take(
-        &mut self,
-        actor: &TrackerActor,
-        at: usize,
-        input: Taken<'_>,
-        queue: &mut VecDeque<(usize, Wire)>,
-    ) {
-        let enqueue = |sends: &[(Vec<Id>, Wire)], queue: &mut VecDeque<(usize, Wire)>| {
-            for (to, wire) in sends {
-                queue.extend(to.iter().map(|&to| (usize::from(to), wire.clone())));
-            }
-        };
-        match actor.step(
-            Id::from(at),
-            &self.node,
-            self.digests.canonical,
-            self.now_ms,
-            input,
-        ) {
-            Stepped::Rejected => {}
-            Stepped::Reincarnated(node, outputs) => {
-                self.digests = Digests::of(&node);
-                self.node = Arc::from(node);
-                let (_, sends) = TrackerActor::sort_out(outputs, Id::from(at), actor.peers());
-                enqueue(&sends, queue);
-            }
-            Stepped::Known(step) => {
-                self.node = Arc::clone(&step.node);
-                self.digests = step.digests;
-                enqueue(&step.sends, queue);
-            }
-        }
-    }
-}
-
-/// Whether every live node's view is the live nodes' own presences.
-fn healed_views_converge(nodes: &[Option<Healing>]) -> Result<(), String> {
-    let replicas: Vec<&State> = nodes
-        .iter()
-        .flatten()
-        .map(|healing| healing.node.state())
-        .collect();
-    check_convergence(replicas.iter().copied(), &own_presences(replicas.iter().copied()))
-        .map_err(|violation| violation.to_string())
-}
-
-/// The presences the given replicas own: the ground truth of a healed
-/// cluster made of them.
-fn own_presences<'s>(replicas: impl Iterator<Item = &'s State>) -> presence_core::invariants::View {
-    replicas
-        .flat_map(|replica| {
-            let own = replica.replica().clone();
-            replica
-                .log(&own)
-                .map(|log| {
-                    log.values()
-                        .iter()
-                        .map(|(&clock, entry)| {
-                            (presence_core::Tag::new(own.clone(), clock), Arc::clone(entry))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// Once faults heal, failure detection hides every replica that is not a
-/// live node's current incarnation: crashed nodes, and old incarnations
-/// whose successor a peer may never have heard (down_period would).
-fn hide_silent(replicas: &mut [State]) {
-    let live: Vec<ReplicaId> = replicas.iter().map(|replica| replica.replica().clone()).collect();
-    for replica in replicas {
-        let silent: Vec<ReplicaId> = replica
-            .replicas()
-            .map(|(id, _, _)| id.clone())
-            .filter(|id| !live.contains(id))
-            .collect();
-        for id in &silent {
-            replica.replica_down(id);
-        }
-    }
-}
-
-/// I2 from any protocol state: the live nodes' replicas, hiding every
-/// replica that is not live (as failure detection eventually does), all
-/// believing each other up and exchanging full states until quiet
-/// (reincarnating when they learn they were retired), show exactly the
-/// presences the live nodes own.
-pub fn exchange_converges(state: &ProtocolState) -> bool {
-    let mut replicas: Vec<State> = live_nodes(state).map(|n| n.node.state().clone()).collect();
-    hide_silent(&mut replicas);
-    if exchange_full_states(&mut replicas, 3, |_, _| Ok(())).is_err() {
-        return false;
-    }
-    // A replica first learned in the exchange (a crashed node's, through a
-    // peer that holds its entries) comes in up; no node will ever hear it,
-    // so failure detection hides it too.
-    hide_silent(&mut replicas);
-    check_convergence(replicas.iter(), &own_presences(replicas.iter())).is_ok()
-}
-
-/// Symmetry reduction for stateright (`checker().symmetry_fn(representative)`,
-/// DFS only): nodes are interchangeable, since each starts alike (same
-/// config, timers and budgets, one presence under the same pid and meta)
-/// and every action is offered for every node. The representative carries
-/// the least digest over every renaming of nodes of: each node's state with
-/// replica names renamed (`Node::hash_renamed`), its clock, ticks, crash,
-/// timers and last incarnation, every message in flight with its ends and
-/// its names renamed, and the nemesis's cut. It is hollow otherwise: the
-/// checker fingerprints it and carries on with the original.
-///
-/// I1 stands in as "holds here" for a node's diff fingerprint, which names
-/// replicas, as in the CRDT model. Whether the protocol's behaviour is
-/// really the same under renaming (it breaks ties between equally advanced
-/// peers by replica order) is checked, not assumed: a test compares the
-/// representatives reached with and without the reduction.
-pub fn representative(state: &ProtocolState) -> ProtocolState {
-    let inner = &*state.inner;
-    let count = inner.actor_states.len();
-    let fixed: Vec<u64> = inner
-        .actor_states
-        .iter()
-        .enumerate()
-        .map(|(index, node)| {
-            let mut hasher = digester();
-            let i1 =
-                presence_core::invariants::check_view_fingerprint(node.diffs_fingerprint, node.node.state())
-                    .is_ok();
-            (node.now_ms, node.ticks, i1, node.resurrection.is_some()).hash(&mut hasher);
-            inner.crashed[index].hash(&mut hasher);
-            inner.timers_set[index].hash(&mut hasher);
-            inner.actor_storages[index]
-                .as_ref()
-                .map(|stored| stored.incarnation)
-                .hash(&mut hasher);
-            hasher.finish()
-        })
-        .collect();
-    let nodes: Vec<&[u64]> = inner
-        .actor_states
-        .iter()
-        .map(|node| -> &[u64] {
-            node.renamed.get_or_init(|| {
-                renamed_digests(count, |rename, hasher| node.node.hash_renamed(rename, hasher))
-            })
-        })
-        .collect();
-    let in_flight: Vec<(usize, usize, &[u64])> = inner
-        .network
-        .iter_deliverable()
-        .map(|envelope| {
-            let message = &envelope.msg;
-            let renamed: &[u64] = message.body.renamed.get_or_init(|| {
-                renamed_digests(count, |rename, hasher| {
-                    message.message().hash_renamed(rename, hasher)
-                })
-            });
-            (usize::from(envelope.src), usize::from(envelope.dst), renamed)
-        })
-        .collect();
-    let mut order: Vec<usize> = (0..count).collect();
-    let mut renamed_in_flight: Vec<(usize, usize, u64)> = Vec::with_capacity(in_flight.len());
-    let digest = permutations(count)
-        .iter()
-        .enumerate()
-        .map(|(renaming, perm)| {
-            let mut hasher = digester();
-            order.sort_unstable_by_key(|&old| perm[old]);
-            for &old in &order {
-                (fixed[old], nodes[old][renaming]).hash(&mut hasher);
-            }
-            renamed_in_flight.clear();
-            renamed_in_flight.extend(
-                in_flight
-                    .iter()
-                    .map(|&(src, dst, renamed)| (perm[src], perm[dst], renamed[renaming])),
-            );
-            renamed_in_flight.sort_unstable();
-            renamed_in_flight.hash(&mut hasher);
-            (state.isolated.map(|cut| perm[cut]), state.partition_left).hash(&mut hasher);
-            hasher.finish()
-        })
-        .min()
-        .expect("at least one permutation");
-    ProtocolState {
-        inner: Arc::clone(&state.inner),
-        isolated: state.isolated,
-        partition_left: state.partition_left,
-        symmetric_digest: Some(digest),
-    }
 }

@@ -1,4 +1,4 @@
-//! The deterministic workloads of SPEC section 9, built one way for everyone
+//! The deterministic workloads of the benches (`benches/README.md`), built one way for everyone
 //! who measures them: the `merge_scale` example, the criterion benches in
 //! `benches/` and the tests that keep both honest.
 //!
