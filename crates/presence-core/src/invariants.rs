@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::delta::Delta;
 use crate::diff::{is_rendering_of, presence_state, Diff, PresenceState};
 use crate::entry::{Entry, Presence};
+use crate::merge::Snapshot;
 use crate::mirror::{phx_ref, ClientMirror};
 use crate::replica::{ReplicaId, Tag};
 use crate::state::State;
@@ -51,6 +53,12 @@ pub enum Invariant {
     BoundedMemory,
     /// I8: merge is commutative, associative and idempotent.
     CrdtLaws,
+    /// I10: a silent peer is hidden within the down period and permdowned
+    /// within the permdown period (judged at the node's ticks).
+    Timeliness,
+    /// I11: an extract or transfer names only replicas the receiver may
+    /// accept, and only what it lacks.
+    PayloadSanity,
 }
 
 impl Invariant {
@@ -65,6 +73,8 @@ impl Invariant {
             Self::CausalSanity => "I6",
             Self::BoundedMemory => "I7",
             Self::CrdtLaws => "I8",
+            Self::Timeliness => "I10",
+            Self::PayloadSanity => "I11",
         }
     }
 
@@ -79,6 +89,8 @@ impl Invariant {
             Self::CausalSanity => "causal sanity",
             Self::BoundedMemory => "bounded memory",
             Self::CrdtLaws => "CRDT laws",
+            Self::Timeliness => "timeliness",
+            Self::PayloadSanity => "payload sanity",
         }
     }
 }
@@ -800,6 +812,81 @@ fn check_census(state: &State) -> Result<(), Violation> {
     Ok(())
 }
 
+// ----- I11 ------------------------------------------------------------------------
+
+/// I11 for a full-state transfer: `snapshot`, sent by its replica to
+/// `asker` in answer to `asker_clocks` (the clocks of its transfer request,
+/// or of the heartbeat a retired sender is answered with), names only
+/// replicas the asker may accept and only what it lacks:
+///
+/// - never the asker itself, and never a replica the snapshot's own
+///   watermarks retire;
+/// - besides the sender's own log, only replicas the asker's clocks name
+///   (a replica it has never heard of would linger as a ghost, bug class
+///   B6);
+/// - no log the asker already holds whole (its clock covers the context
+///   and the log has no cloud): the size of an extract is bounded by the
+///   logs the asker lags on, plus the watermarks.
+pub fn check_extract_sanity(
+    snapshot: &Snapshot,
+    asker: &ReplicaId,
+    asker_clocks: &BTreeMap<ReplicaId, u64>,
+) -> Result<(), Violation> {
+    let sender = snapshot.replica();
+    for (id, log) in snapshot.logs() {
+        let known = asker_clocks.get(id);
+        let problem = if id == asker {
+            Some("the asker's own log".to_owned())
+        } else if snapshot
+            .retired()
+            .get(id.base())
+            .is_some_and(|&mark| id.incarnation() <= mark)
+        {
+            Some("a log its own watermarks retire".to_owned())
+        } else if id != sender && known.is_none() {
+            Some("a replica the asker never named".to_owned())
+        } else if known.is_some_and(|&clock| clock >= log.context()) && log.cloud().is_empty() {
+            Some(format!(
+                "a log the asker holds whole (its clock {})",
+                known.copied().unwrap_or(0)
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return violation(
+                Invariant::PayloadSanity,
+                format!("{sender} sent {asker} {problem}: {id}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// I11 for a delta transfer or heartbeat: a delta from `sender` carries
+/// only `sender`'s own changes, and one sent to answer `asker_clock` (the
+/// asker's clock for `sender`) connects to it.
+pub fn check_delta_sanity(
+    delta: &Delta,
+    sender: &ReplicaId,
+    asker_clock: Option<u64>,
+) -> Result<(), Violation> {
+    if delta.replica() != sender {
+        return violation(
+            Invariant::PayloadSanity,
+            format!("{sender} sent a delta of {}", delta.replica()),
+        );
+    }
+    let (from, _) = delta.range();
+    if let Some(clock) = asker_clock.filter(|&clock| from > clock) {
+        return violation(
+            Invariant::PayloadSanity,
+            format!("{sender} answered clock {clock} with a delta from {from}, which does not connect"),
+        );
+    }
+    Ok(())
+}
+
 // ----- the safety chain ------------------------------------------------------------
 
 /// What the per-replica safety invariants judge a replica state against.
@@ -855,10 +942,12 @@ pub fn check_safety_of(
             Some(bounds) => check_bounded_memory(state, bounds),
             None => Ok(()),
         },
-        Invariant::Convergence | Invariant::CrdtLaws => violation(
-            invariant,
-            format!("{} is not a per-replica safety invariant", invariant.id()),
-        ),
+        Invariant::Convergence | Invariant::CrdtLaws | Invariant::Timeliness | Invariant::PayloadSanity => {
+            violation(
+                invariant,
+                format!("{} is not a per-replica safety invariant", invariant.id()),
+            )
+        }
     }
 }
 
@@ -1129,5 +1218,42 @@ mod tests {
         // Only per-replica safety invariants belong to the chain.
         let caught = check_safety_of(Invariant::Convergence, &state, &mut inputs).unwrap_err();
         assert!(caught.detail.contains("not a per-replica"), "{}", caught.detail);
+    }
+
+    #[test]
+    fn payload_sanity_catches_ghosts_and_what_the_asker_holds() {
+        let mut a = State::new(ReplicaId::new("a", 1));
+        let mut c = State::new(ReplicaId::new("c", 1));
+        a.join("p1", "t", "alice", serde_json::json!({})).unwrap();
+        c.join("p3", "t", "carol", serde_json::json!({})).unwrap();
+        a.merge_snapshot(&c.snapshot());
+        let asker = ReplicaId::new("b", 1);
+        let knows_c: BTreeMap<ReplicaId, u64> = [(c.replica().clone(), 0)].into();
+        // What extract sends passes.
+        assert_eq!(
+            check_extract_sanity(&a.extract(&asker, &knows_c), &asker, &knows_c),
+            Ok(())
+        );
+        let knows_nothing = BTreeMap::new();
+        assert_eq!(
+            check_extract_sanity(&a.extract(&asker, &knows_nothing), &asker, &knows_nothing),
+            Ok(())
+        );
+        // The whole state names c, which this asker never named: a ghost.
+        let caught = check_extract_sanity(&a.snapshot(), &asker, &knows_nothing).unwrap_err();
+        assert_eq!(caught.invariant, Invariant::PayloadSanity);
+        assert!(caught.detail.contains("never named"), "{}", caught.detail);
+        // An asker that holds c whole is not sent c again.
+        let holds_c: BTreeMap<ReplicaId, u64> = [(c.replica().clone(), 1)].into();
+        let caught = check_extract_sanity(&a.snapshot(), &asker, &holds_c).unwrap_err();
+        assert!(caught.detail.contains("holds whole"), "{}", caught.detail);
+
+        // A delta names its sender, and one that answers a clock connects.
+        let delta = a.take_delta();
+        assert_eq!(check_delta_sanity(&delta, a.replica(), Some(0)), Ok(()));
+        assert!(check_delta_sanity(&delta, c.replica(), None).is_err());
+        a.join("p2", "t", "alice", serde_json::json!({})).unwrap();
+        let later = a.take_delta();
+        assert!(check_delta_sanity(&later, a.replica(), Some(0)).is_err());
     }
 }

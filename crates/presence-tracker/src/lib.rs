@@ -71,11 +71,15 @@
 //! assert_eq!(b.state().count_keys("room:lobby"), 1);
 //! ```
 
+#[cfg(feature = "inspect")]
+pub mod checks;
 pub mod config;
 pub mod message;
 pub mod node;
 
 mod generations;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
 
 pub use config::{Config, ConfigError};
 pub use message::{Clocks, Message, MessageError, Transfer};

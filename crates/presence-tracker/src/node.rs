@@ -9,6 +9,8 @@ use serde_json::Value;
 use crate::config::{Config, ConfigError};
 use crate::generations::Generations;
 use crate::message::{Clocks, Message, Transfer};
+#[cfg(feature = "sabotage")]
+use crate::sabotage::Sabotage;
 
 /// What a node is told. Time comes with every input, as `now_ms`.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,6 +228,11 @@ impl Node {
         &self.peers
     }
 
+    /// The peers a transfer request is outstanding to.
+    pub fn pending_transfers(&self) -> impl Iterator<Item = &ReplicaId> + '_ {
+        self.pending.keys()
+    }
+
     /// Whether the node was shut down.
     pub fn is_stopped(&self) -> bool {
         self.stopped
@@ -371,15 +378,28 @@ impl Node {
             let peer = &self.peers[&id];
             let silent_ms = now_ms.saturating_sub(peer.last_heard_ms);
             match peer.status {
-                PeerStatus::Up if silent_ms >= self.config.down_period_ms => {
+                PeerStatus::Up if silent_ms >= self.down_after_ms() => {
                     self.set_status(&id, PeerStatus::Down);
                     push_diff(out, self.state.replica_down(&id));
-                    out.push(Output::Event(ReplicaEvent::Down(id)));
+                    out.push(Output::Event(ReplicaEvent::Down(id.clone())));
+                    // Silent past the permdown period too (this node was
+                    // paused, or ticked late): gone now, not a tick later.
+                    if silent_ms >= self.config.permdown_period_ms {
+                        self.permdown(&id, out);
+                    }
                 }
                 PeerStatus::Down if silent_ms >= self.config.permdown_period_ms => self.permdown(&id, out),
                 _ => {}
             }
         }
+    }
+
+    /// How long a peer may be silent before it is hidden.
+    fn down_after_ms(&self) -> u64 {
+        if sabotaged(Sabotage::LateDown) {
+            return self.config.permdown_period_ms;
+        }
+        self.config.down_period_ms
     }
 
     /// A heartbeat with the changes since the last one; after quiet periods,
@@ -442,6 +462,15 @@ impl Node {
         if from.base() == self.replica().base() {
             return;
         }
+        // A late message of an incarnation older than one we hear is from
+        // the dead: retire it rather than take it in as a peer, which
+        // would show its presences until the down period.
+        if self.superseded(&from) {
+            if let Ok(diff) = self.state.remove_down_replica(&from) {
+                push_diff(out, diff);
+            }
+            return;
+        }
         let retired_sender = self.state.is_retired_id(&from);
         if retired_sender && !matches!(message, Message::TransferAck { .. }) {
             self.tell_retired(&from, &message, out);
@@ -491,6 +520,13 @@ impl Node {
         }
         self.heal_if_caught_up(&from, out);
         self.after_merge(out);
+    }
+
+    /// Whether a newer incarnation of `from`'s base is among our peers.
+    fn superseded(&self, from: &ReplicaId) -> bool {
+        self.peers
+            .keys()
+            .any(|id| id.base() == from.base() && id.incarnation() > from.incarnation())
     }
 
     /// A retired replica (permdowned, or superseded) is still talking: answer
@@ -582,6 +618,9 @@ impl Node {
     /// The smallest stored delta if the asker lags only on this replica,
     /// else the state limited to replicas the asker knows.
     fn transfer_for(&self, asker: &ReplicaId, clocks: &Clocks, full: bool) -> Transfer {
+        if sabotaged(Sabotage::WholeState) {
+            return Transfer::State(self.state.snapshot());
+        }
         let me = self.replica();
         let lags_only_on_me = self
             .state
@@ -629,6 +668,9 @@ impl Node {
     /// Drops everything kept about a peer (Phoenix #179: never leave a dead
     /// replica's status behind).
     fn forget_peer(&mut self, id: &ReplicaId) {
+        if sabotaged(Sabotage::KeepRetiredPeers) {
+            return;
+        }
         self.peers.remove(id);
         self.pending.remove(id);
     }
@@ -673,6 +715,28 @@ impl Node {
             peer.status = status;
         }
     }
+}
+
+/// Whether a test turned `sabotage` off protection on (see
+/// [`crate::sabotage`]); always false in a build without the feature.
+#[cfg(feature = "sabotage")]
+fn sabotaged(sabotage: Sabotage) -> bool {
+    crate::sabotage::active(sabotage)
+}
+
+#[cfg(not(feature = "sabotage"))]
+fn sabotaged(_: Sabotage) -> bool {
+    false
+}
+
+/// Stands in for [`crate::sabotage::Sabotage`] in a build without the
+/// feature, so the call sites read the same.
+#[cfg(not(feature = "sabotage"))]
+#[derive(Clone, Copy)]
+enum Sabotage {
+    LateDown,
+    KeepRetiredPeers,
+    WholeState,
 }
 
 fn push_diff(out: &mut Vec<Output>, diff: Diff) {

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use presence_core::invariants::{check_safety_of, History, Invariant, MemoryBounds, SafetyInputs};
 use presence_core::{Diff, ReplicaId, State};
+use presence_tracker::checks::{check_node_forgets, check_timeliness};
 use presence_tracker::{Config, Input, Message, Node, Output};
 use serde_json::json;
 use stateright::actor::{
@@ -89,6 +90,8 @@ pub struct NodeState {
     pub diffs_fingerprint: u64,
     /// The first I3 violation on the way here, if any.
     pub resurrection: Option<String>,
+    /// The first I11 violation in what it sent on the way here, if any.
+    pub unsound_payload: Option<String>,
     /// This node's local operations, all incarnations (I4-I6; ghost).
     history: Arc<History>,
     /// The node's digests.
@@ -193,6 +196,7 @@ impl PartialEq for NodeState {
         (self.now_ms, self.ticks, self.diffs_fingerprint)
             == (other.now_ms, other.ticks, other.diffs_fingerprint)
             && self.resurrection == other.resurrection
+            && self.unsound_payload == other.unsound_payload
             && self.digests.canonical == other.digests.canonical
     }
 }
@@ -201,6 +205,7 @@ impl Hash for NodeState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
         (self.now_ms, self.ticks, self.diffs_fingerprint).hash(hasher);
         self.resurrection.hash(hasher);
+        self.unsound_payload.hash(hasher);
         self.digests.canonical.hash(hasher);
     }
 }
@@ -312,6 +317,7 @@ impl Actor for TrackerActor {
             ticks: 0,
             diffs_fingerprint: 0,
             resurrection: None,
+            unsound_payload: None,
             history,
             digests: Digests::default(),
             renamed: Renamed::default(),
@@ -647,6 +653,12 @@ impl Model for ProtocolModel {
             Property::always("I3 no resurrection", |_, state: &ProtocolState| {
                 live_nodes(state).all(|n| n.resurrection.is_none())
             }),
+            Property::always("I10 timeliness", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| check_timeliness(&n.node, n.now_ms).is_ok())
+            }),
+            Property::always("I11 payload sanity", |_, state: &ProtocolState| {
+                live_nodes(state).all(|n| n.unsound_payload.is_none())
+            }),
             Property::always("I4 provenance", |_, state: &ProtocolState| {
                 cluster_history(state)
                     .is_some_and(|history| every_node_keeps(state, Invariant::Provenance, &history))
@@ -660,8 +672,10 @@ impl Model for ProtocolModel {
             }),
             Property::always("I7 bounded memory", |_, state: &ProtocolState| {
                 every_node_keeps(state, Invariant::BoundedMemory, &History::new())
-                    && live_nodes(state)
-                        .all(|n| n.node.footprint().peers < 2 * state.inner.actor_states.len())
+                    && live_nodes(state).all(|n| {
+                        check_node_forgets(&n.node).is_ok()
+                            && n.node.footprint().peers < state.inner.actor_states.len()
+                    })
             }),
             Property::always(
                 "I2 a complete anti-entropy exchange converges",

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use presence_core::Diff;
+use presence_tracker::checks::{asker_of, check_output_sanity};
 use presence_tracker::{Input, Node, Output};
 use stateright::actor::{Id, Out};
 
@@ -71,6 +72,8 @@ pub(super) struct Step {
     pub(super) local: Vec<Diff>,
     /// The I3 violation of the step, if any.
     pub(super) resurrection: Option<String>,
+    /// The I11 violation in what it sends, if any.
+    pub(super) unsound_payload: Option<String>,
     /// What it sends, in order: the message and the nodes it reaches.
     pub(super) sends: Vec<(Vec<Id>, Packet)>,
 }
@@ -92,6 +95,7 @@ impl Step {
             && self.diffs == 0
             && self.digests.canonical == state.digests.canonical
             && (self.resurrection.is_none() || state.resurrection.is_some())
+            && (self.unsound_payload.is_none() || state.unsound_payload.is_some())
     }
 
     pub(super) fn apply(&self, state: &mut NodeState, o: &mut Out<TrackerActor>) {
@@ -101,6 +105,9 @@ impl Step {
         state.diffs_fingerprint ^= self.diffs;
         if let Some(violation) = &self.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
+        }
+        if let Some(violation) = &self.unsound_payload {
+            state.unsound_payload.get_or_insert_with(|| violation.clone());
         }
         for (to, wire) in &self.sends {
             o.broadcast(to, wire);
@@ -125,7 +132,9 @@ impl TrackerActor {
             return known.map_or(StepOutcome::Rejected, StepOutcome::Remembered);
         }
         let mut next = Node::clone(node);
-        let Ok(outputs) = next.handle(stimulus.input(), now_ms) else {
+        let input = stimulus.input();
+        let asker = asker_of(node, &input);
+        let Ok(outputs) = next.handle(input, now_ms) else {
             self.steps.insert(key, spread, None);
             return StepOutcome::Rejected;
         };
@@ -142,10 +151,15 @@ impl TrackerActor {
                 .collect(),
             Stimulus::Message(_) | Stimulus::Tick => Vec::new(),
         };
+        let unsound_payload = outputs
+            .iter()
+            .find_map(|output| check_output_sanity(node.replica(), output, asker.as_ref()).err())
+            .map(|violation| violation.to_string());
         let (diffs, sends) = Self::sort_out(outputs, me, self.peers());
         let step = Arc::new(Step {
             local,
             resurrection: no_resurrection_since(Some(node.state()), next.state()).err(),
+            unsound_payload,
             digests: Digests::of(&next),
             renamed: Renamed::default(),
             node: Arc::new(next),

@@ -71,6 +71,7 @@ pub fn representative(state: &ProtocolState) -> ProtocolState {
                 presence_core::invariants::check_view_fingerprint(node.diffs_fingerprint, node.node.state())
                     .is_ok();
             (node.now_ms, node.ticks, i1, node.resurrection.is_some()).hash(&mut hasher);
+            node.unsound_payload.is_some().hash(&mut hasher);
             inner.crashed[index].hash(&mut hasher);
             inner.timers_set[index].hash(&mut hasher);
             inner.actor_storages[index]

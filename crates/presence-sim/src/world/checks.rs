@@ -5,6 +5,7 @@ use presence_core::invariants::{
     check_clouds_empty, check_convergence, check_mirror_matches, check_safety, check_view_fingerprint,
     MemoryBounds, SafetyInputs, Violation,
 };
+use presence_tracker::checks::{check_node_forgets, check_timeliness};
 use presence_tracker::{Node, PeerStatus};
 
 use super::{Event, Phase, Verdict, World};
@@ -36,10 +37,21 @@ impl World {
                 own_history: &self.history,
                 memory: Some(MemoryBounds::default()),
             };
-            result =
-                check_mirror_matches(&sim_node.mirror, state).and_then(|()| check_safety(state, &mut inputs));
+            result = check_mirror_matches(&sim_node.mirror, state)
+                .and_then(|()| check_safety(state, &mut inputs))
+                .and_then(|()| check_node_forgets(node));
         }
         if let Err(violation) = result {
+            self.violate(index, violation);
+        }
+    }
+
+    /// I10 on node `index` right after its tick, on the clock it was given.
+    pub(super) fn check_timeliness(&mut self, index: usize) {
+        let Some(node) = &self.nodes[index].node else {
+            return;
+        };
+        if let Err(violation) = check_timeliness(node, self.now_ms) {
             self.violate(index, violation);
         }
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use presence_core::invariants::{History, ResurrectionWatch};
 use presence_core::{ClientMirror, ReplicaId};
+use presence_tracker::checks::{asker_of, check_output_sanity};
 use presence_tracker::{Config, Input, Node, Output, ReplicaEvent};
 
 use crate::distribution::Picker;
@@ -257,12 +258,18 @@ impl World {
         let Some(node) = self.nodes[index].node.as_mut() else {
             return;
         };
+        let ticked = matches!(input, Input::Tick);
+        let asker = asker_of(node, &input);
+        let sender = node.replica().clone();
         let outputs = match node.handle(input, now_ms) {
             Ok(outputs) => outputs,
             // The workload only asks what is valid; a stopped node refuses.
             Err(_) => return,
         };
         for output in outputs {
+            if let Err(violation) = check_output_sanity(&sender, &output, asker.as_ref()) {
+                self.violate(index, violation);
+            }
             match output {
                 Output::Broadcast(message) => {
                     let message = Arc::new(message);
@@ -305,6 +312,9 @@ impl World {
             }
         }
         self.check_node(index);
+        if ticked {
+            self.check_timeliness(index);
+        }
     }
 }
 

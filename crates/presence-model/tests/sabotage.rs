@@ -1,0 +1,57 @@
+//! The protocol model's node-level properties (I7 on the node, I10, I11)
+//! each find a violation once the protection they guard is switched off
+//! (`presence_tracker::sabotage`), and none without it. This binary does
+//! nothing but sabotage: the switch is process-wide.
+
+use presence_model::protocol::ProtocolModelCfg;
+use presence_tracker::sabotage::{self, Sabotage};
+use stateright::{Checker, Model};
+
+fn discovers(cfg: ProtocolModelCfg, property: &'static str) -> bool {
+    let checker = cfg.into_model().checker().threads(2).spawn_dfs().join();
+    checker.discovery(property).is_some()
+}
+
+fn bites(cfg: ProtocolModelCfg, sabotage: Sabotage, property: &'static str) {
+    assert!(!discovers(cfg, property), "{property} holds as built in {cfg:?}");
+    assert!(
+        sabotage::with(sabotage, || discovers(cfg, property)),
+        "{property} is broken with {sabotage:?} in {cfg:?}"
+    );
+}
+
+#[test]
+fn hiding_a_silent_peer_late_breaks_timeliness() {
+    let cfg = ProtocolModelCfg {
+        nodes: 2,
+        ticks: 2,
+        crashes: 0,
+        partitions: false,
+        lossy: false,
+    };
+    bites(cfg, Sabotage::LateDown, "I10 timeliness");
+}
+
+#[test]
+fn keeping_a_retired_peer_breaks_bounded_memory() {
+    let cfg = ProtocolModelCfg {
+        nodes: 2,
+        ticks: 1,
+        crashes: 1,
+        partitions: false,
+        lossy: false,
+    };
+    bites(cfg, Sabotage::KeepRetiredPeers, "I7 bounded memory");
+}
+
+#[test]
+fn sending_the_whole_state_breaks_payload_sanity() {
+    let cfg = ProtocolModelCfg {
+        nodes: 2,
+        ticks: 2,
+        crashes: 0,
+        partitions: false,
+        lossy: false,
+    };
+    bites(cfg, Sabotage::WholeState, "I11 payload sanity");
+}

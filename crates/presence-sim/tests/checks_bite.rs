@@ -1,0 +1,66 @@
+//! Each node-level check of the simulator fails when the protection it
+//! guards is switched off (`presence_tracker::sabotage`): a check that
+//! cannot fail proves nothing.
+
+use std::path::Path;
+
+use presence_core::invariants::Invariant;
+use presence_sim::scenario::Scenario;
+use presence_sim::world::{run, Verdict};
+use presence_tracker::sabotage::{self, Sabotage};
+
+fn scenario(name: &str) -> Scenario {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../sims/{name}.toml"));
+    Scenario::load(&file).expect("a committed scenario")
+}
+
+/// The invariant every seed of `name` breaks with `sabotage` on (and
+/// that none breaks without it).
+fn broken(name: &str, sabotage: Sabotage) -> Vec<Invariant> {
+    let scenario = scenario(name);
+    scenario
+        .seeds
+        .iter()
+        .map(|&seed| {
+            assert!(
+                run(&scenario, seed, false).verdict.passed(),
+                "{name} seed {seed} passes as built"
+            );
+            match sabotage::with(sabotage, || run(&scenario, seed, false)).verdict {
+                Verdict::Violation { invariant, .. } => invariant,
+                other => panic!("{name} seed {seed} with {sabotage:?}: {other}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn hiding_a_silent_peer_late_breaks_timeliness() {
+    let found = broken("netsplit-heal", Sabotage::LateDown);
+    assert!(
+        found.iter().all(|&invariant| invariant == Invariant::Timeliness),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn keeping_a_retired_peer_breaks_bounded_memory() {
+    let found = broken("rolling-restart", Sabotage::KeepRetiredPeers);
+    assert!(
+        found
+            .iter()
+            .all(|&invariant| invariant == Invariant::BoundedMemory),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn sending_the_whole_state_breaks_payload_sanity() {
+    let found = broken("restart-after-down", Sabotage::WholeState);
+    assert!(
+        found
+            .iter()
+            .all(|&invariant| invariant == Invariant::PayloadSanity),
+        "{found:?}"
+    );
+}

@@ -1,0 +1,50 @@
+//! Switches that turn one of the node's protections off, compiled in only
+//! with the `sabotage` feature, which nothing but test builds enable. A
+//! test turns one on around a simulated run to show that the harness's
+//! check for that protection fails without it: a check that cannot fail
+//! proves nothing.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// A protection to turn off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Wait for the permdown period, not the down period, before hiding a
+    /// silent peer (caught by I10).
+    LateDown,
+    /// Never drop a retired peer from the peer table (caught by I7 on the
+    /// node; Phoenix #179).
+    KeepRetiredPeers,
+    /// Answer every transfer request with the whole state, replicas the
+    /// asker never named included (caught by I11; bug class B6).
+    WholeState,
+}
+
+/// The switch on, as `Sabotage as u8 + 1`, or 0. Global rather than per
+/// thread, so a model checker's worker threads see it too; [`with`]
+/// holds a lock, so two tests that sabotage never overlap. A test binary
+/// that sabotages should do nothing else.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `run` with `sabotage` on in the whole process.
+pub fn with<R>(sabotage: Sabotage, run: impl FnOnce() -> R) -> R {
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            ACTIVE.store(0, Ordering::SeqCst);
+        }
+    }
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ACTIVE.store(sabotage as u8 + 1, Ordering::SeqCst);
+    let _off = Off;
+    run()
+}
+
+/// Whether `sabotage` is on.
+pub(crate) fn active(sabotage: Sabotage) -> bool {
+    ACTIVE.load(Ordering::Relaxed) == sabotage as u8 + 1
+}

@@ -1,0 +1,75 @@
+//! Two cases the widened harness found: a late message of a dead
+//! incarnation, and a node that ticks after a long pause.
+
+use presence_core::ReplicaId;
+use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent};
+use serde_json::json;
+
+fn heartbeat_of(node: &mut Node, now_ms: u64) -> Message {
+    node.handle(Input::Tick, now_ms)
+        .unwrap()
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Broadcast(message @ Message::Heartbeat { .. }) => Some(message),
+            _ => None,
+        })
+        .expect("a first tick broadcasts")
+}
+
+fn track(node: &mut Node, pid: &str, key: &str) {
+    let input = Input::Track {
+        pid: pid.into(),
+        topic: "room".into(),
+        key: key.into(),
+        meta: json!({}),
+    };
+    node.handle(input, 0).unwrap();
+}
+
+/// A heartbeat of b@1 that arrives after b@2 was heard is from the dead:
+/// it retires b@1 instead of showing its presence until the down period.
+#[test]
+fn a_late_message_of_an_older_incarnation_is_not_taken_in() {
+    let config = Config::default();
+    let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 0).unwrap();
+    let mut b1 = Node::new(ReplicaId::new("b", 1), config.clone(), 0).unwrap();
+    let mut b2 = Node::new(ReplicaId::new("b", 2), config, 0).unwrap();
+    track(&mut b1, "old", "bob");
+    track(&mut b2, "new", "bob");
+    let late = heartbeat_of(&mut b1, 0);
+    a.handle(Input::Receive(heartbeat_of(&mut b2, 0)), 10).unwrap();
+    a.handle(Input::Receive(late), 20).unwrap();
+    let shown: Vec<_> = a
+        .state()
+        .get_by_key("room", "bob")
+        .into_iter()
+        .map(|p| p.entry.pid.to_string())
+        .collect();
+    assert_eq!(shown, ["new"]);
+    assert_eq!(a.peers().len(), 1);
+    assert!(a.state().is_retired_id(&ReplicaId::new("b", 1)));
+}
+
+/// A node that ticks again after a pause longer than the permdown period
+/// permdowns a silent peer at that tick, not one tick later.
+#[test]
+fn a_peer_silent_past_the_permdown_period_goes_in_one_tick() {
+    let config = Config::default();
+    let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 0).unwrap();
+    let mut b = Node::new(ReplicaId::new("b", 1), config.clone(), 0).unwrap();
+    a.handle(Input::Receive(heartbeat_of(&mut b, 0)), 0).unwrap();
+    let outputs = a.handle(Input::Tick, config.permdown_period_ms).unwrap();
+    let events: Vec<_> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Event(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect();
+    let b_id = ReplicaId::new("b", 1);
+    assert_eq!(
+        events,
+        [ReplicaEvent::Down(b_id.clone()), ReplicaEvent::Permdown(b_id)]
+    );
+    assert!(a.peers().is_empty());
+}
