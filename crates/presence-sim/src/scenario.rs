@@ -113,6 +113,9 @@ pub struct Workload {
     /// How clients pick keys: key 0 is the hottest. With many clients per
     /// node, a hot key has dozens of pids (devices, tabs) on every node.
     pub key_distribution: Distribution,
+    /// Whether client `c` has the same pid (`c{c}`) on every node, so one
+    /// pid is seen from several replicas; otherwise pids are `n{i}-c{c}`.
+    pub shared_pids: bool,
 }
 
 impl Default for Workload {
@@ -126,6 +129,7 @@ impl Default for Workload {
             max_ops: None,
             topic_distribution: Distribution::Uniform,
             key_distribution: Distribution::Uniform,
+            shared_pids: false,
         }
     }
 }
@@ -184,6 +188,9 @@ pub struct RandomFaults {
     pub clog: u32,
     /// Weight of an orderly shutdown (and later restart).
     pub shutdown: u32,
+    /// Weight of a permanent departure (a crash or shutdown with no
+    /// restart); at least two nodes always remain.
+    pub depart: u32,
 }
 
 /// How often the checks that walk whole states run.
@@ -296,6 +303,18 @@ pub enum Fault {
         /// Which node.
         node: usize,
     },
+    /// The node leaves for good and never returns, not even in the
+    /// liveness phase: a crash, or with `graceful` an orderly shutdown.
+    Depart {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+        /// Whether it shuts down in order (announcing its permdown) rather
+        /// than crashing.
+        #[serde(default)]
+        graceful: bool,
+    },
 }
 
 impl Fault {
@@ -313,7 +332,8 @@ impl Fault {
             | Self::Restart { at_ms, .. }
             | Self::Pause { at_ms, .. }
             | Self::Resume { at_ms, .. }
-            | Self::Shutdown { at_ms, .. } => *at_ms,
+            | Self::Shutdown { at_ms, .. }
+            | Self::Depart { at_ms, .. } => *at_ms,
         }
     }
 
@@ -329,7 +349,8 @@ impl Fault {
             | Self::Restart { node, .. }
             | Self::Pause { node, .. }
             | Self::Resume { node, .. }
-            | Self::Shutdown { node, .. } => vec![*node],
+            | Self::Shutdown { node, .. }
+            | Self::Depart { node, .. } => vec![*node],
         }
     }
 }
@@ -545,6 +566,7 @@ impl Scenario {
                     faults.pause,
                     faults.clog,
                     faults.shutdown,
+                    faults.depart,
                 ]
                 .iter()
                 .map(|&weight| u64::from(weight))

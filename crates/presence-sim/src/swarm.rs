@@ -29,6 +29,7 @@ pub fn draw(seed: u64) -> Scenario {
         pause: weight(&mut rng),
         clog: weight(&mut rng),
         shutdown: weight(&mut rng),
+        depart: 0,
     };
     let rate = |rng: &mut SimRng, most: f64| {
         if rng.chance(0.5) {
@@ -56,11 +57,14 @@ pub fn draw(seed: u64) -> Scenario {
         max_ops: None,
         topic_distribution: Distribution::Uniform,
         key_distribution: Distribution::Uniform,
+        shared_pids: false,
     };
+    let mut random_faults = random_faults;
     let nodes = rng.between(2, 5) as usize;
     // Drawn after everything the first wave drew, so those draws stay as
     // they were.
     draw_skew(&mut rng, &mut workload);
+    draw_departures_and_shared_pids(&mut rng, nodes, &mut random_faults, &mut workload);
     Scenario {
         name: format!("swarm-{seed}"),
         description: "drawn by `presence swarm`".into(),
@@ -119,6 +123,21 @@ fn draw_skew(rng: &mut SimRng, workload: &mut Workload) {
     }
 }
 
+/// The second wave's world: in a third of the clusters of three or more
+/// nodes, nodes may leave for good (a crash or a shutdown, never back);
+/// in a third of all seeds, client `c` has one pid on every node.
+fn draw_departures_and_shared_pids(
+    rng: &mut SimRng,
+    nodes: usize,
+    random_faults: &mut RandomFaults,
+    workload: &mut Workload,
+) {
+    if nodes >= 3 && rng.below(3) == 0 {
+        random_faults.depart = rng.between(1, 2) as u32;
+    }
+    workload.shared_pids = rng.below(3) == 0;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +150,19 @@ mod tests {
             assert_eq!(draw(seed), scenario);
         }
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn seeds_draw_departures_and_shared_pids() {
+        let drawn: Vec<Scenario> = (0..300).map(draw).collect();
+        let departing = drawn.iter().filter(|s| s.random_faults.depart > 0).count();
+        let shared = drawn.iter().filter(|s| s.workload.shared_pids).count();
+        assert!(
+            (40..=120).contains(&departing),
+            "{departing} of 300 draw departures"
+        );
+        assert!((60..=140).contains(&shared), "{shared} of 300 share pids");
+        assert!(drawn.iter().all(|s| s.random_faults.depart == 0 || s.nodes >= 3));
     }
 
     #[test]

@@ -22,10 +22,8 @@ fn broken(name: &str, sabotage: Sabotage) -> Vec<Invariant> {
         .seeds
         .iter()
         .map(|&seed| {
-            assert!(
-                run(&scenario, seed, false).verdict.passed(),
-                "{name} seed {seed} passes as built"
-            );
+            let control = sabotage::without(|| run(&scenario, seed, false)).verdict;
+            assert!(control.passed(), "{name} seed {seed} passes as built: {control}");
             match sabotage::with(sabotage, || run(&scenario, seed, false)).verdict {
                 Verdict::Violation { invariant, .. } => invariant,
                 other => panic!("{name} seed {seed} with {sabotage:?}: {other}"),
@@ -50,6 +48,22 @@ fn keeping_a_retired_peer_breaks_bounded_memory() {
         found
             .iter()
             .all(|&invariant| invariant == Invariant::BoundedMemory),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_survivor_that_keeps_a_departed_node_breaks_bounded_memory() {
+    let found = broken("permanent-departure", Sabotage::KeepRetiredPeers);
+    assert!(
+        found
+            .iter()
+            .all(|&invariant| invariant == Invariant::BoundedMemory),
+        "{found:?}"
+    );
+    let found = broken("permanent-departure", Sabotage::LateDown);
+    assert!(
+        found.iter().all(|&invariant| invariant == Invariant::Timeliness),
         "{found:?}"
     );
 }

@@ -30,6 +30,16 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `run` with `sabotage` on in the whole process.
 pub fn with<R>(sabotage: Sabotage, run: impl FnOnce() -> R) -> R {
+    switched(sabotage as u8 + 1, run)
+}
+
+/// Runs `run` with every protection on, while no other test of the
+/// process sabotages: the control beside a [`with`] run.
+pub fn without<R>(run: impl FnOnce() -> R) -> R {
+    switched(0, run)
+}
+
+fn switched<R>(value: u8, run: impl FnOnce() -> R) -> R {
     struct Off;
     impl Drop for Off {
         fn drop(&mut self) {
@@ -39,7 +49,7 @@ pub fn with<R>(sabotage: Sabotage, run: impl FnOnce() -> R) -> R {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    ACTIVE.store(sabotage as u8 + 1, Ordering::SeqCst);
+    ACTIVE.store(value, Ordering::SeqCst);
     let _off = Off;
     run()
 }

@@ -61,11 +61,17 @@ impl World {
                 format!("resume {node}")
             }
             Fault::Shutdown { node, .. } => {
-                if self.nodes[*node].running() {
-                    self.step(*node, Input::Shutdown, false);
+                self.shut_down(*node);
+                format!("shutdown {node}")
+            }
+            Fault::Depart { node, graceful, .. } => {
+                if *graceful {
+                    self.shut_down(*node);
+                } else {
                     self.crash(*node);
                 }
-                format!("shutdown {node}")
+                self.nodes[*node].departed = true;
+                format!("depart {node}{}", if *graceful { " (graceful)" } else { "" })
             }
         };
         self.trace.record(TraceEvent::Fault {
@@ -84,7 +90,20 @@ impl World {
         sim_node.clients.iter_mut().for_each(BTreeSet::clear);
     }
 
+    /// An orderly shutdown of a running node: it announces its permdown.
+    fn shut_down(&mut self, index: usize) {
+        if self.nodes[index].running() {
+            self.step(index, Input::Shutdown, false);
+            self.crash(index);
+        }
+    }
+
+    /// Node `index` starts again as a new incarnation, unless it left for
+    /// good.
     pub(super) fn restart(&mut self, index: usize) {
+        if self.nodes[index].departed {
+            return;
+        }
         self.crash(index);
         let incarnation = self.nodes[index].incarnation + 1;
         let clients = self.scenario.workload.clients_per_node;
@@ -119,6 +138,7 @@ impl World {
                 RandomFault::Pause => self.pause_then_resume(node),
                 RandomFault::Clog => self.clog_then_unclog(node, other),
                 RandomFault::Shutdown => self.shutdown_then_restart(node),
+                RandomFault::Depart => self.depart_for_good(node),
             }
         }
         let next = self.now_ms + 1 + self.fault_rng.exponential_ms(rates.interval_ms);
@@ -214,6 +234,23 @@ impl World {
     }
 }
 
+impl World {
+    /// Node `node` leaves for good, by a crash or (half the time) an
+    /// orderly shutdown, unless that would leave fewer than two nodes.
+    pub(super) fn depart_for_good(&mut self, node: usize) {
+        let staying = self.nodes.iter().filter(|sim_node| !sim_node.departed).count();
+        if self.nodes[node].departed || staying <= 2 {
+            return;
+        }
+        let graceful = self.fault_rng.chance(0.5);
+        self.apply_fault(&Fault::Depart {
+            at_ms: self.now_ms,
+            node,
+            graceful,
+        });
+    }
+}
+
 /// The kinds of random fault, each drawn with its weight in the scenario's
 /// `random_faults`, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,15 +260,17 @@ enum RandomFault {
     Pause,
     Clog,
     Shutdown,
+    Depart,
 }
 
 impl RandomFault {
-    const ALL: [RandomFault; 5] = [
+    const ALL: [RandomFault; 6] = [
         RandomFault::Partition,
         RandomFault::Crash,
         RandomFault::Pause,
         RandomFault::Clog,
         RandomFault::Shutdown,
+        RandomFault::Depart,
     ];
 
     pub(super) fn weight(self, rates: &RandomFaults) -> u32 {
@@ -241,6 +280,7 @@ impl RandomFault {
             RandomFault::Pause => rates.pause,
             RandomFault::Clog => rates.clog,
             RandomFault::Shutdown => rates.shutdown,
+            RandomFault::Depart => rates.depart,
         }
     }
 }

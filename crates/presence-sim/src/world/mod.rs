@@ -60,6 +60,8 @@ struct SimNode {
     /// Per client, the (topic, key) it tracks.
     clients: Vec<BTreeSet<(usize, usize)>>,
     steps: u64,
+    /// Left for good: never restarted, not even to heal.
+    departed: bool,
 }
 
 impl SimNode {
@@ -76,6 +78,7 @@ impl SimNode {
             diffs_fingerprint: 0,
             clients: vec![BTreeSet::new(); clients],
             steps: 0,
+            departed: false,
         }
     }
 

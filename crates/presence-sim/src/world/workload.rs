@@ -97,7 +97,11 @@ impl World {
     ) {
         self.ops += 1;
         self.op_counter += 1;
-        let pid = format!("n{index}-c{client}");
+        let pid = if self.scenario.workload.shared_pids {
+            format!("c{client}")
+        } else {
+            format!("n{index}-c{client}")
+        };
         let (topic, key) = target.map_or((String::new(), String::new()), |(topic, key)| {
             (format!("room:{topic}"), format!("user{key}"))
         });
