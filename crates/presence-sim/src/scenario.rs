@@ -67,6 +67,9 @@ pub struct Scenario {
     /// How often the expensive checks run.
     #[serde(default)]
     pub checks: Checks,
+    /// How far each node's clock is off (clock faults).
+    #[serde(default)]
+    pub clock: ClockFaults,
     /// Scheduled faults.
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -191,6 +194,26 @@ pub struct RandomFaults {
     /// Weight of a permanent departure (a crash or shutdown with no
     /// restart); at least two nodes always remain.
     pub depart: u32,
+    /// Weight of a step of one node's clock, forward or back, by up to
+    /// `clock.max_jump_ms`.
+    pub clock_jump: u32,
+}
+
+/// Clock faults: each node's clock is drawn off the true time by an
+/// offset and a drift at start, and random faults may step it forward or
+/// back. A node sees only its own clock; the network and the ground truth
+/// run on true time. All zero (the default): perfect clocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockFaults {
+    /// Each node's offset is drawn in `-max_offset_ms..=max_offset_ms`.
+    pub max_offset_ms: u64,
+    /// Each node's rate is off by a drift drawn in
+    /// `-max_drift_ppm..=max_drift_ppm` parts per million.
+    pub max_drift_ppm: u64,
+    /// A random `clock-jump` steps one node's clock by up to this much,
+    /// forward or back (its weight is `random_faults.clock_jump`).
+    pub max_jump_ms: u64,
 }
 
 /// How often the checks that walk whole states run.
@@ -315,6 +338,15 @@ pub enum Fault {
         #[serde(default)]
         graceful: bool,
     },
+    /// The node's clock steps by `by_ms` (negative: back).
+    ClockJump {
+        /// When.
+        at_ms: u64,
+        /// Which node.
+        node: usize,
+        /// The step.
+        by_ms: i64,
+    },
 }
 
 impl Fault {
@@ -333,7 +365,8 @@ impl Fault {
             | Self::Pause { at_ms, .. }
             | Self::Resume { at_ms, .. }
             | Self::Shutdown { at_ms, .. }
-            | Self::Depart { at_ms, .. } => *at_ms,
+            | Self::Depart { at_ms, .. }
+            | Self::ClockJump { at_ms, .. } => *at_ms,
         }
     }
 
@@ -350,7 +383,8 @@ impl Fault {
             | Self::Pause { node, .. }
             | Self::Resume { node, .. }
             | Self::Shutdown { node, .. }
-            | Self::Depart { node, .. } => vec![*node],
+            | Self::Depart { node, .. }
+            | Self::ClockJump { node, .. } => vec![*node],
         }
     }
 }
@@ -475,7 +509,7 @@ impl Scenario {
         let config = self.config();
         let (workload, network, faults) = (&self.workload, &self.network, &self.random_faults);
         let count = |value: usize| value as u64;
-        let checks: [(&'static str, u64, u64, u64); 20] = [
+        let checks: [(&'static str, u64, u64, u64); 24] = [
             ("seeds", count(self.seeds.len()), 1, bounds::MAX_SEEDS),
             ("fault_phase_ms", self.fault_phase_ms, 1, bounds::MAX_TIME_MS),
             (
@@ -567,6 +601,7 @@ impl Scenario {
                     faults.clog,
                     faults.shutdown,
                     faults.depart,
+                    faults.clock_jump,
                 ]
                 .iter()
                 .map(|&weight| u64::from(weight))
@@ -581,6 +616,37 @@ impl Scenario {
                 u64::MAX,
             ),
             ("faults", count(self.faults.len()), 0, bounds::MAX_FAULTS),
+            (
+                "clock.max_offset_ms",
+                self.clock.max_offset_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "clock.max_drift_ppm",
+                self.clock.max_drift_ppm,
+                0,
+                bounds::MAX_DRIFT_PPM,
+            ),
+            (
+                "clock.max_jump_ms",
+                self.clock.max_jump_ms,
+                0,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "faults (a clock-jump's by_ms)",
+                self.faults
+                    .iter()
+                    .map(|fault| match fault {
+                        Fault::ClockJump { by_ms, .. } => by_ms.unsigned_abs(),
+                        _ => 0,
+                    })
+                    .max()
+                    .unwrap_or(0),
+                0,
+                bounds::MAX_TIME_MS,
+            ),
         ];
         checks
             .into_iter()
@@ -703,6 +769,8 @@ pub mod bounds {
     pub const MAX_FAULT_WEIGHTS: u64 = 1_000_000;
     /// Scheduled faults.
     pub const MAX_FAULTS: u64 = 100_000;
+    /// A clock's drift: as fast or as slow as twice true time.
+    pub const MAX_DRIFT_PPM: u64 = 1_000_000;
 }
 
 #[cfg(test)]

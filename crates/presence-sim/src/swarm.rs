@@ -4,7 +4,7 @@
 
 use crate::distribution::Distribution;
 use crate::rng::SimRng;
-use crate::scenario::{Checks, Network, Protocol, RandomFaults, Scenario, Workload};
+use crate::scenario::{Checks, ClockFaults, Network, Protocol, RandomFaults, Scenario, Workload};
 
 /// The scenario that swarm seed `seed` draws (the default preset).
 pub fn draw(seed: u64) -> Scenario {
@@ -30,6 +30,7 @@ pub fn draw(seed: u64) -> Scenario {
         clog: weight(&mut rng),
         shutdown: weight(&mut rng),
         depart: 0,
+        clock_jump: 0,
     };
     let rate = |rng: &mut SimRng, most: f64| {
         if rng.chance(0.5) {
@@ -65,6 +66,7 @@ pub fn draw(seed: u64) -> Scenario {
     // they were.
     draw_skew(&mut rng, &mut workload);
     draw_departures_and_shared_pids(&mut rng, nodes, &mut random_faults, &mut workload);
+    let clock = draw_clock_faults(&mut rng, down, &mut random_faults);
     Scenario {
         name: format!("swarm-{seed}"),
         description: "drawn by `presence swarm`".into(),
@@ -86,6 +88,7 @@ pub fn draw(seed: u64) -> Scenario {
         network,
         random_faults,
         checks: Checks::default(),
+        clock,
         faults: Vec::new(),
     }
 }
@@ -138,6 +141,25 @@ fn draw_departures_and_shared_pids(
     workload.shared_pids = rng.below(3) == 0;
 }
 
+/// Skewed clocks in a third of the seeds: offsets up to an hour, drift
+/// up to 500 ppm, and steps forward or back of up to a down period (half
+/// of those seeds), which the failure detector must ride out.
+fn draw_clock_faults(rng: &mut SimRng, down_ms: u64, random_faults: &mut RandomFaults) -> ClockFaults {
+    if rng.below(3) != 0 {
+        return ClockFaults::default();
+    }
+    let mut clock = ClockFaults {
+        max_offset_ms: rng.between(0, 3_600_000),
+        max_drift_ppm: rng.between(0, 500),
+        max_jump_ms: 0,
+    };
+    if rng.chance(0.5) {
+        clock.max_jump_ms = rng.between(1, down_ms);
+        random_faults.clock_jump = rng.between(1, 2) as u32;
+    }
+    clock
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +185,18 @@ mod tests {
         );
         assert!((60..=140).contains(&shared), "{shared} of 300 share pids");
         assert!(drawn.iter().all(|s| s.random_faults.depart == 0 || s.nodes >= 3));
+    }
+
+    #[test]
+    fn seeds_draw_clock_faults() {
+        let drawn: Vec<Scenario> = (0..300).map(draw).collect();
+        let skewed = drawn.iter().filter(|s| s.clock != ClockFaults::default()).count();
+        let jumping = drawn.iter().filter(|s| s.random_faults.clock_jump > 0).count();
+        assert!((60..=140).contains(&skewed), "{skewed} of 300 skew clocks");
+        assert!((20..=80).contains(&jumping), "{jumping} of 300 step clocks");
+        assert!(drawn
+            .iter()
+            .all(|s| s.clock.max_jump_ms <= s.protocol.down_period_ms.unwrap_or(u64::MAX)));
     }
 
     #[test]

@@ -69,6 +69,15 @@ fn a_survivor_that_keeps_a_departed_node_breaks_bounded_memory() {
 }
 
 #[test]
+fn a_node_that_waits_out_a_clock_step_back_breaks_timeliness() {
+    let found = broken("clock-skew", Sabotage::NoClockStepBack);
+    assert!(
+        found.iter().all(|&invariant| invariant == Invariant::Timeliness),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn sending_the_whole_state_breaks_payload_sanity() {
     let found = broken("restart-after-down", Sabotage::WholeState);
     assert!(

@@ -189,6 +189,8 @@ pub struct Node {
     silent_periods: u32,
     periods: u64,
     stopped: bool,
+    /// The latest time an input came with (see [`Node::handle`]).
+    clock_ms: u64,
 }
 
 impl Node {
@@ -205,6 +207,7 @@ impl Node {
             next_broadcast_ms: now_ms,
             periods: 0,
             stopped: false,
+            clock_ms: now_ms,
         })
     }
 
@@ -313,10 +316,25 @@ impl Node {
 
     /// Handles one input at time `now_ms`. Only local requests can fail; a
     /// message never errs (one that makes no sense is ignored).
+    ///
+    /// Time should not go backward, but a wall clock can step back (an NTP
+    /// correction, a VM restored). The node rides such a step out: it
+    /// takes the step as no time passing, pulling every time it keeps
+    /// (when each peer was last heard, when a transfer was asked, when to
+    /// broadcast next) back to `now_ms` at most. So it never goes mute,
+    /// and failure detection and transfer timeouts are delayed by at most
+    /// the size of the step. A step forward by J is J of silence from
+    /// every peer: J of at least the down period hides them until they
+    /// are heard again, and J of at least the permdown period permdowns
+    /// them (they then reincarnate, as after any permdown of a live node).
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, NodeError> {
         if self.stopped {
             return Err(NodeError::Stopped);
         }
+        if now_ms < self.clock_ms && !sabotaged(Sabotage::NoClockStepBack) {
+            self.clock_stepped_back(now_ms);
+        }
+        self.clock_ms = now_ms;
         let mut out = Vec::new();
         match input {
             Input::Tick => self.on_tick(now_ms, &mut out),
@@ -352,6 +370,19 @@ impl Node {
             }
         }
         Ok(out)
+    }
+
+    /// The clock stepped back to `now_ms`: no time kept lies ahead of it
+    /// but the next broadcast, at most a period ahead.
+    fn clock_stepped_back(&mut self, now_ms: u64) {
+        for peer in self.peers.values_mut() {
+            peer.last_heard_ms = peer.last_heard_ms.min(now_ms);
+        }
+        for asked_ms in self.pending.values_mut() {
+            *asked_ms = (*asked_ms).min(now_ms);
+        }
+        let next = now_ms.saturating_add(self.config.broadcast_period_ms);
+        self.next_broadcast_ms = self.next_broadcast_ms.min(next);
     }
 
     // ----- timers -------------------------------------------------------------------
@@ -737,6 +768,7 @@ enum Sabotage {
     LateDown,
     KeepRetiredPeers,
     WholeState,
+    NoClockStepBack,
 }
 
 fn push_diff(out: &mut Vec<Output>, diff: Diff) {

@@ -19,6 +19,10 @@ pub enum Sabotage {
     /// Answer every transfer request with the whole state, replicas the
     /// asker never named included (caught by I11; bug class B6).
     WholeState,
+    /// Keep every time as it was when the clock steps back, so the node
+    /// waits out the step before it broadcasts again (caught by I10: a
+    /// running node is heard).
+    NoClockStepBack,
 }
 
 /// The switch on, as `Sabotage as u8 + 1`, or 0. Global rather than per

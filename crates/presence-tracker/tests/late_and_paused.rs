@@ -16,14 +16,14 @@ fn heartbeat_of(node: &mut Node, now_ms: u64) -> Message {
         .expect("a first tick broadcasts")
 }
 
-fn track(node: &mut Node, pid: &str, key: &str) {
+fn track(node: &mut Node, pid: &str, key: &str, now_ms: u64) {
     let input = Input::Track {
         pid: pid.into(),
         topic: "room".into(),
         key: key.into(),
         meta: json!({}),
     };
-    node.handle(input, 0).unwrap();
+    node.handle(input, now_ms).unwrap();
 }
 
 /// A heartbeat of b@1 that arrives after b@2 was heard is from the dead:
@@ -34,8 +34,8 @@ fn a_late_message_of_an_older_incarnation_is_not_taken_in() {
     let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 0).unwrap();
     let mut b1 = Node::new(ReplicaId::new("b", 1), config.clone(), 0).unwrap();
     let mut b2 = Node::new(ReplicaId::new("b", 2), config, 0).unwrap();
-    track(&mut b1, "old", "bob");
-    track(&mut b2, "new", "bob");
+    track(&mut b1, "old", "bob", 0);
+    track(&mut b2, "new", "bob", 0);
     let late = heartbeat_of(&mut b1, 0);
     a.handle(Input::Receive(heartbeat_of(&mut b2, 0)), 10).unwrap();
     a.handle(Input::Receive(late), 20).unwrap();
@@ -72,4 +72,36 @@ fn a_peer_silent_past_the_permdown_period_goes_in_one_tick() {
         [ReplicaEvent::Down(b_id.clone()), ReplicaEvent::Permdown(b_id)]
     );
     assert!(a.peers().is_empty());
+}
+
+/// A clock that steps back by far more than the down period neither mutes
+/// the node (it broadcasts at its next tick) nor hides its peers early.
+#[test]
+fn a_clock_that_steps_back_is_ridden_out() {
+    let config = Config::default();
+    let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 1_000_000).unwrap();
+    let mut b = Node::new(ReplicaId::new("b", 1), config.clone(), 0).unwrap();
+    heartbeat_of(&mut a, 1_000_000);
+    a.handle(Input::Receive(heartbeat_of(&mut b, 0)), 1_000_000)
+        .unwrap();
+    track(&mut a, "p", "alice", 1_000_000);
+    // The clock steps back by ten minutes; the node still broadcasts a
+    // period later, not ten minutes later.
+    let back = 1_000_000 - 600_000;
+    assert!(a.handle(Input::Tick, back).unwrap().is_empty());
+    let outputs = a.handle(Input::Tick, back + config.broadcast_period_ms).unwrap();
+    assert!(
+        outputs
+            .iter()
+            .any(|output| matches!(output, Output::Broadcast(Message::Heartbeat { .. }))),
+        "{outputs:?}"
+    );
+    // b is heard no later than the step: hidden a down period after it.
+    a.handle(Input::Tick, back + config.down_period_ms - 1).unwrap();
+    assert_eq!(a.peers().len(), 1);
+    assert_eq!(a.state().online_keys("room").len(), 1);
+    let outputs = a.handle(Input::Tick, back + config.down_period_ms).unwrap();
+    assert!(outputs
+        .iter()
+        .any(|output| matches!(output, Output::Event(ReplicaEvent::Down(_)))));
 }

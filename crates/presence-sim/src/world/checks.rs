@@ -3,7 +3,7 @@
 
 use presence_core::invariants::{
     check_clouds_empty, check_convergence, check_mirror_matches, check_safety, check_view_fingerprint,
-    MemoryBounds, SafetyInputs, Violation,
+    Invariant, MemoryBounds, SafetyInputs, Violation,
 };
 use presence_tracker::checks::{check_node_forgets, check_timeliness};
 use presence_tracker::{Node, PeerStatus};
@@ -46,12 +46,33 @@ impl World {
         }
     }
 
-    /// I10 on node `index` right after its tick, on the clock it was given.
+    /// I10 on node `index` right after its tick: on the clock it was
+    /// given, no silent peer is overdue; and in true time, the node itself
+    /// is heard, broadcasting at least every `max_silent_periods + 1`
+    /// broadcast periods (each stretched by the clock's worst drift and a
+    /// tick), whatever its clock did.
     pub(super) fn check_timeliness(&mut self, index: usize) {
         let Some(node) = &self.nodes[index].node else {
             return;
         };
-        if let Err(violation) = check_timeliness(node, self.now_ms) {
+        let mut result = check_timeliness(node, self.node_now(index));
+        let periods = u64::from(self.config.max_silent_periods) + 1;
+        let drift = 1.0 + self.scenario.clock.max_drift_ppm as f64 / 1e6;
+        // Each period starts at the first tick after the last one ended, so
+        // a period lasts up to a tick longer.
+        let period_ms = (self.config.broadcast_period_ms as f64 * drift) as u64 + self.tick_ms;
+        let mute_after_ms = periods * period_ms + self.tick_ms;
+        let silent_ms = self.now_ms - self.nodes[index].last_spoke_ms.min(self.now_ms);
+        if result.is_ok() && silent_ms > mute_after_ms {
+            result = Err(Violation {
+                invariant: Invariant::Timeliness,
+                detail: format!(
+                    "{} has not broadcast for {silent_ms} ms of true time, past {mute_after_ms} ms",
+                    node.replica()
+                ),
+            });
+        }
+        if let Err(violation) = result {
             self.violate(index, violation);
         }
     }
@@ -86,7 +107,10 @@ impl World {
         let held = self.links.unclog_all();
         self.release(held);
         for index in 0..self.nodes.len() {
-            self.nodes[index].paused = false;
+            if self.nodes[index].paused {
+                self.nodes[index].paused = false;
+                self.nodes[index].last_spoke_ms = self.now_ms;
+            }
             if self.nodes[index].node.is_none() {
                 self.restart(index);
             }

@@ -58,6 +58,7 @@ impl World {
             }
             Fault::Resume { node, .. } => {
                 self.nodes[*node].paused = false;
+                self.nodes[*node].last_spoke_ms = self.now_ms;
                 format!("resume {node}")
             }
             Fault::Shutdown { node, .. } => {
@@ -72,6 +73,11 @@ impl World {
                 }
                 self.nodes[*node].departed = true;
                 format!("depart {node}{}", if *graceful { " (graceful)" } else { "" })
+            }
+            Fault::ClockJump { node, by_ms, .. } => {
+                let clock = &mut self.nodes[*node].clock;
+                clock.jumped_ms = clock.jumped_ms.saturating_add(*by_ms);
+                format!("clock-jump {node} {by_ms:+} ms")
             }
         };
         self.trace.record(TraceEvent::Fault {
@@ -107,7 +113,11 @@ impl World {
         self.crash(index);
         let incarnation = self.nodes[index].incarnation + 1;
         let clients = self.scenario.workload.clients_per_node;
-        self.nodes[index] = SimNode::start(index, incarnation, &self.config, self.now_ms, clients);
+        let clock = self.nodes[index].clock;
+        self.nodes[index] =
+            SimNode::start(index, incarnation, &self.config, clock.read(self.now_ms), clients);
+        self.nodes[index].clock = clock;
+        self.nodes[index].last_spoke_ms = self.now_ms;
     }
 
     /// Draws one fault from the scenario's rates, applies it, schedules the
@@ -139,6 +149,7 @@ impl World {
                 RandomFault::Clog => self.clog_then_unclog(node, other),
                 RandomFault::Shutdown => self.shutdown_then_restart(node),
                 RandomFault::Depart => self.depart_for_good(node),
+                RandomFault::ClockJump => self.jump_clock(node),
             }
         }
         let next = self.now_ms + 1 + self.fault_rng.exponential_ms(rates.interval_ms);
@@ -235,6 +246,23 @@ impl World {
 }
 
 impl World {
+    /// Steps node `node`'s clock forward or back by up to
+    /// `clock.max_jump_ms`.
+    pub(super) fn jump_clock(&mut self, node: usize) {
+        let most = self.scenario.clock.max_jump_ms.max(1);
+        let magnitude = i64::try_from(self.fault_rng.between(1, most)).unwrap_or(i64::MAX);
+        let by_ms = if self.fault_rng.chance(0.5) {
+            -magnitude
+        } else {
+            magnitude
+        };
+        self.apply_fault(&Fault::ClockJump {
+            at_ms: self.now_ms,
+            node,
+            by_ms,
+        });
+    }
+
     /// Node `node` leaves for good, by a crash or (half the time) an
     /// orderly shutdown, unless that would leave fewer than two nodes.
     pub(super) fn depart_for_good(&mut self, node: usize) {
@@ -261,16 +289,18 @@ enum RandomFault {
     Clog,
     Shutdown,
     Depart,
+    ClockJump,
 }
 
 impl RandomFault {
-    const ALL: [RandomFault; 6] = [
+    const ALL: [RandomFault; 7] = [
         RandomFault::Partition,
         RandomFault::Crash,
         RandomFault::Pause,
         RandomFault::Clog,
         RandomFault::Shutdown,
         RandomFault::Depart,
+        RandomFault::ClockJump,
     ];
 
     pub(super) fn weight(self, rates: &RandomFaults) -> u32 {
@@ -281,6 +311,7 @@ impl RandomFault {
             RandomFault::Clog => rates.clog,
             RandomFault::Shutdown => rates.shutdown,
             RandomFault::Depart => rates.depart,
+            RandomFault::ClockJump => rates.clock_jump,
         }
     }
 }

@@ -32,7 +32,7 @@ use presence_tracker::{Config, Input, Node, Output, ReplicaEvent};
 use crate::distribution::Picker;
 use crate::network::{Envelope, Links};
 use crate::rng::SimRng;
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{ClockFaults, Fault, Scenario};
 use crate::trace::{Trace, TraceEvent};
 
 pub use verdict::{RunReport, Verdict};
@@ -62,6 +62,37 @@ struct SimNode {
     steps: u64,
     /// Left for good: never restarted, not even to heal.
     departed: bool,
+    /// How its machine's clock is off; kept across restarts.
+    clock: NodeClock,
+    /// True time it last broadcast, started or resumed (I10: a running
+    /// node is heard).
+    last_spoke_ms: u64,
+}
+
+/// A node's clock, as far off the true time as the scenario's clock
+/// faults drew: `epoch + true + offset + true * drift / 10^6 + jumps`,
+/// never below zero. With clock faults on, the epoch is a year, so an
+/// offset or a step back reads as an earlier time rather than stopping at
+/// zero (a real clock does not stand still at its origin).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct NodeClock {
+    epoch_ms: i64,
+    offset_ms: i64,
+    drift_ppm: i64,
+    jumped_ms: i64,
+}
+
+impl NodeClock {
+    fn read(self, true_ms: u64) -> u64 {
+        let true_ms = i128::from(true_ms);
+        let drift = true_ms * i128::from(self.drift_ppm) / 1_000_000;
+        let local = i128::from(self.epoch_ms)
+            + true_ms
+            + i128::from(self.offset_ms)
+            + drift
+            + i128::from(self.jumped_ms);
+        u64::try_from(local.max(0)).unwrap_or(u64::MAX)
+    }
 }
 
 impl SimNode {
@@ -79,6 +110,8 @@ impl SimNode {
             clients: vec![BTreeSet::new(); clients],
             steps: 0,
             departed: false,
+            clock: NodeClock::default(),
+            last_spoke_ms: 0,
         }
     }
 
@@ -124,6 +157,32 @@ pub struct World {
 /// The most events one run may process: a bound, never a hang.
 const MAX_EVENTS: u64 = 50_000_000;
 
+/// Where faulty clocks start: a year.
+const CLOCK_EPOCH_MS: i64 = 365 * 24 * 3_600_000;
+
+/// A node's clock as `faults` draw it (perfect when they are all zero,
+/// with no draw taken).
+fn draw_clock(rng: &mut SimRng, faults: &ClockFaults) -> NodeClock {
+    let mut signed = |most: u64| -> i64 {
+        if most == 0 {
+            return 0;
+        }
+        let magnitude = i64::try_from(rng.between(0, most)).unwrap_or(i64::MAX);
+        if rng.chance(0.5) {
+            -magnitude
+        } else {
+            magnitude
+        }
+    };
+    let faulty = *faults != ClockFaults::default();
+    NodeClock {
+        epoch_ms: if faulty { CLOCK_EPOCH_MS } else { 0 },
+        offset_ms: signed(faults.max_offset_ms),
+        drift_ppm: signed(faults.max_drift_ppm),
+        jumped_ms: 0,
+    }
+}
+
 fn node_id(index: usize, incarnation: u64) -> ReplicaId {
     ReplicaId::new(&format!("n{index}"), incarnation)
 }
@@ -136,8 +195,20 @@ impl World {
     /// A world for `scenario` with `seed`; `keep_trace` keeps every event.
     pub fn new(scenario: &Scenario, seed: u64, keep_trace: bool) -> Self {
         let config = scenario.config();
+        let mut clock_rng = SimRng::fork(seed, "clocks");
         let nodes = (0..scenario.nodes)
-            .map(|index| SimNode::start(index, 1, &config, 0, scenario.workload.clients_per_node))
+            .map(|index| {
+                let clock = draw_clock(&mut clock_rng, &scenario.clock);
+                let mut node = SimNode::start(
+                    index,
+                    1,
+                    &config,
+                    clock.read(0),
+                    scenario.workload.clients_per_node,
+                );
+                node.clock = clock;
+                node
+            })
             .collect();
         Self {
             tick_ms: (config.broadcast_period_ms / 5).max(1),
@@ -255,16 +326,22 @@ impl World {
         }
     }
 
+    /// What node `index`'s clock reads now.
+    fn node_now(&self, index: usize) -> u64 {
+        self.nodes[index].clock.read(self.now_ms)
+    }
+
     /// Feeds `input` to node `index` and carries out what it asks.
     fn step(&mut self, index: usize, input: Input, local: bool) {
         let now_ms = self.now_ms;
+        let node_now_ms = self.node_now(index);
         let Some(node) = self.nodes[index].node.as_mut() else {
             return;
         };
         let ticked = matches!(input, Input::Tick);
         let asker = asker_of(node, &input);
         let sender = node.replica().clone();
-        let outputs = match node.handle(input, now_ms) {
+        let outputs = match node.handle(input, node_now_ms) {
             Ok(outputs) => outputs,
             // The workload only asks what is valid; a stopped node refuses.
             Err(_) => return,
@@ -275,6 +352,7 @@ impl World {
             }
             match output {
                 Output::Broadcast(message) => {
+                    self.nodes[index].last_spoke_ms = now_ms;
                     let message = Arc::new(message);
                     for to in 0..self.nodes.len() {
                         if to != index {
