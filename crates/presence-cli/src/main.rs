@@ -113,6 +113,8 @@ pub enum Failure {
     Determinism = 4,
     /// The harness could not judge a run (a message failed to decode).
     Harness = 5,
+    /// A swarm sweep never reached a coverage mark it must reach.
+    Coverage = 6,
     /// A report or file the command had to write could not be written.
     Io = 74,
     /// Bad arguments or scenario files.

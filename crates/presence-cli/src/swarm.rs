@@ -5,7 +5,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use presence_sim::Scenario;
 
-use crate::runner::{parallel, run_one, shrink_and_save, threads};
+use presence_tracker::marks::Mark;
+
+use crate::runner::{parallel, run_one, shrink_and_save, threads, Outcome};
 use crate::Failure;
 
 /// Arguments of `presence swarm`.
@@ -23,6 +25,20 @@ pub struct SwarmArgs {
     /// Do not shrink a failing run.
     #[arg(long)]
     pub no_shrink: bool,
+    /// A coverage mark these seeds must reach (repeatable). A sweep of 300
+    /// seeds or more must reach every mark the preset requires anyway.
+    #[arg(long = "require-mark", value_parser = mark_named)]
+    pub require_marks: Vec<Mark>,
+}
+
+fn mark_named(name: &str) -> Result<Mark, String> {
+    Mark::ALL
+        .into_iter()
+        .find(|mark| mark.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Mark::ALL.iter().map(|mark| mark.name()).collect();
+            format!("no mark is named {name:?}; the marks are {}", names.join(", "))
+        })
 }
 
 /// The most seeds one `presence swarm` runs.
@@ -75,6 +91,7 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         events as f64 / wall.max(1e-9),
         failures.len()
     );
+    let coverage = coverage(&outcomes, &args.require_marks);
     let mut worst = None;
     for (seed, scenario, failure) in failures.iter().take(5) {
         worst = worst.max(Some(*failure));
@@ -93,7 +110,61 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
     for (_, _, failure) in &failures {
         worst = worst.max(Some(*failure));
     }
-    worst.map_or(Ok(()), Err)
+    if let Some(failure) = worst {
+        return Err(failure);
+    }
+    coverage
+}
+
+/// The marks the default preset must reach over any 300 seeds: every
+/// rare event the swarm exists to exercise.
+const REQUIRED_MARKS: [Mark; 11] = [
+    Mark::DownDetected,
+    Mark::PermdownOfSilentPeer,
+    Mark::GracefulPermdown,
+    Mark::GapRefused,
+    Mark::TransferFallbackToFullState,
+    Mark::TransferFromGenerations,
+    Mark::PeerReincarnated,
+    Mark::ToldRetired,
+    Mark::HealAfterPermdown,
+    Mark::HealedPeerShown,
+    Mark::ClockSteppedBack,
+];
+
+/// Prints the coverage table (per mark: seeds that reached it, and hits
+/// in all) and fails if a required mark was never reached: those asked
+/// for, and, in a sweep of 300 seeds or more, those of [`REQUIRED_MARKS`]
+/// (a few seeds reach few rare events by design).
+fn coverage(outcomes: &[(Scenario, Outcome)], asked: &[Mark]) -> Result<(), Failure> {
+    let reports: Vec<&presence_sim::RunReport> = outcomes
+        .iter()
+        .filter_map(|(_, outcome)| outcome.report.as_ref().ok())
+        .collect();
+    say!("\n{:<34} {:>8} {:>12}", "coverage mark", "seeds", "hits");
+    let mut missing = Vec::new();
+    for (at, mark) in Mark::ALL.into_iter().enumerate() {
+        let seeds = reports.iter().filter(|report| report.marks[at] > 0).count();
+        let hits: u64 = reports.iter().map(|report| report.marks[at]).sum();
+        let required = asked.contains(&mark) || (outcomes.len() >= 300 && REQUIRED_MARKS.contains(&mark));
+        say!(
+            "{:<34} {seeds:>8} {hits:>12}{}",
+            mark.name(),
+            if required && seeds == 0 {
+                "  NEVER REACHED"
+            } else {
+                ""
+            }
+        );
+        if required && seeds == 0 {
+            missing.push(mark.name());
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!("error: the swarm never reached {}", missing.join(", "));
+        return Err(Failure::Coverage);
+    }
+    Ok(())
 }
 
 fn indent(text: &str) -> String {

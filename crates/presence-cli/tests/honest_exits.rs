@@ -78,3 +78,14 @@ fn unknown_arguments_are_usage_errors_not_liveness_failures() {
     let (code, _) = presence(&["--help"]);
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_swarm_that_never_reaches_a_required_mark_fails_with_its_own_code() {
+    let (code, stderr) = presence(&["swarm", "--seeds", "1", "--require-mark", "clock-stepped-back"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("never reached clock-stepped-back"), "{stderr}");
+    let (code, stderr) = presence(&["swarm", "--seeds", "20", "--require-mark", "down-detected"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = presence(&["swarm", "--seeds", "1", "--require-mark", "no-such-mark"]);
+    assert_eq!(code, Some(64), "{stderr}");
+}

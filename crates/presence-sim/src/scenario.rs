@@ -70,6 +70,10 @@ pub struct Scenario {
     /// How far each node's clock is off (clock faults).
     #[serde(default)]
     pub clock: ClockFaults,
+    /// Whether the tracker's BUGGIFY hooks are armed from the run's seed
+    /// (see `presence_tracker::buggify`).
+    #[serde(default)]
+    pub buggify: bool,
     /// Scheduled faults.
     #[serde(default)]
     pub faults: Vec<Fault>,

@@ -67,6 +67,8 @@ pub fn draw(seed: u64) -> Scenario {
     draw_skew(&mut rng, &mut workload);
     draw_departures_and_shared_pids(&mut rng, nodes, &mut random_faults, &mut workload);
     let clock = draw_clock_faults(&mut rng, down, &mut random_faults);
+    // BUGGIFY in half the seeds: rare legal paths taken often.
+    let buggify = rng.chance(0.5);
     Scenario {
         name: format!("swarm-{seed}"),
         description: "drawn by `presence swarm`".into(),
@@ -89,6 +91,7 @@ pub fn draw(seed: u64) -> Scenario {
         random_faults,
         checks: Checks::default(),
         clock,
+        buggify,
         faults: Vec::new(),
     }
 }

@@ -71,9 +71,11 @@
 //! assert_eq!(b.state().count_keys("room:lobby"), 1);
 //! ```
 
+pub mod buggify;
 #[cfg(feature = "inspect")]
 pub mod checks;
 pub mod config;
+pub mod marks;
 pub mod message;
 pub mod node;
 

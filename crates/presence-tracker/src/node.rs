@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use presence_core::{Diff, EntryError, LocalError, ReplicaId, State};
 use serde_json::Value;
 
+use crate::buggify::{self, Hook};
 use crate::config::{Config, ConfigError};
 use crate::generations::Generations;
+use crate::marks::{self, Mark};
 use crate::message::{Clocks, Message, Transfer};
 #[cfg(feature = "sabotage")]
 use crate::sabotage::Sabotage;
@@ -375,6 +377,7 @@ impl Node {
     /// The clock stepped back to `now_ms`: no time kept lies ahead of it
     /// but the next broadcast, at most a period ahead.
     fn clock_stepped_back(&mut self, now_ms: u64) {
+        marks::hit(Mark::ClockSteppedBack);
         for peer in self.peers.values_mut() {
             peer.last_heard_ms = peer.last_heard_ms.min(now_ms);
         }
@@ -398,7 +401,12 @@ impl Node {
         self.next_broadcast_ms = now_ms.saturating_add(self.config.broadcast_period_ms);
         self.periods += 1;
         self.broadcast(out);
-        if self.periods % u64::from(self.config.clock_sample_periods) == 0 {
+        if buggify::fires(Hook::EvictGenerations) {
+            self.generations.reset();
+        }
+        if self.periods % u64::from(self.config.clock_sample_periods) == 0
+            && !buggify::fires(Hook::SkipClockSample)
+        {
             self.anti_entropy(now_ms, out);
         }
     }
@@ -413,13 +421,18 @@ impl Node {
                     self.set_status(&id, PeerStatus::Down);
                     push_diff(out, self.state.replica_down(&id));
                     out.push(Output::Event(ReplicaEvent::Down(id.clone())));
+                    marks::hit(Mark::DownDetected);
                     // Silent past the permdown period too (this node was
                     // paused, or ticked late): gone now, not a tick later.
                     if silent_ms >= self.config.permdown_period_ms {
+                        marks::hit(Mark::PermdownOfSilentPeer);
                         self.permdown(&id, out);
                     }
                 }
-                PeerStatus::Down if silent_ms >= self.config.permdown_period_ms => self.permdown(&id, out),
+                PeerStatus::Down if silent_ms >= self.config.permdown_period_ms => {
+                    marks::hit(Mark::PermdownOfSilentPeer);
+                    self.permdown(&id, out);
+                }
                 _ => {}
             }
         }
@@ -497,6 +510,7 @@ impl Node {
         // the dead: retire it rather than take it in as a peer, which
         // would show its presences until the down period.
         if self.superseded(&from) {
+            marks::hit(Mark::SupersededMessage);
             if let Ok(diff) = self.state.remove_down_replica(&from) {
                 push_diff(out, diff);
             }
@@ -513,7 +527,10 @@ impl Node {
                 if let Some(delta) = delta {
                     match self.state.merge_delta(&delta) {
                         Ok(diff) => push_diff(out, diff),
-                        Err(_gap) => self.request_transfer(&from, false, now_ms, out),
+                        Err(_gap) => {
+                            marks::hit(Mark::GapRefused);
+                            self.request_transfer(&from, false, now_ms, out);
+                        }
                     }
                 }
                 if self.lags_on(&from) {
@@ -540,14 +557,24 @@ impl Node {
                     self.hear(&from, None, now_ms, out);
                 }
                 match transfer {
+                    Transfer::Delta(_) if buggify::fires(Hook::ForceFullStateFallback) => {
+                        marks::hit(Mark::TransferFallbackToFullState);
+                        self.request_transfer(&from, true, now_ms, out);
+                    }
                     Transfer::Delta(delta) => match self.state.merge_delta(&delta) {
                         Ok(diff) => push_diff(out, diff),
-                        Err(_gap) => self.request_transfer(&from, true, now_ms, out),
+                        Err(_gap) => {
+                            marks::hit(Mark::TransferFallbackToFullState);
+                            self.request_transfer(&from, true, now_ms, out);
+                        }
                     },
                     Transfer::State(snapshot) => push_diff(out, self.state.merge_snapshot(&snapshot)),
                 }
             }
-            Message::GracefulPermdown { .. } => self.permdown(&from, out),
+            Message::GracefulPermdown { .. } => {
+                marks::hit(Mark::GracefulPermdown);
+                self.permdown(&from, out);
+            }
         }
         self.heal_if_caught_up(&from, out);
         self.after_merge(out);
@@ -567,6 +594,7 @@ impl Node {
             Message::Heartbeat { clocks, .. } | Message::TransferRequest { clocks, .. } => clocks,
             Message::TransferAck { .. } | Message::GracefulPermdown { .. } => return,
         };
+        marks::hit(Mark::ToldRetired);
         out.push(Output::Send {
             to: to.clone(),
             message: Message::TransferAck {
@@ -614,6 +642,7 @@ impl Node {
         if !down || self.lags_on(from) {
             return;
         }
+        marks::hit(Mark::HealedPeerShown);
         self.set_status(from, PeerStatus::Up);
         push_diff(out, self.state.replica_up(from));
         out.push(Output::Event(ReplicaEvent::Up(from.clone())));
@@ -659,9 +688,10 @@ impl Node {
             .iter()
             .filter(|(id, _)| *id != me && *id != asker)
             .all(|(id, &ours)| clocks.get(id).is_none_or(|&theirs| theirs >= ours));
-        if !full && lags_only_on_me {
+        if !full && lags_only_on_me && !buggify::fires(Hook::SkipGenerations) {
             let since = clocks.get(me).copied().unwrap_or(0);
             if let Some(delta) = self.generations.covering(since, self.state.delta()) {
+                marks::hit(Mark::TransferFromGenerations);
                 return Transfer::Delta(delta);
             }
         }
@@ -678,6 +708,7 @@ impl Node {
         if older_peers.is_empty() && !state_knows_older {
             return;
         }
+        marks::hit(Mark::PeerReincarnated);
         let older = from.with_incarnation(from.incarnation() - 1);
         if let Ok(diff) = self.state.remove_down_replica(&older) {
             push_diff(out, diff);
@@ -723,6 +754,7 @@ impl Node {
         if !self.state.is_retired() {
             return;
         }
+        marks::hit(Mark::HealAfterPermdown);
         let old = self.replica().clone();
         let incarnation = self.state.next_incarnation();
         let diff = self

@@ -244,6 +244,9 @@ impl World {
 
     /// Runs to the end and reports.
     pub fn run(mut self) -> RunReport {
+        // Counted per thread: what an earlier run on it left goes.
+        presence_tracker::marks::take();
+        presence_tracker::buggify::arm(self.scenario.buggify.then_some(self.seed));
         self.start();
         let deadline = self.scenario.fault_phase_ms + self.scenario.liveness_bound_ms;
         while self.verdict.is_none() {
@@ -279,6 +282,10 @@ impl World {
             ops: self.ops,
             verdict,
             trace: self.trace,
+            marks: {
+                presence_tracker::buggify::arm(None);
+                presence_tracker::marks::take()
+            },
         }
     }
 

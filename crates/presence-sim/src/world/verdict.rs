@@ -109,4 +109,7 @@ pub struct RunReport {
     pub verdict: Verdict,
     /// The trace: its hash always, its events when asked for.
     pub trace: Trace,
+    /// How often the run reached each coverage mark, in the order of
+    /// `presence_tracker::marks::Mark::ALL`.
+    pub marks: presence_tracker::marks::Counts,
 }
