@@ -30,16 +30,21 @@ impl Diff {
     }
 
     #[cfg(feature = "inspect")]
-    /// The XOR of the fingerprints of every tag in the diff: folding it into
-    /// a running value tracks [`crate::State::view_fingerprint`] (a join and
-    /// a leave of one tag cancel, as they should).
+    /// The fingerprints of the joined tags minus those of the left ones
+    /// (wrapping): adding it into a running value tracks
+    /// [`crate::State::view_fingerprint`]. A join and a leave of one tag
+    /// cancel, as they should, and a join reported as a leave (or a leave
+    /// twice) does not.
     pub fn fingerprint(&self) -> u64 {
-        self.joins
+        let joined = self
+            .joins
             .iter()
-            .chain(&self.leaves)
-            .fold(0, |fingerprint, presence| {
-                fingerprint ^ presence.tag.fingerprint()
-            })
+            .fold(0u64, |sum, presence| sum.wrapping_add(presence.tag.fingerprint()));
+        let left = self
+            .leaves
+            .iter()
+            .fold(0u64, |sum, presence| sum.wrapping_add(presence.tag.fingerprint()));
+        joined.wrapping_sub(left)
     }
 
     /// Appends a later diff of a *different* operation's presences. Used to

@@ -8,17 +8,20 @@ use crate::replica::Tag;
 use crate::state::{State, Status};
 
 impl State {
-    /// A fingerprint of the view: the XOR of the fingerprints
+    /// A fingerprint of the view: the wrapping sum of the fingerprints
     /// ([`Tag::fingerprint`]) of every visible presence, kept up to date as
-    /// entries come and go, so it costs O(replicas). A client that XORs the
-    /// fingerprints of every diff's joins and leaves into a running value
-    /// holds this value exactly when its diffs tracked the view (I1).
+    /// entries come and go, so it costs O(replicas). A client that adds
+    /// every diff's [`crate::Diff::fingerprint`] into a running value holds
+    /// this value exactly when its diffs tracked the view (I1). A sum, not
+    /// an XOR: a join reported as a leave changes it, where an XOR would not.
     pub fn view_fingerprint(&self) -> u64 {
         self.slot_of
             .values()
             .map(|&slot| self.known(slot))
             .filter(|known| known.status == Status::Up)
-            .fold(0, |fingerprint, known| fingerprint ^ known.fingerprint)
+            .fold(0, |fingerprint: u64, known| {
+                fingerprint.wrapping_add(known.fingerprint)
+            })
     }
 
     /// Whether `tag` has been observed here.

@@ -423,11 +423,12 @@ fn by_ref(a: &Value, b: &Value) -> std::cmp::Ordering {
     phx_ref(a).cmp(&phx_ref(b))
 }
 
-/// I1 in O(replicas): `diffs_fingerprint`, the XOR of the fingerprints of
-/// every diff `state` emitted since it was created ([`Diff::fingerprint`]),
-/// equals the fingerprint of its view. A join or leave missing, extra or
-/// doubled breaks the equality; this is what lets a large simulation check
-/// I1 after every step.
+/// I1 in O(replicas): `diffs_fingerprint`, the wrapping sum of the
+/// fingerprints of every diff `state` emitted since it was created
+/// ([`Diff::fingerprint`]), equals the fingerprint of its view. A join or
+/// leave missing, extra, doubled or reported as its opposite breaks the
+/// equality; this is what lets a large simulation check I1 after every
+/// step.
 pub fn check_view_fingerprint(diffs_fingerprint: u64, state: &State) -> Result<(), Violation> {
     let view = state.view_fingerprint();
     if view == diffs_fingerprint {
@@ -894,7 +895,7 @@ pub fn check_delta_sanity(
 /// [`check_safety`] or, to name each invariant as a property of its own,
 /// [`check_safety_of`]: the chain is written once, here.
 pub struct SafetyInputs<'a> {
-    /// The XOR of the fingerprints of every diff the replica emitted (I1).
+    /// The sum of the fingerprints of every diff the replica emitted (I1).
     pub diffs_fingerprint: u64,
     /// The replica's resurrection watch (I3), when the harness checks I3
     /// here; a model that judges I3 per step (see
@@ -1218,6 +1219,22 @@ mod tests {
         // Only per-replica safety invariants belong to the chain.
         let caught = check_safety_of(Invariant::Convergence, &state, &mut inputs).unwrap_err();
         assert!(caught.detail.contains("not a per-replica"), "{}", caught.detail);
+    }
+
+    #[test]
+    fn a_join_reported_as_a_leave_breaks_the_fingerprint() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let join = state.join("p1", "t", "alice", serde_json::json!({})).unwrap();
+        assert_eq!(check_view_fingerprint(join.fingerprint(), &state), Ok(()));
+        let swapped = Diff {
+            joins: join.leaves.clone(),
+            leaves: join.joins.clone(),
+        };
+        // An XOR of tags could not tell these apart; the signed sum can.
+        let caught = check_view_fingerprint(swapped.fingerprint(), &state).unwrap_err();
+        assert_eq!(caught.invariant, Invariant::DiffExactness);
+        let twice = join.fingerprint().wrapping_add(join.fingerprint());
+        assert!(check_view_fingerprint(twice, &state).is_err());
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl State {
             self.held += values.len();
             let known = self.known_mut(slot);
             known.fingerprint = values.keys().fold(0, |fingerprint, &clock| {
-                fingerprint ^ tag_fingerprint(known.id_hash, clock)
+                fingerprint.wrapping_add(tag_fingerprint(known.id_hash, clock))
             });
             known.log.values = values;
             known.indexes = indexes;

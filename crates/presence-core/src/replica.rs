@@ -155,7 +155,7 @@ impl ReplicaId {
 }
 
 /// The fingerprint of tag `(replica, clock)` given the replica's stable hash:
-/// a well-mixed 64-bit value, so XORs of fingerprints identify sets of tags.
+/// a well-mixed 64-bit value, so sums of fingerprints identify sets of tags.
 pub(crate) fn tag_fingerprint(replica_hash: u64, clock: u64) -> u64 {
     // splitmix64's finaliser over the replica hash and the clock.
     let mut mixed = replica_hash ^ clock.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -181,7 +181,7 @@ impl Tag {
     }
 
     #[cfg(feature = "inspect")]
-    /// A 64-bit fingerprint of the tag. The XOR of the fingerprints of a set
+    /// A 64-bit fingerprint of the tag. The sum of the fingerprints of a set
     /// of tags identifies the set (with overwhelming probability): see
     /// [`crate::State::view_fingerprint`] and [`crate::Diff::fingerprint`].
     pub fn fingerprint(&self) -> u64 {

@@ -37,7 +37,7 @@ pub(crate) struct KnownReplica {
     pub(crate) indexes: Indexes,
     /// `id.stable_hash()`, kept for fingerprints.
     pub(crate) id_hash: u64,
-    /// XOR of the fingerprints of the held clocks' tags.
+    /// Wrapping sum of the fingerprints of the held clocks' tags.
     pub(crate) fingerprint: u64,
 }
 
@@ -285,7 +285,9 @@ impl State {
         let known = self.slots[dot.slot as usize].as_mut()?;
         let entry = known.log.values.remove(&dot.clock)?;
         known.indexes.remove(dot.clock, &entry);
-        known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
+        known.fingerprint = known
+            .fingerprint
+            .wrapping_sub(tag_fingerprint(known.id_hash, dot.clock));
         let tag = Tag::new(known.id.clone(), dot.clock);
         if known.status == Status::Up {
             self.census.count(&entry, Change::Remove);
@@ -303,7 +305,9 @@ impl State {
         let known = self.known_mut(dot.slot);
         known.log.values.insert(dot.clock, Arc::clone(entry));
         known.indexes.insert(dot.clock, entry);
-        known.fingerprint ^= tag_fingerprint(known.id_hash, dot.clock);
+        known.fingerprint = known
+            .fingerprint
+            .wrapping_add(tag_fingerprint(known.id_hash, dot.clock));
         if known.status == Status::Up {
             self.census.count(entry, Change::Add);
         }

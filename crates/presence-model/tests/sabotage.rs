@@ -36,6 +36,18 @@ fn hiding_a_silent_peer_late_breaks_timeliness() {
 }
 
 #[test]
+fn a_down_reported_as_joins_breaks_diff_exactness() {
+    let cfg = ProtocolModelCfg {
+        nodes: 2,
+        ticks: 2,
+        crashes: 0,
+        partitions: false,
+        lossy: false,
+    };
+    bites(cfg, Sabotage::SwappedDownDiff, "I1 diff exactness");
+}
+
+#[test]
 fn keeping_a_retired_peer_breaks_bounded_memory() {
     let cfg = ProtocolModelCfg {
         nodes: 2,

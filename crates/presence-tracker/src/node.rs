@@ -419,7 +419,11 @@ impl Node {
             match peer.status {
                 PeerStatus::Up if silent_ms >= self.down_after_ms() => {
                     self.set_status(&id, PeerStatus::Down);
-                    push_diff(out, self.state.replica_down(&id));
+                    let mut diff = self.state.replica_down(&id);
+                    if sabotaged(Sabotage::SwappedDownDiff) {
+                        std::mem::swap(&mut diff.joins, &mut diff.leaves);
+                    }
+                    push_diff(out, diff);
                     out.push(Output::Event(ReplicaEvent::Down(id.clone())));
                     marks::hit(Mark::DownDetected);
                     // Silent past the permdown period too (this node was
@@ -801,6 +805,7 @@ enum Sabotage {
     KeepRetiredPeers,
     WholeState,
     NoClockStepBack,
+    SwappedDownDiff,
 }
 
 fn push_diff(out: &mut Vec<Output>, diff: Diff) {

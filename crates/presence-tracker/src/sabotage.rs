@@ -23,6 +23,10 @@ pub enum Sabotage {
     /// waits out the step before it broadcasts again (caught by I10: a
     /// running node is heard).
     NoClockStepBack,
+    /// Report a peer going down as joins instead of leaves: the XOR
+    /// fingerprint the models once judged I1 by could not tell (caught by
+    /// I1's signed fingerprint, and by the simulator's mirror).
+    SwappedDownDiff,
 }
 
 /// The switch on, as `Sabotage as u8 + 1`, or 0. Global rather than per

@@ -16,7 +16,7 @@ pub struct Node {
     pub state: State,
     pub mirror: ClientMirror,
     pub watch: ResurrectionWatch,
-    /// XOR of the fingerprints of every diff the node emitted.
+    /// Sum of the fingerprints of every diff the node emitted.
     pub diffs_fingerprint: u64,
 }
 
@@ -74,7 +74,7 @@ impl Cluster {
         check_diff_exact(&before, &diff, &view(&node.state)).unwrap();
         node.mirror.apply(&diff);
         check_mirror_matches(&node.mirror, &node.state).unwrap();
-        node.diffs_fingerprint ^= diff.fingerprint();
+        node.diffs_fingerprint = node.diffs_fingerprint.wrapping_add(diff.fingerprint());
         check_view_fingerprint(node.diffs_fingerprint, &node.state).unwrap();
         let state = &self.nodes[at].state;
         match record {

@@ -75,7 +75,7 @@ pub struct ModelReplica {
     /// The replica (shared with other model states, and with the delivery
     /// cache, until changed).
     pub state: Arc<State>,
-    /// XOR of the fingerprints of every diff it emitted (I1).
+    /// Sum of the fingerprints of every diff it emitted (I1).
     pub diffs_fingerprint: u64,
     /// Local operations left.
     pub ops_left: u8,
@@ -131,7 +131,7 @@ impl ModelReplica {
     }
 
     fn apply(&mut self, diff: &Diff) {
-        self.diffs_fingerprint ^= diff.fingerprint();
+        self.diffs_fingerprint = self.diffs_fingerprint.wrapping_add(diff.fingerprint());
     }
 }
 
@@ -322,7 +322,7 @@ impl CrdtModel {
         }
         let replica = Arc::make_mut(&mut state.replicas[to]);
         replica.adopt(&delivery.next);
-        replica.diffs_fingerprint ^= delivery.diffs;
+        replica.diffs_fingerprint = replica.diffs_fingerprint.wrapping_add(delivery.diffs);
         if let Some(violation) = &delivery.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
         }
@@ -580,6 +580,16 @@ impl Model for CrdtModel {
                 |model: &CrdtModel, state: &CrdtState| {
                     model.can_deliver(state, |delivered| delivered.relayed_removal)
                 },
+            ),
+            Property::sometimes(
+                "a clock issued after a leave reaches a peer",
+                |model: &CrdtModel, state: &CrdtState| {
+                    model.can_deliver(state, |delivered| delivered.rejoin_after_leave)
+                },
+            ),
+            Property::sometimes(
+                "a delta that does not connect is refused",
+                |model: &CrdtModel, state: &CrdtState| model.can_refuse_a_delta(state),
             ),
             Property::sometimes(
                 "stale payload after permdown",

@@ -184,7 +184,7 @@ pub(super) struct Delivery {
     /// The state after the merge, and after the reincarnation if the
     /// payload told the replica it was retired.
     pub(super) next: Digested,
-    /// XOR of the fingerprints of the diffs emitted.
+    /// Sum of the fingerprints of the diffs emitted.
     pub(super) diffs: u64,
     /// Whether the merge's diff was empty.
     pub(super) quiet: bool,
@@ -196,6 +196,9 @@ pub(super) struct Delivery {
     pub(super) relayed_removal: bool,
     /// Whether it removed a presence while the key stayed present.
     pub(super) add_wins: bool,
+    /// Whether it showed a presence of a replica whose every earlier
+    /// presence the receiver had seen leave: a clock issued after a leave.
+    pub(super) rejoin_after_leave: bool,
     /// The incarnation the replica left, if it reincarnated.
     pub(super) reincarnated_from: Option<ReplicaId>,
     /// The I3 violation of the step, if any.
@@ -230,6 +233,11 @@ pub(super) fn delivery(state: &State, payload: &Gossip, replicas: usize) -> Opti
         .iter()
         .any(|p| p.tag.replica.base() != producer.base());
     let add_wins = !diff.leaves.is_empty() && next.count_keys(TOPIC) > 0;
+    let rejoin_after_leave = diff.joins.iter().any(|presence| {
+        state
+            .log(&presence.tag.replica)
+            .is_some_and(|log| log.context() >= 2 && log.values().is_empty())
+    });
     let quiet = diff.is_empty();
     let mut diffs = diff.fingerprint();
     let mut reincarnated_from = None;
@@ -239,7 +247,7 @@ pub(super) fn delivery(state: &State, payload: &Gossip, replicas: usize) -> Opti
         let diff = next
             .reincarnate(incarnation)
             .expect("next incarnation is accepted");
-        diffs ^= diff.fingerprint();
+        diffs = diffs.wrapping_add(diff.fingerprint());
         reincarnated_from = Some(old);
     }
     Some(Delivery {
@@ -250,6 +258,7 @@ pub(super) fn delivery(state: &State, payload: &Gossip, replicas: usize) -> Opti
         stale,
         relayed_removal,
         add_wins,
+        rejoin_after_leave,
         reincarnated_from,
     })
 }
@@ -308,6 +317,21 @@ impl CrdtModel {
                         .delivery_cached(replica, produced)
                         .is_some_and(|delivered| makes(&delivered))
             })
+        })
+    }
+
+    /// Whether some delta in `state` would be refused by some replica
+    /// other than its producer for a gap (B5): judged one delivery ahead,
+    /// as [`CrdtModel::can_deliver`] judges.
+    pub(super) fn can_refuse_a_delta(&self, state: &CrdtState) -> bool {
+        state.payloads.iter().any(|produced| {
+            let from = produced.payload().from();
+            matches!(produced.payload(), Gossip::Delta { .. })
+                && state
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .any(|(to, replica)| to != from && self.delivery_cached(replica, produced).is_none())
         })
     }
 }

@@ -86,7 +86,7 @@ pub struct NodeState {
     pub now_ms: u64,
     /// Heartbeat timers fired so far.
     pub ticks: u8,
-    /// XOR of the fingerprints of every diff it emitted (I1).
+    /// Sum of the fingerprints of every diff it emitted (I1).
     pub diffs_fingerprint: u64,
     /// The first I3 violation on the way here, if any.
     pub resurrection: Option<String>,
@@ -268,20 +268,20 @@ impl TrackerActor {
 
     fn carry_out(state: &mut NodeState, outputs: Vec<Output>, me: Id, peers: usize, o: &mut Out<Self>) {
         let (diffs, sends) = Self::sort_out(outputs, me, peers);
-        state.diffs_fingerprint ^= diffs;
+        state.diffs_fingerprint = state.diffs_fingerprint.wrapping_add(diffs);
         for (to, wire) in &sends {
             o.broadcast(to, wire);
         }
     }
 
-    /// A step's outputs: the XOR of its diffs' fingerprints, and its
+    /// A step's outputs: the sum of its diffs' fingerprints, and its
     /// messages with the nodes they reach.
     fn sort_out(outputs: Vec<Output>, me: Id, peers: usize) -> (u64, Vec<(Vec<Id>, Packet)>) {
-        let mut diffs = 0;
+        let mut diffs: u64 = 0;
         let mut sends = Vec::new();
         for output in outputs {
             if let Output::Diff(diff) = &output {
-                diffs ^= diff.fingerprint();
+                diffs = diffs.wrapping_add(diff.fingerprint());
             }
             if let Some((message, to)) = addressed(usize::from(me), peers, output) {
                 sends.push((to.into_iter().map(Id::from).collect(), Packet::new(message)));

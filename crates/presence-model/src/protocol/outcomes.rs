@@ -65,7 +65,7 @@ pub(super) struct Step {
     pub(super) digests: Digests,
     /// Its digests under renamings.
     pub(super) renamed: Renamed,
-    /// XOR of the fingerprints of the diffs it emitted (I1).
+    /// Sum of the fingerprints of the diffs it emitted (I1).
     pub(super) diffs: u64,
     /// The diffs of a local operation, which its ghost history records
     /// (empty for other steps).
@@ -102,7 +102,7 @@ impl Step {
         state.node = Arc::clone(&self.node);
         state.digests = self.digests;
         state.renamed = Arc::clone(&self.renamed);
-        state.diffs_fingerprint ^= self.diffs;
+        state.diffs_fingerprint = state.diffs_fingerprint.wrapping_add(self.diffs);
         if let Some(violation) = &self.resurrection {
             state.resurrection.get_or_insert_with(|| violation.clone());
         }

@@ -55,7 +55,7 @@ struct SimNode {
     incarnation: u64,
     mirror: ClientMirror,
     watch: ResurrectionWatch,
-    /// XOR of the fingerprints of every diff this incarnation emitted (I1).
+    /// Sum of the fingerprints of every diff this incarnation emitted (I1).
     diffs_fingerprint: u64,
     /// Per client, the (topic, key) it tracks.
     clients: Vec<BTreeSet<(usize, usize)>>,
@@ -373,7 +373,9 @@ impl World {
                     }
                 }
                 Output::Diff(diff) => {
-                    self.nodes[index].diffs_fingerprint ^= diff.fingerprint();
+                    self.nodes[index].diffs_fingerprint = self.nodes[index]
+                        .diffs_fingerprint
+                        .wrapping_add(diff.fingerprint());
                     self.nodes[index].mirror.apply(&diff);
                     self.trace.record_diff(now_ms, index, &diff);
                     if local {

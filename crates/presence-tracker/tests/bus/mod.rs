@@ -232,7 +232,7 @@ impl Bus {
                 Output::Diff(diff) => {
                     let member = &mut self.members[at];
                     member.mirror.apply(&diff);
-                    member.diffs_fingerprint ^= diff.fingerprint();
+                    member.diffs_fingerprint = member.diffs_fingerprint.wrapping_add(diff.fingerprint());
                     member.diffs.push((self.now_ms, diff));
                 }
                 Output::Event(event) => {
