@@ -415,7 +415,7 @@ struct EntryIn<'a> {
     pid: Cow<'a, str>,
     meta: MetaIn,
     #[serde(default)]
-    replaces: Option<i64>,
+    replaces: Option<WireInt>,
 }
 
 /// A meta as parsed, with whether it nests deeper than
@@ -537,7 +537,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
 struct TagIn<'a> {
     #[serde(borrow)]
     replica: Cow<'a, str>,
-    clock: i64,
+    clock: WireInt,
 }
 
 #[derive(Deserialize)]
@@ -553,12 +553,12 @@ struct ValueIn<'a> {
 #[serde(deny_unknown_fields)]
 struct StateIn<'a> {
     replica: String,
-    context: UniqueMap<i64>,
-    clouds: UniqueMap<Vec<i64>>,
+    context: UniqueMap<WireInt>,
+    clouds: UniqueMap<Vec<WireInt>>,
     #[serde(borrow)]
     values: ValuesIn<'a>,
     #[serde(default)]
-    retired: Option<UniqueMap<i64>>,
+    retired: Option<UniqueMap<WireInt>>,
 }
 
 /// A state's values, each made into its entry as soon as it is parsed,
@@ -573,7 +573,7 @@ struct ValuesIn<'a>(Vec<ValueMade<'a>>);
 /// One value, with its entry made, or why it could not be.
 struct ValueMade<'a> {
     replica: Cow<'a, str>,
-    clock: i64,
+    clock: WireInt,
     entry: Result<Arc<Entry>, EntryFault>,
 }
 
@@ -596,7 +596,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ValuesIn<'a> {
                     // entry, which is then not judged.
                     let entry = match clock("tag", value.tag.clock, true) {
                         Ok(own_clock) => value.entry.make(own_clock, &mut names).map(Arc::new),
-                        Err(_) => Err(EntryFault::Unjudged(value.tag.clock)),
+                        Err(_) => Err(EntryFault::Unjudged(value.tag.clock.saturating_i64())),
                     };
                     made.push(ValueMade {
                         replica: value.tag.replica,
@@ -642,7 +642,7 @@ impl EntryFault {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JoinIn<'a> {
-    clock: i64,
+    clock: WireInt,
     #[serde(borrow)]
     entry: EntryIn<'a>,
 }
@@ -651,11 +651,11 @@ struct JoinIn<'a> {
 #[serde(deny_unknown_fields)]
 struct DeltaIn<'a> {
     replica: String,
-    from: i64,
-    to: i64,
+    from: WireInt,
+    to: WireInt,
     #[serde(borrow)]
     joins: Vec<JoinIn<'a>>,
-    leaves: Vec<i64>,
+    leaves: Vec<WireInt>,
 }
 
 /// Reads a replica name of a payload, as a typed error when it is not one.
@@ -689,13 +689,64 @@ impl<V> UniqueMap<V> {
     }
 }
 
-/// A clock of a payload that must be `>= 0` (`positive == false`) or `> 0`.
-pub fn clock(field: &'static str, value: i64, positive: bool) -> Result<u64, DecodeError> {
-    let minimum = i64::from(positive);
-    if value < minimum {
-        return Err(DecodeError::InvalidClock { field, clock: value });
+/// A clock, incarnation or watermark as it arrives: any JSON integer,
+/// signed or not. The encoder writes them as `u64`, and every such value
+/// reads back; a negative one is kept so its error can name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireInt(i128);
+
+impl WireInt {
+    /// The value as an `i64` for an error message (negative values fit).
+    fn saturating_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(if self.0 < 0 { i64::MIN } else { i64::MAX })
     }
-    Ok(value.unsigned_abs())
+}
+
+impl From<i64> for WireInt {
+    fn from(value: i64) -> Self {
+        Self(i128::from(value))
+    }
+}
+
+impl<'de> Deserialize<'de> for WireInt {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntVisitor;
+
+        impl Visitor<'_> for IntVisitor {
+            type Value = WireInt;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an integer")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<WireInt, E> {
+                Ok(WireInt(i128::from(value)))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<WireInt, E> {
+                Ok(WireInt(i128::from(value)))
+            }
+        }
+
+        deserializer.deserialize_i64(IntVisitor)
+    }
+}
+
+/// A clock of a payload that must be `>= 0` (`positive == false`) or `> 0`,
+/// over the whole `u64` range the encoder writes.
+pub fn clock(field: &'static str, value: impl Into<WireInt>, positive: bool) -> Result<u64, DecodeError> {
+    let value = value.into();
+    let minimum = i128::from(positive);
+    if value.0 < minimum {
+        return Err(DecodeError::InvalidClock {
+            field,
+            clock: value.saturating_i64(),
+        });
+    }
+    u64::try_from(value.0).map_err(|_| DecodeError::InvalidClock {
+        field,
+        clock: value.saturating_i64(),
+    })
 }
 
 /// Shares one `Arc<str>` per distinct topic, so a decoded payload costs one
@@ -739,8 +790,8 @@ impl EntryIn<'_> {
         let replaces = match self.replaces {
             None => None,
             Some(value) => {
-                let replaced =
-                    clock("replaces", value, true).map_err(|_| EntryFault::ReplacesClock(value))?;
+                let replaced = clock("replaces", value, true)
+                    .map_err(|_| EntryFault::ReplacesClock(value.saturating_i64()))?;
                 if replaced >= own_clock {
                     return Err(EntryFault::Replaces);
                 }

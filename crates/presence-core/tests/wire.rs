@@ -568,3 +568,53 @@ fn two_keys_naming_one_replica_are_refused() {
     let distinct = r#"{"replica":"a@1","context":{"a@1":2,"a@2":1},"clouds":{"a@1":[4]},"values":[]}"#;
     assert!(Snapshot::from_json(distinct.as_bytes()).is_ok());
 }
+
+/// The retirement watermark a forged heartbeat once left (u64::MAX - 1):
+/// the encoder wrote it and the decoder refused it ("expected i64"), so
+/// every state the node sent from then on failed to decode at its peers.
+#[test]
+fn a_watermark_near_the_top_of_u64_reads_back() {
+    let mut state = sample();
+    state
+        .remove_down_replica(&ReplicaId::new("n2", u64::MAX - 1))
+        .unwrap();
+    let snapshot = state.snapshot();
+    assert_eq!(Snapshot::from_json(&state.to_json()), Ok(snapshot));
+}
+
+/// A negative clock is still a typed error that names it.
+#[test]
+fn a_negative_clock_is_named() {
+    let text = br#"{"replica":"a@1","context":{"a@1":-3},"clouds":{},"values":[]}"#;
+    assert_eq!(
+        Snapshot::from_json(text),
+        Err(DecodeError::InvalidClock {
+            field: "context",
+            clock: -3
+        })
+    );
+}
+
+proptest! {
+    /// Codec symmetry over the full range of every numeric field a state
+    /// or delta carries: incarnations, watermarks, and a delta's range.
+    #[test]
+    fn every_u64_the_encoder_writes_reads_back(
+        own in 0u64..=u64::MAX,
+        other in 0u64..=u64::MAX,
+        watermark in 0u64..=u64::MAX,
+        at in 0u64..=u64::MAX,
+    ) {
+        let mut state = State::new(ReplicaId::new("a", own));
+        state.join("p", "t", "k", json!({})).unwrap();
+        let mut peer = State::new(ReplicaId::new("b", other));
+        peer.join("q", "t", "k", json!({})).unwrap();
+        state.merge(&peer);
+        state.remove_down_replica(&ReplicaId::new("c", watermark)).unwrap();
+        prop_assert_eq!(Snapshot::from_json(&state.to_json()), Ok(state.snapshot()));
+        let text = format!(r#"{{"replica":"a@{own}","from":{at},"to":{at},"joins":[],"leaves":[]}}"#);
+        let delta = Delta::from_json(text.as_bytes()).expect("an empty delta at any clock");
+        prop_assert_eq!(delta.range(), (at, at));
+        prop_assert_eq!(Delta::from_json(&delta.to_json()), Ok(delta));
+    }
+}

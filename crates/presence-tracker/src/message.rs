@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use presence_core::wire::{clock, replica, UniqueMap};
+use presence_core::wire::{clock, replica, UniqueMap, WireInt};
 use presence_core::{DecodeError, DecodeLimits, Delta, ReplicaId, Snapshot};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -287,7 +287,7 @@ struct MessageIn<'a> {
     kind: String,
     from: String,
     #[serde(default)]
-    clocks: Option<UniqueMap<i64>>,
+    clocks: Option<UniqueMap<WireInt>>,
     #[serde(default, borrow)]
     delta: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -296,7 +296,7 @@ struct MessageIn<'a> {
     full: Option<bool>,
 }
 
-fn decode_clocks(clocks: UniqueMap<i64>) -> Result<Clocks, MessageError> {
+fn decode_clocks(clocks: UniqueMap<WireInt>) -> Result<Clocks, MessageError> {
     Ok(clocks.by_replica(|value| clock("clocks", value, false))?)
 }
 
@@ -540,5 +540,17 @@ mod tests {
             refused,
             Err(MessageError::Decode(DecodeError::TooLarge { .. }))
         ));
+    }
+
+    #[test]
+    fn clocks_and_incarnations_read_back_over_the_whole_u64_range() {
+        for value in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX] {
+            let message = Message::Heartbeat {
+                from: ReplicaId::new("a", value),
+                clocks: [(ReplicaId::new("b", value), value)].into(),
+                delta: None,
+            };
+            assert_eq!(Message::from_json(&message.to_json()), Ok(message));
+        }
     }
 }
