@@ -81,6 +81,8 @@ pub mod log;
 pub mod merge;
 pub mod mirror;
 pub mod replica;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
 pub mod single;
 pub mod state;
 pub mod wire;

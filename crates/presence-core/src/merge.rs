@@ -195,7 +195,7 @@ impl State {
             return Ok(Diff::default());
         }
         let have = self.log(&delta.replica).map_or(0, |log| log.context);
-        if delta.from > have {
+        if delta.from > have && !sabotaged(Sabotage::MergeGapDelta) {
             return Err(DeltaError::Gap {
                 replica: delta.replica.clone(),
                 have,
@@ -330,3 +330,27 @@ fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
     }
     removed
 }
+
+/// Whether a test turned `sabotage`'s protection off (see
+/// [`crate::sabotage`]); always false in a build without the feature.
+#[cfg(feature = "sabotage")]
+pub(crate) fn sabotaged(sabotage: Sabotage) -> bool {
+    crate::sabotage::active(sabotage)
+}
+
+#[cfg(not(feature = "sabotage"))]
+pub(crate) fn sabotaged(_: Sabotage) -> bool {
+    false
+}
+
+/// Stands in for [`crate::sabotage::Sabotage`] without the feature, so the
+/// call sites read the same.
+#[cfg(not(feature = "sabotage"))]
+#[derive(Clone, Copy)]
+pub(crate) enum Sabotage {
+    MergeGapDelta,
+    UpdateDropsRemoval,
+}
+
+#[cfg(feature = "sabotage")]
+pub(crate) use crate::sabotage::Sabotage;

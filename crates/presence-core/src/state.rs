@@ -209,7 +209,9 @@ impl State {
         entry.replaces = Some(old.clock);
         // The new join's clock is also the event clock of the removal.
         let joined = self.insert_own(entry)?;
-        self.delta.record_leave(old.clock, joined.tag.clock);
+        if !crate::merge::sabotaged(crate::merge::Sabotage::UpdateDropsRemoval) {
+            self.delta.record_leave(old.clock, joined.tag.clock);
+        }
         let left = self.take_own_value(old.clock);
         Ok(Diff {
             joins: vec![joined],

@@ -87,3 +87,41 @@ fn sending_the_whole_state_breaks_payload_sanity() {
         "{found:?}"
     );
 }
+
+/// How the seeds of `name` fail with `sabotage` on (each passes as built):
+/// one verdict per failing seed.
+fn failures(name: &str, sabotage: Sabotage) -> Vec<String> {
+    let scenario = scenario(name);
+    let mut failed = Vec::new();
+    for &seed in &scenario.seeds {
+        let control = sabotage::without(|| run(&scenario, seed, false)).verdict;
+        assert!(control.passed(), "{name} seed {seed} passes as built: {control}");
+        let verdict = sabotage::with(sabotage, || run(&scenario, seed, false)).verdict;
+        if !verdict.passed() {
+            failed.push(verdict.to_string());
+        }
+    }
+    failed
+}
+
+#[test]
+fn merging_a_delta_that_does_not_connect_is_caught() {
+    // Bug class B5: the clocks the gap skipped are never asked for again.
+    let failed = failures("lossy-dup-reorder", Sabotage::MergeGapDelta);
+    assert!(!failed.is_empty(), "no seed failed");
+    assert!(
+        failed.iter().all(|verdict| verdict.starts_with("I2 convergence")),
+        "{failed:#?}"
+    );
+}
+
+#[test]
+fn an_update_that_drops_its_removal_is_caught() {
+    // Bug class B7: peers keep the replaced presence beside the new one.
+    let failed = failures("churn-with-restarts", Sabotage::UpdateDropsRemoval);
+    assert!(!failed.is_empty(), "no seed failed");
+    assert!(
+        failed.iter().all(|verdict| verdict.starts_with("I4 provenance")),
+        "{failed:#?}"
+    );
+}

@@ -23,6 +23,7 @@ pub enum Hook {
 }
 
 impl Hook {
+    #[cfg(feature = "buggify")]
     const ALL: [Hook; 4] = [
         Hook::SkipGenerations,
         Hook::EvictGenerations,

@@ -81,7 +81,7 @@ pub mod node;
 
 mod generations;
 #[cfg(feature = "sabotage")]
-pub mod sabotage;
+pub use presence_core::sabotage;
 
 pub use config::{Config, ConfigError};
 pub use message::{Clocks, Message, MessageError, Transfer};

@@ -12,7 +12,7 @@ use crate::generations::Generations;
 use crate::marks::{self, Mark};
 use crate::message::{Clocks, Message, Transfer};
 #[cfg(feature = "sabotage")]
-use crate::sabotage::Sabotage;
+use presence_core::sabotage::Sabotage;
 
 /// What a node is told. Time comes with every input, as `now_ms`.
 #[derive(Clone, Debug, PartialEq)]
@@ -788,7 +788,7 @@ impl Node {
 /// [`crate::sabotage`]); always false in a build without the feature.
 #[cfg(feature = "sabotage")]
 fn sabotaged(sabotage: Sabotage) -> bool {
-    crate::sabotage::active(sabotage)
+    presence_core::sabotage::active(sabotage)
 }
 
 #[cfg(not(feature = "sabotage"))]

@@ -1,4 +1,5 @@
-//! Switches that turn one of the node's protections off, compiled in only
+//! Switches that turn one of the product's protections off (in the
+//! CRDT or the node), compiled in only
 //! with the `sabotage` feature, which nothing but test builds enable. A
 //! test turns one on around a simulated run to show that the harness's
 //! check for that protection fails without it: a check that cannot fail
@@ -10,6 +11,10 @@ use std::sync::Mutex;
 /// A protection to turn off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sabotage {
+    /// Merge a delta that does not connect as if it did (bug class B5).
+    MergeGapDelta,
+    /// An update's delta drops the removal of the old presence (B7).
+    UpdateDropsRemoval,
     /// Wait for the permdown period, not the down period, before hiding a
     /// silent peer (caught by I10).
     LateDown,
@@ -62,7 +67,7 @@ fn switched<R>(value: u8, run: impl FnOnce() -> R) -> R {
     run()
 }
 
-/// Whether `sabotage` is on.
-pub(crate) fn active(sabotage: Sabotage) -> bool {
+/// Whether `sabotage` is on (for the product crates' call sites).
+pub fn active(sabotage: Sabotage) -> bool {
     ACTIVE.load(Ordering::Relaxed) == sabotage as u8 + 1
 }
