@@ -53,6 +53,9 @@ impl ReplicaLog {
     /// Folds cloud clocks that are covered by, or contiguous with, the context
     /// into it. Keeps invariant I6 (no cloud clock at or next to the context).
     pub(crate) fn compact(&mut self) {
+        if crate::merge::sabotaged(crate::merge::Sabotage::SkipCompaction) {
+            return;
+        }
         while let Some(&first) = self.cloud.first() {
             if first <= self.context {
                 self.cloud.pop_first();

@@ -350,6 +350,8 @@ pub(crate) fn sabotaged(_: Sabotage) -> bool {
 pub(crate) enum Sabotage {
     MergeGapDelta,
     UpdateDropsRemoval,
+    LeaveTakesNoClock,
+    SkipCompaction,
 }
 
 #[cfg(feature = "sabotage")]

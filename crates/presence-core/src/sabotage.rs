@@ -15,6 +15,11 @@ pub enum Sabotage {
     MergeGapDelta,
     /// An update's delta drops the removal of the old presence (B7).
     UpdateDropsRemoval,
+    /// A leave takes no clock of its own: the context does not show it,
+    /// so a peer that missed the delta cannot tell by clocks (B4).
+    LeaveTakesNoClock,
+    /// Clouds are never compacted into contexts (B12).
+    SkipCompaction,
     /// Wait for the permdown period, not the down period, before hiding a
     /// silent peer (caught by I10).
     LateDown,

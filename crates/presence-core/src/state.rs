@@ -262,7 +262,11 @@ impl State {
             return Diff::default();
         }
         // 2^64 local operations cannot happen; no untrusted input reaches here.
-        let event = self.tick().expect("own clocks are never exhausted by leaves");
+        let event = if crate::merge::sabotaged(crate::merge::Sabotage::LeaveTakesNoClock) {
+            self.known(self.own).log.context
+        } else {
+            self.tick().expect("own clocks are never exhausted by leaves")
+        };
         let mut leaves = Vec::with_capacity(clocks.len());
         for &clock in clocks {
             self.delta.record_leave(clock, event);

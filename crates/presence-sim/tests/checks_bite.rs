@@ -116,6 +116,31 @@ fn merging_a_delta_that_does_not_connect_is_caught() {
 }
 
 #[test]
+fn a_leave_that_takes_no_clock_is_caught() {
+    // Bug class B4: a lost leave delta is never repaired, since no clock
+    // tells the peer it lags.
+    let failed = failures("lossy-dup-reorder", Sabotage::LeaveTakesNoClock);
+    assert!(!failed.is_empty(), "no seed failed");
+    assert!(
+        failed.iter().all(|verdict| verdict.starts_with("I2 convergence")),
+        "{failed:#?}"
+    );
+}
+
+#[test]
+fn clouds_never_compacted_are_caught() {
+    // Bug class B12: a cloud clock next to the context breaks I6 at once.
+    let failed = failures("lossy-dup-reorder", Sabotage::SkipCompaction);
+    assert_eq!(failed.len(), scenario("lossy-dup-reorder").seeds.len());
+    assert!(
+        failed
+            .iter()
+            .all(|verdict| verdict.starts_with("I6 causal sanity")),
+        "{failed:#?}"
+    );
+}
+
+#[test]
 fn an_update_that_drops_its_removal_is_caught() {
     // Bug class B7: peers keep the replaced presence beside the new one.
     let failed = failures("churn-with-restarts", Sabotage::UpdateDropsRemoval);
