@@ -352,6 +352,7 @@ pub(crate) enum Sabotage {
     UpdateDropsRemoval,
     LeaveTakesNoClock,
     SkipCompaction,
+    ForgetWatermark,
 }
 
 #[cfg(feature = "sabotage")]

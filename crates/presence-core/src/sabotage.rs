@@ -20,6 +20,9 @@ pub enum Sabotage {
     LeaveTakesNoClock,
     /// Clouds are never compacted into contexts (B12).
     SkipCompaction,
+    /// A permdown drops the replica but keeps no watermark, so a lagging
+    /// peer can bring its entries back (B10).
+    ForgetWatermark,
     /// Wait for the permdown period, not the down period, before hiding a
     /// silent peer (caught by I10).
     LateDown,

@@ -535,8 +535,10 @@ impl State {
 
     /// Retires every incarnation of `base` up to `incarnation`.
     pub(crate) fn retire(&mut self, base: &Arc<str>, incarnation: u64) -> Diff {
-        let watermark = self.retired.entry(Arc::clone(base)).or_insert(incarnation);
-        *watermark = (*watermark).max(incarnation);
+        if !crate::merge::sabotaged(crate::merge::Sabotage::ForgetWatermark) {
+            let watermark = self.retired.entry(Arc::clone(base)).or_insert(incarnation);
+            *watermark = (*watermark).max(incarnation);
+        }
         let doomed: Vec<Slot> = self
             .slot_of
             .range(ReplicaId::new(base, 0)..=ReplicaId::new(base, incarnation))

@@ -141,6 +141,20 @@ fn clouds_never_compacted_are_caught() {
 }
 
 #[test]
+fn a_permdown_that_forgets_its_watermark_is_caught() {
+    // Bug class B10: with no watermark, what a node observed of a retired
+    // replica is forgotten, and a lagging peer can bring it back.
+    let failed = failures("heal-after-permdown", Sabotage::ForgetWatermark);
+    assert_eq!(failed.len(), scenario("heal-after-permdown").seeds.len());
+    assert!(
+        failed
+            .iter()
+            .all(|verdict| verdict.starts_with("I3 no resurrection")),
+        "{failed:#?}"
+    );
+}
+
+#[test]
 fn an_update_that_drops_its_removal_is_caught() {
     // Bug class B7: peers keep the replaced presence beside the new one.
     let failed = failures("churn-with-restarts", Sabotage::UpdateDropsRemoval);
