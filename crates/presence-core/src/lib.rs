@@ -81,7 +81,6 @@ pub mod log;
 pub mod merge;
 pub mod mirror;
 pub mod replica;
-#[cfg(feature = "sabotage")]
 pub mod sabotage;
 pub mod single;
 pub mod state;

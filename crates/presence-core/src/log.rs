@@ -53,7 +53,7 @@ impl ReplicaLog {
     /// Folds cloud clocks that are covered by, or contiguous with, the context
     /// into it. Keeps invariant I6 (no cloud clock at or next to the context).
     pub(crate) fn compact(&mut self) {
-        if crate::merge::sabotaged(crate::merge::Sabotage::SkipCompaction) {
+        if crate::sabotage::active(crate::sabotage::Sabotage::SkipCompaction) {
             return;
         }
         while let Some(&first) = self.cloud.first() {

@@ -18,6 +18,7 @@ use crate::entry::{Entry, NameHashes, Presence};
 use crate::index::{Dot, Indexes, Slot};
 use crate::log::{above, span, ReplicaLog};
 use crate::replica::{tag_fingerprint, ReplicaId};
+use crate::sabotage::{self, Sabotage};
 use crate::state::State;
 
 /// The replicated data of a state, without indexes or local liveness: what an
@@ -195,7 +196,7 @@ impl State {
             return Ok(Diff::default());
         }
         let have = self.log(&delta.replica).map_or(0, |log| log.context);
-        if delta.from > have && !sabotaged(Sabotage::MergeGapDelta) {
+        if delta.from > have && !sabotage::active(Sabotage::MergeGapDelta) {
             return Err(DeltaError::Gap {
                 replica: delta.replica.clone(),
                 have,
@@ -330,30 +331,3 @@ fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
     }
     removed
 }
-
-/// Whether a test turned `sabotage`'s protection off (see
-/// [`crate::sabotage`]); always false in a build without the feature.
-#[cfg(feature = "sabotage")]
-pub(crate) fn sabotaged(sabotage: Sabotage) -> bool {
-    crate::sabotage::active(sabotage)
-}
-
-#[cfg(not(feature = "sabotage"))]
-pub(crate) fn sabotaged(_: Sabotage) -> bool {
-    false
-}
-
-/// Stands in for [`crate::sabotage::Sabotage`] without the feature, so the
-/// call sites read the same.
-#[cfg(not(feature = "sabotage"))]
-#[derive(Clone, Copy)]
-pub(crate) enum Sabotage {
-    MergeGapDelta,
-    UpdateDropsRemoval,
-    LeaveTakesNoClock,
-    SkipCompaction,
-    ForgetWatermark,
-}
-
-#[cfg(feature = "sabotage")]
-pub(crate) use crate::sabotage::Sabotage;

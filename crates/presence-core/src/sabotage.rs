@@ -1,11 +1,14 @@
 //! Switches that turn one of the product's protections off (in the
-//! CRDT or the node), compiled in only
-//! with the `sabotage` feature, which nothing but test builds enable. A
-//! test turns one on around a simulated run to show that the harness's
-//! check for that protection fails without it: a check that cannot fail
-//! proves nothing.
+//! CRDT or the node). A test turns one on around a simulated run to show
+//! that the harness's check for that protection fails without it: a check
+//! that cannot fail proves nothing. The protections ask [`active`]; only
+//! with the `sabotage` feature, which nothing but test builds enable, can
+//! a switch be turned on ([`with`]), and without it [`active`] is a
+//! constant `false` the compiler removes.
 
+#[cfg(feature = "sabotage")]
 use std::sync::atomic::{AtomicU8, Ordering};
+#[cfg(feature = "sabotage")]
 use std::sync::Mutex;
 
 /// A protection to turn off.
@@ -46,20 +49,25 @@ pub enum Sabotage {
 /// thread, so a model checker's worker threads see it too; [`with`]
 /// holds a lock, so two tests that sabotage never overlap. A test binary
 /// that sabotages should do nothing else.
+#[cfg(feature = "sabotage")]
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
+#[cfg(feature = "sabotage")]
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `run` with `sabotage` on in the whole process.
+#[cfg(feature = "sabotage")]
 pub fn with<R>(sabotage: Sabotage, run: impl FnOnce() -> R) -> R {
     switched(sabotage as u8 + 1, run)
 }
 
 /// Runs `run` with every protection on, while no other test of the
 /// process sabotages: the control beside a [`with`] run.
+#[cfg(feature = "sabotage")]
 pub fn without<R>(run: impl FnOnce() -> R) -> R {
     switched(0, run)
 }
 
+#[cfg(feature = "sabotage")]
 fn switched<R>(value: u8, run: impl FnOnce() -> R) -> R {
     struct Off;
     impl Drop for Off {
@@ -76,6 +84,14 @@ fn switched<R>(value: u8, run: impl FnOnce() -> R) -> R {
 }
 
 /// Whether `sabotage` is on (for the product crates' call sites).
+#[cfg(feature = "sabotage")]
 pub fn active(sabotage: Sabotage) -> bool {
     ACTIVE.load(Ordering::Relaxed) == sabotage as u8 + 1
+}
+
+/// Whether `sabotage` is on: never, in a build without the feature.
+#[cfg(not(feature = "sabotage"))]
+#[inline(always)]
+pub fn active(_: Sabotage) -> bool {
+    false
 }

@@ -209,7 +209,7 @@ impl State {
         entry.replaces = Some(old.clock);
         // The new join's clock is also the event clock of the removal.
         let joined = self.insert_own(entry)?;
-        if !crate::merge::sabotaged(crate::merge::Sabotage::UpdateDropsRemoval) {
+        if !crate::sabotage::active(crate::sabotage::Sabotage::UpdateDropsRemoval) {
             self.delta.record_leave(old.clock, joined.tag.clock);
         }
         let left = self.take_own_value(old.clock);
@@ -262,7 +262,7 @@ impl State {
             return Diff::default();
         }
         // 2^64 local operations cannot happen; no untrusted input reaches here.
-        let event = if crate::merge::sabotaged(crate::merge::Sabotage::LeaveTakesNoClock) {
+        let event = if crate::sabotage::active(crate::sabotage::Sabotage::LeaveTakesNoClock) {
             self.known(self.own).log.context
         } else {
             self.tick().expect("own clocks are never exhausted by leaves")
@@ -535,7 +535,7 @@ impl State {
 
     /// Retires every incarnation of `base` up to `incarnation`.
     pub(crate) fn retire(&mut self, base: &Arc<str>, incarnation: u64) -> Diff {
-        if !crate::merge::sabotaged(crate::merge::Sabotage::ForgetWatermark) {
+        if !crate::sabotage::active(crate::sabotage::Sabotage::ForgetWatermark) {
             let watermark = self.retired.entry(Arc::clone(base)).or_insert(incarnation);
             *watermark = (*watermark).max(incarnation);
         }

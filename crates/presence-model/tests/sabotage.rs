@@ -23,50 +23,34 @@ fn bites(cfg: ProtocolModelCfg, sabotage: Sabotage, property: &'static str) {
     );
 }
 
-#[test]
-fn hiding_a_silent_peer_late_breaks_timeliness() {
-    let cfg = ProtocolModelCfg {
+/// Two nodes, no partition, no loss: the smallest cluster where each
+/// protection matters.
+fn two_nodes(ticks: u8, crashes: usize) -> ProtocolModelCfg {
+    ProtocolModelCfg {
         nodes: 2,
-        ticks: 2,
-        crashes: 0,
+        ticks,
+        crashes,
         partitions: false,
         lossy: false,
-    };
-    bites(cfg, Sabotage::LateDown, "I10 timeliness");
+    }
+}
+
+#[test]
+fn hiding_a_silent_peer_late_breaks_timeliness() {
+    bites(two_nodes(2, 0), Sabotage::LateDown, "I10 timeliness");
 }
 
 #[test]
 fn a_down_reported_as_joins_breaks_diff_exactness() {
-    let cfg = ProtocolModelCfg {
-        nodes: 2,
-        ticks: 2,
-        crashes: 0,
-        partitions: false,
-        lossy: false,
-    };
-    bites(cfg, Sabotage::SwappedDownDiff, "I1 diff exactness");
+    bites(two_nodes(2, 0), Sabotage::SwappedDownDiff, "I1 diff exactness");
 }
 
 #[test]
 fn keeping_a_retired_peer_breaks_bounded_memory() {
-    let cfg = ProtocolModelCfg {
-        nodes: 2,
-        ticks: 1,
-        crashes: 1,
-        partitions: false,
-        lossy: false,
-    };
-    bites(cfg, Sabotage::KeepRetiredPeers, "I7 bounded memory");
+    bites(two_nodes(1, 1), Sabotage::KeepRetiredPeers, "I7 bounded memory");
 }
 
 #[test]
 fn sending_the_whole_state_breaks_payload_sanity() {
-    let cfg = ProtocolModelCfg {
-        nodes: 2,
-        ticks: 2,
-        crashes: 0,
-        partitions: false,
-        lossy: false,
-    };
-    bites(cfg, Sabotage::WholeState, "I11 payload sanity");
+    bites(two_nodes(2, 0), Sabotage::WholeState, "I11 payload sanity");
 }

@@ -11,8 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::generations::Generations;
 use crate::marks::{self, Mark};
 use crate::message::{Clocks, Message, Transfer};
-#[cfg(feature = "sabotage")]
-use presence_core::sabotage::Sabotage;
+use presence_core::sabotage::{self, Sabotage};
 
 /// What a node is told. Time comes with every input, as `now_ms`.
 #[derive(Clone, Debug, PartialEq)]
@@ -333,7 +332,7 @@ impl Node {
         if self.stopped {
             return Err(NodeError::Stopped);
         }
-        if now_ms < self.clock_ms && !sabotaged(Sabotage::NoClockStepBack) {
+        if now_ms < self.clock_ms && !sabotage::active(Sabotage::NoClockStepBack) {
             self.clock_stepped_back(now_ms);
         }
         self.clock_ms = now_ms;
@@ -420,7 +419,7 @@ impl Node {
                 PeerStatus::Up if silent_ms >= self.down_after_ms() => {
                     self.set_status(&id, PeerStatus::Down);
                     let mut diff = self.state.replica_down(&id);
-                    if sabotaged(Sabotage::SwappedDownDiff) {
+                    if sabotage::active(Sabotage::SwappedDownDiff) {
                         std::mem::swap(&mut diff.joins, &mut diff.leaves);
                     }
                     push_diff(out, diff);
@@ -444,7 +443,7 @@ impl Node {
 
     /// How long a peer may be silent before it is hidden.
     fn down_after_ms(&self) -> u64 {
-        if sabotaged(Sabotage::LateDown) {
+        if sabotage::active(Sabotage::LateDown) {
             return self.config.permdown_period_ms;
         }
         self.config.down_period_ms
@@ -682,7 +681,7 @@ impl Node {
     /// The smallest stored delta if the asker lags only on this replica,
     /// else the state limited to replicas the asker knows.
     fn transfer_for(&self, asker: &ReplicaId, clocks: &Clocks, full: bool) -> Transfer {
-        if sabotaged(Sabotage::WholeState) {
+        if sabotage::active(Sabotage::WholeState) {
             return Transfer::State(self.state.snapshot());
         }
         let me = self.replica();
@@ -734,7 +733,7 @@ impl Node {
     /// Drops everything kept about a peer (Phoenix #179: never leave a dead
     /// replica's status behind).
     fn forget_peer(&mut self, id: &ReplicaId) {
-        if sabotaged(Sabotage::KeepRetiredPeers) {
+        if sabotage::active(Sabotage::KeepRetiredPeers) {
             return;
         }
         self.peers.remove(id);
@@ -782,30 +781,6 @@ impl Node {
             peer.status = status;
         }
     }
-}
-
-/// Whether a test turned `sabotage` off protection on (see
-/// [`crate::sabotage`]); always false in a build without the feature.
-#[cfg(feature = "sabotage")]
-fn sabotaged(sabotage: Sabotage) -> bool {
-    presence_core::sabotage::active(sabotage)
-}
-
-#[cfg(not(feature = "sabotage"))]
-fn sabotaged(_: Sabotage) -> bool {
-    false
-}
-
-/// Stands in for [`crate::sabotage::Sabotage`] in a build without the
-/// feature, so the call sites read the same.
-#[cfg(not(feature = "sabotage"))]
-#[derive(Clone, Copy)]
-enum Sabotage {
-    LateDown,
-    KeepRetiredPeers,
-    WholeState,
-    NoClockStepBack,
-    SwappedDownDiff,
 }
 
 fn push_diff(out: &mut Vec<Output>, diff: Diff) {

@@ -268,6 +268,7 @@ impl World {
             }
             self.process(event);
         }
+        presence_tracker::buggify::arm(None);
         let verdict = self.verdict.take().expect("the loop ends with a verdict");
         self.trace.record(TraceEvent::End {
             t: self.now_ms,
@@ -282,10 +283,7 @@ impl World {
             ops: self.ops,
             verdict,
             trace: self.trace,
-            marks: {
-                presence_tracker::buggify::arm(None);
-                presence_tracker::marks::take()
-            },
+            marks: presence_tracker::marks::take(),
         }
     }
 
