@@ -199,6 +199,9 @@ pub fn run(args: &NodeArgs) -> Result<(), Failure> {
             .min((args.down_ms / args.broadcast_ms.max(1)).saturating_sub(1) as u32)
             .max(1),
         transfer_timeout_ms: 2 * args.broadcast_ms,
+        retirement_memory_ms: Config::default()
+            .retirement_memory_ms
+            .max(args.permdown_ms.saturating_mul(3)),
         ..Config::default()
     };
     // A new incarnation at every start: the start time in microseconds.

@@ -541,10 +541,12 @@ impl ResurrectionWatch {
 
 /// I3, checked inductively between two checks of one state: (a) no tag it
 /// holds now was already observed (as joined, removed, or retired) at the
-/// previous check, so a removal once observed is never undone and a retired
-/// replica never returns; and (b) nothing observed is forgotten (contexts
-/// and clouds only grow, watermarks only rise), without which a removal
-/// could be undone later. Costs O(state), not O(history).
+/// previous check (or retired at any check), so a removal once observed is
+/// never undone and a retired replica never returns, even after its
+/// watermark is forgotten; and (b) nothing observed of a replica that is
+/// not retired is forgotten (contexts and clouds only grow), without which
+/// a removal could be undone later. Costs O(state + bases ever retired),
+/// not O(history).
 pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Result<(), Violation> {
     let who = state.replica();
     let mut held = BTreeSet::new();
@@ -558,14 +560,6 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
                 );
             }
             held.insert(tag);
-        }
-    }
-    for (base, &watermark) in &watch.retired {
-        if state.retired().get(base).is_none_or(|&now| now < watermark) {
-            return violation(
-                Invariant::NoResurrection,
-                format!("{who} forgot that {base} was retired up to {watermark}"),
-            );
         }
     }
     for (replica, (context, cloud)) in &watch.observed {
@@ -591,7 +585,13 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
         .replicas()
         .map(|(replica, log, _)| (replica.clone(), (log.context(), log.cloud().clone())))
         .collect();
-    watch.retired = state.retired().clone();
+    // Watermarks are remembered here even after the state forgets one (its
+    // node may, once nothing of the base can arrive): a tag of a forgotten
+    // incarnation held again is still a resurrection.
+    for (base, &watermark) in state.retired() {
+        let remembered = watch.retired.entry(Arc::clone(base)).or_insert(watermark);
+        *remembered = (*remembered).max(watermark);
+    }
     Ok(())
 }
 

@@ -56,6 +56,15 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.logs.values().all(|log| log.values.is_empty())
     }
+
+    /// The same snapshot without its logs: only what it says was retired.
+    pub fn watermarks_only(&self) -> Snapshot {
+        Snapshot {
+            replica: self.replica.clone(),
+            retired: self.retired.clone(),
+            logs: BTreeMap::new(),
+        }
+    }
 }
 
 impl State {
@@ -258,11 +267,15 @@ impl State {
     }
 
     /// What `for_replica`, whose contexts are `remote_clocks`, needs to catch
-    /// up: the retirement watermarks, and the full log of every replica the
-    /// receiver knows (names in `remote_clocks`) whose context here is ahead of
-    /// the receiver's. Replicas the receiver does not know are left out, so a
-    /// transfer never plants entries of a replica the receiver cannot watch
-    /// (bug class B6). Our own log is always offered when the receiver lags.
+    /// up: the retirement watermarks that concern it (of its own base, or of
+    /// a base it names in `remote_clocks` at or below the watermark), and the
+    /// full log of every replica the receiver knows (names in
+    /// `remote_clocks`) whose context here is ahead of the receiver's.
+    /// Replicas the receiver does not know are left out, so a transfer never
+    /// plants entries of a replica the receiver cannot watch (bug class B6).
+    /// Our own log is always offered when the receiver lags. Watermarks that
+    /// concern it not are left out too: a node that has forgotten a departed
+    /// base is not taught it again by a peer that has not yet.
     pub fn extract(&self, for_replica: &ReplicaId, remote_clocks: &BTreeMap<ReplicaId, u64>) -> Snapshot {
         let mut logs = BTreeMap::new();
         for (id, &slot) in &self.slot_of {
@@ -280,9 +293,20 @@ impl State {
                 logs.insert(id.clone(), log.clone());
             }
         }
+        let retired = self
+            .retired
+            .iter()
+            .filter(|&(base, &watermark)| {
+                base.as_ref() == for_replica.base()
+                    || remote_clocks
+                        .keys()
+                        .any(|named| named.base() == base.as_ref() && named.incarnation() <= watermark)
+            })
+            .map(|(base, &watermark)| (Arc::clone(base), watermark))
+            .collect();
         Snapshot {
             replica: self.replica.clone(),
-            retired: self.retired.clone(),
+            retired,
             logs,
         }
     }

@@ -43,6 +43,13 @@ pub enum Sabotage {
     /// fingerprint the models once judged I1 by could not tell (caught by
     /// I1's signed fingerprint, and by the simulator's mirror).
     SwappedDownDiff,
+    /// Never forget a departed base's watermark (caught by the simulator's
+    /// end-of-run bound on what a node keeps per departed base).
+    KeepWatermarks,
+    /// Take in an unknown replica however old, after forgetting: a
+    /// retired incarnation back from a long partition returns with its
+    /// old tags (caught by I3).
+    AcceptOldStrangers,
 }
 
 /// The switch on, as `Sabotage as u8 + 1`, or 0. Global rather than per

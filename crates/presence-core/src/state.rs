@@ -593,6 +593,21 @@ impl State {
         &self.retired
     }
 
+    /// Forgets the retirement watermark of `base`, returning it; the own
+    /// base's watermark is never forgotten (it bounds the next incarnation).
+    ///
+    /// Forgetting is safe only when nothing of a retired incarnation can
+    /// reach this state again: no peer still holds its data and no message
+    /// of it is still in flight. The state cannot know that; its node
+    /// decides (see `presence_tracker::Node`), and a replica of `base`
+    /// heard afterwards is judged by the node's age check instead.
+    pub fn forget_retirement(&mut self, base: &str) -> Option<u64> {
+        if base == self.replica.base() {
+            return None;
+        }
+        self.retired.remove(base)
+    }
+
     /// The lowest incarnation this replica could take next.
     pub fn next_incarnation(&self) -> u64 {
         let watermark = self.retired.get(self.replica.base()).copied().unwrap_or(0);

@@ -8,6 +8,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// An exponential draw is capped at this many times its mean, so every
+/// delay of the simulated world has a stated bound.
+pub const EXPONENTIAL_CAP: u64 = 20;
+
 /// A labelled, seeded random stream.
 #[derive(Clone, Debug)]
 pub struct SimRng(ChaCha8Rng);
@@ -46,13 +50,14 @@ impl SimRng {
 
     /// An exponential draw with the given mean, in whole milliseconds,
     /// capped at 20 means so one draw cannot stall a run.
+    /// Capped at [`EXPONENTIAL_CAP`] times the mean.
     pub fn exponential_ms(&mut self, mean_ms: u64) -> u64 {
         if mean_ms == 0 {
             return 0;
         }
         let uniform: f64 = self.0.random::<f64>();
         let draw = -(1.0 - uniform).ln() * mean_ms as f64;
-        (draw.min(20.0 * mean_ms as f64)) as u64
+        (draw.min(EXPONENTIAL_CAP as f64 * mean_ms as f64)) as u64
     }
 
     /// A raw 64-bit draw (for sub-seeds).

@@ -96,6 +96,9 @@ pub struct Protocol {
     pub clock_sample_periods: Option<u32>,
     /// `Config::transfer_timeout_ms`.
     pub transfer_timeout_ms: Option<u64>,
+    /// `Config::retirement_memory_ms`; unset, the default or three permdown
+    /// periods, whichever is longer.
+    pub retirement_memory_ms: Option<u64>,
 }
 
 /// Clients and what they do.
@@ -162,6 +165,17 @@ pub struct Network {
     pub queue_limit: usize,
     /// Send every message through its JSON encoding (slower, tests the wire).
     pub encode_messages: bool,
+}
+
+impl Network {
+    /// The longest a message can spend on the wire (exponential draws are
+    /// capped, see [`crate::rng::EXPONENTIAL_CAP`]).
+    pub fn max_delay_ms(&self) -> u64 {
+        let cap = crate::rng::EXPONENTIAL_CAP;
+        self.delay_min_ms
+            .saturating_add(cap.saturating_mul(self.delay_mean_ms))
+            .saturating_add(cap.saturating_mul(self.reorder_delay_ms))
+    }
 }
 
 impl Default for Network {
@@ -490,19 +504,25 @@ impl Scenario {
     pub fn config(&self) -> Config {
         let defaults = Config::default();
         let protocol = &self.protocol;
+        let permdown_period_ms = protocol.permdown_period_ms.unwrap_or(defaults.permdown_period_ms);
         Config {
             broadcast_period_ms: protocol
                 .broadcast_period_ms
                 .unwrap_or(defaults.broadcast_period_ms),
             max_silent_periods: protocol.max_silent_periods.unwrap_or(defaults.max_silent_periods),
             down_period_ms: protocol.down_period_ms.unwrap_or(defaults.down_period_ms),
-            permdown_period_ms: protocol.permdown_period_ms.unwrap_or(defaults.permdown_period_ms),
+            permdown_period_ms,
             clock_sample_periods: protocol
                 .clock_sample_periods
                 .unwrap_or(defaults.clock_sample_periods),
             transfer_timeout_ms: protocol
                 .transfer_timeout_ms
                 .unwrap_or(defaults.transfer_timeout_ms),
+            retirement_memory_ms: protocol.retirement_memory_ms.unwrap_or(
+                defaults
+                    .retirement_memory_ms
+                    .max(permdown_period_ms.saturating_mul(3)),
+            ),
             max_delta_sizes: defaults.max_delta_sizes,
         }
     }
@@ -513,7 +533,7 @@ impl Scenario {
         let config = self.config();
         let (workload, network, faults) = (&self.workload, &self.network, &self.random_faults);
         let count = |value: usize| value as u64;
-        let checks: [(&'static str, u64, u64, u64); 24] = [
+        let checks: [(&'static str, u64, u64, u64); 25] = [
             ("seeds", count(self.seeds.len()), 1, bounds::MAX_SEEDS),
             ("fault_phase_ms", self.fault_phase_ms, 1, bounds::MAX_TIME_MS),
             (
@@ -543,6 +563,12 @@ impl Scenario {
             (
                 "protocol.transfer_timeout_ms",
                 config.transfer_timeout_ms,
+                1,
+                bounds::MAX_TIME_MS,
+            ),
+            (
+                "protocol.retirement_memory_ms",
+                config.retirement_memory_ms,
                 1,
                 bounds::MAX_TIME_MS,
             ),
@@ -658,6 +684,37 @@ impl Scenario {
             .map(|(field, value, least, most)| (field, format!("{value} is not in {least}..={most}")))
     }
 
+    /// What this world can do to a node that forgets watermarks (see
+    /// `presence_tracker::Node`): the oldest a message can be when it is
+    /// handled (the longest wire delay, plus a random pause or clog of at
+    /// most two down periods, or the whole fault phase if the scenario
+    /// pauses or clogs by script), plus the largest forward clock jump.
+    pub fn forgetting_tolerates_ms(&self) -> u64 {
+        let config = self.config();
+        let scripted_hold = self
+            .faults
+            .iter()
+            .any(|fault| matches!(fault, Fault::Pause { .. } | Fault::Clog { .. }));
+        let hold_ms = if scripted_hold {
+            self.fault_phase_ms
+        } else {
+            config.down_period_ms.saturating_mul(2)
+        };
+        let scripted_jump = self
+            .faults
+            .iter()
+            .map(|fault| match fault {
+                Fault::ClockJump { by_ms, .. } => by_ms.unsigned_abs(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        self.network
+            .max_delay_ms()
+            .saturating_add(hold_ms)
+            .saturating_add(self.clock.max_jump_ms.max(scripted_jump))
+    }
+
     /// Checks what types cannot: ranges, node numbers, the protocol.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let invalid = |field: &str, problem: String| Err((field.to_owned(), problem));
@@ -724,6 +781,16 @@ impl Scenario {
                 return invalid(field, format!("{rate} is not a probability in [0, 1]"));
             }
         }
+        let tolerated = self.forgetting_tolerates_ms();
+        if config.retirement_memory_ms / 2 <= tolerated {
+            return invalid(
+                "protocol.retirement_memory_ms",
+                format!(
+                    "{} must be more than twice the oldest a message can arrive plus the largest clock jump ({tolerated} ms)",
+                    config.retirement_memory_ms
+                ),
+            );
+        }
         if self.network.queue_limit == 0 {
             return invalid("network.queue_limit", "must be positive".into());
         }
@@ -785,7 +852,7 @@ mod tests {
     fn every_field_has_a_bound_that_names_it() {
         let base = Scenario::parse(MINIMAL, Path::new("base.toml")).expect("valid");
         type Breaker = fn(&mut Scenario);
-        let breakers: [(&str, Breaker); 10] = [
+        let breakers: [(&str, Breaker); 14] = [
             ("workload.clients_per_node", |s| {
                 s.workload.clients_per_node = 4_000_000_000
             }),
@@ -807,6 +874,16 @@ mod tests {
                 s.workload.initial_presences_per_node = usize::MAX;
             }),
             ("seeds", |s| s.seeds.clear()),
+            ("protocol.retirement_memory_ms", |s| {
+                s.protocol.retirement_memory_ms = Some(u64::MAX)
+            }),
+            ("clock.max_offset_ms", |s| s.clock.max_offset_ms = u64::MAX),
+            ("clock.max_jump_ms", |s| s.clock.max_jump_ms = u64::MAX),
+            // Shorter than twice what forgetting must tolerate.
+            ("protocol.retirement_memory_ms", |s| {
+                s.protocol.permdown_period_ms = Some(40_000);
+                s.protocol.retirement_memory_ms = Some(40_001);
+            }),
         ];
         for (field, breaker) in breakers {
             let mut scenario = base.clone();

@@ -69,7 +69,7 @@ pub fn draw(seed: u64) -> Scenario {
     let clock = draw_clock_faults(&mut rng, down, &mut random_faults);
     // BUGGIFY in half the seeds: rare legal paths taken often.
     let buggify = rng.chance(0.5);
-    Scenario {
+    let mut scenario = Scenario {
         name: format!("swarm-{seed}"),
         description: "drawn by `presence swarm`".into(),
         seeds: vec![seed],
@@ -85,6 +85,7 @@ pub fn draw(seed: u64) -> Scenario {
             permdown_period_ms: Some(permdown),
             clock_sample_periods: None,
             transfer_timeout_ms: Some(2 * broadcast),
+            retirement_memory_ms: None,
         },
         workload,
         network,
@@ -93,7 +94,16 @@ pub fn draw(seed: u64) -> Scenario {
         clock,
         buggify,
         faults: Vec::new(),
-    }
+    };
+    // The retirement memory: the shortest this world allows, or a little
+    // longer, so a departed base is forgotten as soon as forgetting is safe.
+    let least = scenario
+        .forgetting_tolerates_ms()
+        .saturating_mul(2)
+        .max(permdown)
+        .saturating_add(1);
+    scenario.protocol.retirement_memory_ms = Some(least + rng.between(0, permdown));
+    scenario
 }
 
 /// How the seed's clients share names, one of four worlds, about equally

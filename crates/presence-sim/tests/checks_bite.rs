@@ -152,3 +152,21 @@ fn an_update_that_drops_its_removal_is_caught() {
         Invariant::Provenance,
     );
 }
+
+#[test]
+fn a_node_that_never_forgets_a_departed_base_breaks_bounded_memory() {
+    every_seed_breaks(
+        "permanent-departure",
+        Sabotage::KeepWatermarks,
+        Invariant::BoundedMemory,
+    );
+}
+
+#[test]
+fn taking_in_an_old_stranger_after_forgetting_breaks_no_resurrection() {
+    every_seed_breaks(
+        "forgotten-partition",
+        Sabotage::AcceptOldStrangers,
+        Invariant::NoResurrection,
+    );
+}

@@ -155,3 +155,33 @@ fn the_big_room_is_big_and_hot_and_passes() {
     assert!(hot >= 5_000, "{hot} under the hot key");
     assert!(report.ops > 50_000 + 1_000, "churn on top: {} ops", report.ops);
 }
+
+/// The scenarios written for forgetting do reach it: every seed forgets a
+/// departed base, and every seed of the long cut meets an old stranger.
+#[test]
+fn departed_bases_are_forgotten_and_old_strangers_refused() {
+    use presence_tracker::marks::Mark;
+    let hits = |report: &presence_sim::RunReport, mark: Mark| {
+        let at = Mark::ALL.iter().position(|&m| m == mark).unwrap();
+        report.marks[at]
+    };
+    for (name, marks) in [
+        ("permanent-departure", vec![Mark::WatermarkForgotten]),
+        (
+            "forgotten-partition",
+            vec![Mark::WatermarkForgotten, Mark::OldStrangerRefused],
+        ),
+    ] {
+        let scenario = scenario(name);
+        for &seed in &scenario.seeds {
+            let report = run(&scenario, seed, false);
+            assert!(report.verdict.passed(), "{name} seed {seed}: {}", report.verdict);
+            for &mark in &marks {
+                assert!(
+                    hits(&report, mark) > 0,
+                    "{name} seed {seed} never reached {mark:?}"
+                );
+            }
+        }
+    }
+}

@@ -63,12 +63,16 @@ pub fn check_forgotten<'a>(
 
 /// Who asked, with what clocks, when `input` may be answered with a
 /// transfer: a transfer request, or a heartbeat from a replica the node
-/// retired (answered with its state). Cloned only then, so a harness can
-/// judge the answer with [`check_output_sanity`].
+/// retired or does not know (answered with its state if it is retired, or
+/// turns out to be older than a forgotten watermark). Cloned only then, so
+/// a harness can judge the answer with [`check_output_sanity`].
 pub fn asker_of(node: &Node, input: &Input) -> Option<(ReplicaId, Clocks)> {
+    let stranger = |from: &ReplicaId| !node.peers().contains_key(from) && node.state().log(from).is_none();
     match input {
         Input::Receive(Message::TransferRequest { from, clocks, .. }) => Some((from.clone(), clocks.clone())),
-        Input::Receive(Message::Heartbeat { from, clocks, .. }) if node.state().is_retired_id(from) => {
+        Input::Receive(Message::Heartbeat { from, clocks, .. })
+            if node.state().is_retired_id(from) || stranger(from) =>
+        {
             Some((from.clone(), clocks.clone()))
         }
         _ => None,
@@ -119,6 +123,7 @@ mod tests {
             from: from.clone(),
             clocks: Default::default(),
             delta: None,
+            uptime_ms: 0,
         })
     }
 

@@ -27,6 +27,13 @@ pub struct Config {
     /// How long a transfer request stays outstanding before it may be sent
     /// again to the same peer.
     pub transfer_timeout_ms: u64,
+    /// How long a departed base's retirement watermark is kept before it may
+    /// be forgotten (once no peer names the base either). Must exceed the
+    /// permdown period. This is also the stated bound of the world the node
+    /// assumes: no message arrives more than half of it after it was sent,
+    /// and no clock jumps forward by half of it or more (see
+    /// [`crate::Node`]'s forgetting). Not a Phoenix setting: one hour.
+    pub retirement_memory_ms: u64,
 }
 
 impl Default for Config {
@@ -41,6 +48,7 @@ impl Default for Config {
             clock_sample_periods: 2,
             max_delta_sizes: vec![100, 1_000, 10_000],
             transfer_timeout_ms: 3_000,
+            retirement_memory_ms: 3_600_000,
         }
     }
 }
@@ -63,6 +71,9 @@ pub enum ConfigError {
     },
     /// `permdown_period_ms` does not exceed `down_period_ms`.
     PermdownNotAfterDown,
+    /// `retirement_memory_ms` does not exceed `permdown_period_ms`: a
+    /// watermark could be forgotten before every peer permdowned its base.
+    MemoryNotAfterPermdown,
     /// An empty heartbeat would come later than `down_period_ms`, so a quiet
     /// but healthy peer would be marked down.
     SilenceLongerThanDown,
@@ -82,6 +93,9 @@ impl fmt::Display for ConfigError {
                 "down_period_ms is {down_period_ms}; it must be at least twice the broadcast period ({minimum_ms})"
             ),
             Self::PermdownNotAfterDown => write!(f, "permdown_period_ms must exceed down_period_ms"),
+            Self::MemoryNotAfterPermdown => {
+                write!(f, "retirement_memory_ms must exceed permdown_period_ms")
+            }
             Self::SilenceLongerThanDown => write!(
                 f,
                 "max_silent_periods x broadcast_period_ms must be shorter than down_period_ms"
@@ -114,6 +128,9 @@ impl Config {
         }
         if self.permdown_period_ms <= self.down_period_ms {
             return Err(ConfigError::PermdownNotAfterDown);
+        }
+        if self.retirement_memory_ms <= self.permdown_period_ms {
+            return Err(ConfigError::MemoryNotAfterPermdown);
         }
         let silence_ms = self
             .broadcast_period_ms
@@ -157,6 +174,11 @@ mod tests {
             ..base.clone()
         };
         assert_eq!(permdown.validate(), Err(ConfigError::PermdownNotAfterDown));
+        let memory = Config {
+            retirement_memory_ms: base.permdown_period_ms,
+            ..base.clone()
+        };
+        assert_eq!(memory.validate(), Err(ConfigError::MemoryNotAfterPermdown));
         let zero = Config {
             broadcast_period_ms: 0,
             ..base.clone()

@@ -33,6 +33,22 @@
 //! - **Heal after permdown.** A peer that talks although we retired it gets
 //!   our state in reply; its watermark tells it it was retired, and it
 //!   re-asserts its presences under a new incarnation, announced at once.
+//! - **Forgetting departed bases.** A retired base's watermark is kept
+//!   `retirement_memory_ms` (one hour by default) and then forgotten, once
+//!   no peer is of that base or names one of its retired incarnations, so
+//!   a cluster whose node names are never reused (pods) keeps one watermark
+//!   per live base plus those of the last hour. It is safe because a
+//!   retired incarnation's data reaches a node only from itself or in an
+//!   extract the node asked for, which carries only replicas the node names
+//!   (and only the watermarks that concern it, so a peer does not teach a
+//!   forgotten one again). What is left is the incarnation itself coming
+//!   back from a long partition: heartbeats and transfer requests carry
+//!   the sender's uptime, and a node that has forgotten refuses a replica
+//!   it does not know that started more than half a memory before its
+//!   last forgetting, retiring it again and telling it so; it comes back as
+//!   a new incarnation. A transfer from a sender that is not a peer gives
+//!   only its watermarks. The stated bounds: no message arrives half a
+//!   memory after it was sent, and no clock jumps forward by half a memory.
 //!
 //! # A message sequence
 //!

@@ -33,11 +33,16 @@ pub enum Mark {
     HealedPeerShown,
     /// The clock stepped back and the node rode it out.
     ClockSteppedBack,
+    /// A departed base's retirement watermark was forgotten.
+    WatermarkForgotten,
+    /// A replica unknown here and older than a forgotten watermark was
+    /// retired rather than taken in.
+    OldStrangerRefused,
 }
 
 impl Mark {
     /// Every mark, in order.
-    pub const ALL: [Mark; 12] = [
+    pub const ALL: [Mark; 14] = [
         Mark::DownDetected,
         Mark::PermdownOfSilentPeer,
         Mark::GracefulPermdown,
@@ -50,6 +55,8 @@ impl Mark {
         Mark::HealAfterPermdown,
         Mark::HealedPeerShown,
         Mark::ClockSteppedBack,
+        Mark::WatermarkForgotten,
+        Mark::OldStrangerRefused,
     ];
 
     /// Its name, in kebab case, as tables and result files show it.
@@ -67,6 +74,8 @@ impl Mark {
             Mark::HealAfterPermdown => "heal-after-permdown",
             Mark::HealedPeerShown => "healed-peer-shown",
             Mark::ClockSteppedBack => "clock-stepped-back",
+            Mark::WatermarkForgotten => "watermark-forgotten",
+            Mark::OldStrangerRefused => "old-stranger-refused",
         }
     }
 }

@@ -3,8 +3,8 @@
 //! Every message is a JSON object with a `type` and the sender (`from`):
 //!
 //! ```json
-//! {"type":"heartbeat","from":"a@1","clocks":{"a@1":3,"b@1":5},"delta":<delta or null>}
-//! {"type":"transfer_request","from":"a@1","clocks":{"a@1":3},"full":false}
+//! {"type":"heartbeat","from":"a@1","uptime_ms":90000,"clocks":{"a@1":3,"b@1":5},"delta":<delta or null>}
+//! {"type":"transfer_request","from":"a@1","uptime_ms":90000,"clocks":{"a@1":3},"full":false}
 //! {"type":"transfer_ack","from":"b@1","delta":<delta>}
 //! {"type":"transfer_ack","from":"b@1","state":<state>}
 //! {"type":"graceful_permdown","from":"a@1"}
@@ -47,6 +47,10 @@ pub enum Message {
         clocks: Clocks,
         /// The sender's own changes since its previous heartbeat.
         delta: Option<Delta>,
+        /// How long the sender's incarnation has run, by its own clock: a
+        /// receiver that has forgotten old retirements refuses a replica
+        /// it does not know that is older than what it forgot.
+        uptime_ms: u64,
     },
     /// "I lag behind you; here is what I have."
     TransferRequest {
@@ -56,6 +60,8 @@ pub enum Message {
         clocks: Clocks,
         /// Ask for the state even if a delta could do (a delta did not connect).
         full: bool,
+        /// How long the asker's incarnation has run (see `Heartbeat`).
+        uptime_ms: u64,
     },
     /// The answer to a transfer request.
     TransferAck {
@@ -79,14 +85,24 @@ impl Message {
         use std::hash::Hash as _;
         (self.kind(), self.from()).hash(hasher);
         match self {
-            Self::Heartbeat { clocks, delta, .. } => {
-                clocks.hash(hasher);
+            Self::Heartbeat {
+                clocks,
+                delta,
+                uptime_ms,
+                ..
+            } => {
+                (clocks, uptime_ms).hash(hasher);
                 delta.is_some().hash(hasher);
                 if let Some(delta) = delta {
                     delta.hash_canonical(hasher);
                 }
             }
-            Self::TransferRequest { clocks, full, .. } => (clocks, full).hash(hasher),
+            Self::TransferRequest {
+                clocks,
+                full,
+                uptime_ms,
+                ..
+            } => (clocks, full, uptime_ms).hash(hasher),
             Self::TransferAck { transfer, .. } => match transfer {
                 Transfer::Delta(delta) => {
                     0u8.hash(hasher);
@@ -114,16 +130,27 @@ impl Message {
         self.kind().hash(hasher);
         hash_id_renamed(self.from(), rename, hasher);
         match self {
-            Self::Heartbeat { clocks, delta, .. } => {
+            Self::Heartbeat {
+                clocks,
+                delta,
+                uptime_ms,
+                ..
+            } => {
                 hash_per_replica_renamed(clocks, rename, hasher);
+                uptime_ms.hash(hasher);
                 delta.is_some().hash(hasher);
                 if let Some(delta) = delta {
                     delta.hash_renamed(rename, hasher);
                 }
             }
-            Self::TransferRequest { clocks, full, .. } => {
+            Self::TransferRequest {
+                clocks,
+                full,
+                uptime_ms,
+                ..
+            } => {
                 hash_per_replica_renamed(clocks, rename, hasher);
-                full.hash(hasher);
+                (full, uptime_ms).hash(hasher);
             }
             Self::TransferAck { transfer, .. } => match transfer {
                 Transfer::Delta(delta) => {
@@ -228,7 +255,14 @@ impl Message {
         out.extend_from_slice(br#","from":"#);
         push_json(&mut out, &self.from().to_string());
         match self {
-            Self::Heartbeat { clocks, delta, .. } => {
+            Self::Heartbeat {
+                clocks,
+                delta,
+                uptime_ms,
+                ..
+            } => {
+                out.extend_from_slice(br#","uptime_ms":"#);
+                push_json(&mut out, uptime_ms);
                 out.extend_from_slice(br#","clocks":"#);
                 push_clocks(&mut out, clocks);
                 out.extend_from_slice(br#","delta":"#);
@@ -237,7 +271,14 @@ impl Message {
                     None => out.extend_from_slice(b"null"),
                 }
             }
-            Self::TransferRequest { clocks, full, .. } => {
+            Self::TransferRequest {
+                clocks,
+                full,
+                uptime_ms,
+                ..
+            } => {
+                out.extend_from_slice(br#","uptime_ms":"#);
+                push_json(&mut out, uptime_ms);
                 out.extend_from_slice(br#","clocks":"#);
                 push_clocks(&mut out, clocks);
                 out.extend_from_slice(br#","full":"#);
@@ -294,6 +335,8 @@ struct MessageIn<'a> {
     state: Option<&'a RawValue>,
     #[serde(default)]
     full: Option<bool>,
+    #[serde(default)]
+    uptime_ms: Option<WireInt>,
 }
 
 fn decode_clocks(clocks: UniqueMap<WireInt>) -> Result<Clocks, MessageError> {
@@ -321,25 +364,45 @@ impl MessageIn<'_> {
         match kind {
             "heartbeat" => {
                 if self.state.is_some() || self.full.is_some() {
-                    return Err(shape("only clocks and delta may follow from"));
+                    return Err(shape("only uptime_ms, clocks and delta may follow from"));
                 }
+                let uptime_ms = clock(
+                    "uptime_ms",
+                    self.uptime_ms.ok_or_else(|| shape("uptime_ms missing"))?,
+                    false,
+                )?;
                 let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
                 let delta = match self.delta {
                     Some(raw) if raw.get() != "null" => Some(delta(raw)?),
                     _ => None,
                 };
-                Ok(Message::Heartbeat { from, clocks, delta })
+                Ok(Message::Heartbeat {
+                    from,
+                    clocks,
+                    delta,
+                    uptime_ms,
+                })
             }
             "transfer_request" => {
                 if self.state.is_some() || self.delta.is_some() {
-                    return Err(shape("only clocks and full may follow from"));
+                    return Err(shape("only uptime_ms, clocks and full may follow from"));
                 }
+                let uptime_ms = clock(
+                    "uptime_ms",
+                    self.uptime_ms.ok_or_else(|| shape("uptime_ms missing"))?,
+                    false,
+                )?;
                 let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
                 let full = self.full.ok_or_else(|| shape("full missing"))?;
-                Ok(Message::TransferRequest { from, clocks, full })
+                Ok(Message::TransferRequest {
+                    from,
+                    clocks,
+                    full,
+                    uptime_ms,
+                })
             }
             "transfer_ack" => {
-                if self.clocks.is_some() || self.full.is_some() {
+                if self.clocks.is_some() || self.full.is_some() || self.uptime_ms.is_some() {
                     return Err(shape("only a delta or a state may follow from"));
                 }
                 let transfer = match (self.delta, self.state) {
@@ -356,6 +419,7 @@ impl MessageIn<'_> {
                     || self.delta.is_some()
                     || self.state.is_some()
                     || self.full.is_some()
+                    || self.uptime_ms.is_some()
                 {
                     return Err(shape("nothing may follow from"));
                 }
@@ -403,21 +467,31 @@ mod tests {
                 from: from.clone(),
                 clocks: clocks.clone(),
                 delta: Some(delta.clone()),
+                uptime_ms: 7,
             },
             Message::Heartbeat {
                 from: from.clone(),
                 clocks: clocks.clone(),
                 delta: None,
+                uptime_ms: 7,
+            },
+            Message::Heartbeat {
+                from: from.clone(),
+                clocks: clocks.clone(),
+                delta: None,
+                uptime_ms: 8,
             },
             Message::TransferRequest {
                 from: from.clone(),
                 clocks: clocks.clone(),
                 full: true,
+                uptime_ms: 7,
             },
             Message::TransferRequest {
                 from: from.clone(),
                 clocks,
                 full: false,
+                uptime_ms: 7,
             },
             Message::TransferAck {
                 from: from.clone(),
@@ -448,16 +522,19 @@ mod tests {
             from: from.clone(),
             clocks: clocks.clone(),
             delta: Some(delta.clone()),
+            uptime_ms: 0,
         });
         round_trip(&Message::Heartbeat {
             from: from.clone(),
             clocks: clocks.clone(),
             delta: None,
+            uptime_ms: 90_000,
         });
         round_trip(&Message::TransferRequest {
             from: from.clone(),
             clocks,
             full: true,
+            uptime_ms: 90_000,
         });
         round_trip(&Message::TransferAck {
             from: from.clone(),
@@ -491,6 +568,24 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            refused(r#"{"type":"transfer_request","from":"a@1","clocks":{},"full":true}"#),
+            MessageError::Shape {
+                kind: "transfer_request",
+                problem: "uptime_ms missing",
+            }
+        );
+        assert!(matches!(
+            refused(r#"{"type":"heartbeat","from":"a@1","uptime_ms":-5,"clocks":{},"delta":null}"#),
+            MessageError::Decode(DecodeError::InvalidClock {
+                field: "uptime_ms",
+                ..
+            })
+        ));
+        assert!(matches!(
+            refused(r#"{"type":"graceful_permdown","from":"a@1","uptime_ms":1}"#),
+            MessageError::Shape { .. }
+        ));
         assert!(matches!(
             refused(r#"{"type":"graceful_permdown","from":"a@1","full":true}"#),
             MessageError::Shape { .. }
@@ -503,16 +598,20 @@ mod tests {
             }
         ));
         assert!(matches!(
-            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":-1},"delta":null}"#),
+            refused(r#"{"type":"heartbeat","from":"a@1","uptime_ms":0,"clocks":{"a@1":-1},"delta":null}"#),
             MessageError::Decode(DecodeError::InvalidClock { .. })
         ));
         assert!(matches!(
-            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":1,"a@1":2},"delta":null}"#),
+            refused(
+                r#"{"type":"heartbeat","from":"a@1","uptime_ms":0,"clocks":{"a@1":1,"a@1":2},"delta":null}"#
+            ),
             MessageError::Decode(DecodeError::Json { .. })
         ));
         // Two spellings of one replica are two keys to serde, one to us.
         assert_eq!(
-            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{"a@1":1,"a@01":2},"delta":null}"#),
+            refused(
+                r#"{"type":"heartbeat","from":"a@1","uptime_ms":0,"clocks":{"a@1":1,"a@01":2},"delta":null}"#
+            ),
             MessageError::Decode(DecodeError::InvalidReplica {
                 text: "a@1".into(),
                 problem: "another key names the same replica",
@@ -523,7 +622,9 @@ mod tests {
             MessageError::Decode(DecodeError::InvalidReplica { .. })
         ));
         assert!(matches!(
-            refused(r#"{"type":"heartbeat","from":"a@1","clocks":{},"delta":{"replica":"a@1"}}"#),
+            refused(
+                r#"{"type":"heartbeat","from":"a@1","uptime_ms":0,"clocks":{},"delta":{"replica":"a@1"}}"#
+            ),
             MessageError::Decode(DecodeError::Json { .. })
         ));
         assert!(matches!(
@@ -549,6 +650,7 @@ mod tests {
                 from: ReplicaId::new("a", value),
                 clocks: [(ReplicaId::new("b", value), value)].into(),
                 delta: None,
+                uptime_ms: value,
             };
             assert_eq!(Message::from_json(&message.to_json()), Ok(message));
         }

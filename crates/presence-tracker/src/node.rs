@@ -2,6 +2,7 @@
 //! a pure state machine `handle(input, now) -> outputs`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use presence_core::{Diff, EntryError, LocalError, ReplicaId, State};
 use serde_json::Value;
@@ -192,6 +193,13 @@ pub struct Node {
     stopped: bool,
     /// The latest time an input came with (see [`Node::handle`]).
     clock_ms: u64,
+    /// How long this incarnation has run: the sum of the forward steps of
+    /// the times inputs came with (a step back adds nothing).
+    uptime_ms: u64,
+    /// Per retired base but our own: its watermark, and when we learned it.
+    retired_since: BTreeMap<Arc<str>, (u64, u64)>,
+    /// When a watermark was last forgotten, if one ever was.
+    forgot_at_ms: Option<u64>,
 }
 
 impl Node {
@@ -209,6 +217,9 @@ impl Node {
             periods: 0,
             stopped: false,
             clock_ms: now_ms,
+            uptime_ms: 0,
+            retired_since: BTreeMap::new(),
+            forgot_at_ms: None,
         })
     }
 
@@ -335,6 +346,9 @@ impl Node {
         if now_ms < self.clock_ms && !sabotage::active(Sabotage::NoClockStepBack) {
             self.clock_stepped_back(now_ms);
         }
+        self.uptime_ms = self
+            .uptime_ms
+            .saturating_add(now_ms.saturating_sub(self.clock_ms));
         self.clock_ms = now_ms;
         let mut out = Vec::new();
         match input {
@@ -370,6 +384,7 @@ impl Node {
                 }));
             }
         }
+        self.note_retirements(now_ms);
         Ok(out)
     }
 
@@ -385,12 +400,116 @@ impl Node {
         }
         let next = now_ms.saturating_add(self.config.broadcast_period_ms);
         self.next_broadcast_ms = self.next_broadcast_ms.min(next);
+        for (_, since_ms) in self.retired_since.values_mut() {
+            *since_ms = (*since_ms).min(now_ms);
+        }
+        if let Some(forgot_at_ms) = &mut self.forgot_at_ms {
+            *forgot_at_ms = (*forgot_at_ms).min(now_ms);
+        }
+    }
+
+    // ----- forgetting departed bases -----------------------------------------------
+
+    /// Keeps `retired_since` in step with the state's watermarks: a new or
+    /// raised watermark starts its memory now.
+    fn note_retirements(&mut self, now_ms: u64) {
+        let own = self.state.replica().base();
+        let watermarks = self.state.retired();
+        let others = || watermarks.iter().filter(|(base, _)| base.as_ref() != own);
+        let unchanged = others().count() == self.retired_since.len()
+            && others().all(|(base, &watermark)| {
+                self.retired_since
+                    .get(base)
+                    .is_some_and(|&(known, _)| known == watermark)
+            });
+        if unchanged {
+            return;
+        }
+        let mut since = BTreeMap::new();
+        for (base, &watermark) in watermarks {
+            if base.as_ref() == own {
+                continue;
+            }
+            let learned_ms = match self.retired_since.get(base) {
+                Some(&(known, learned_ms)) if known == watermark => learned_ms,
+                _ => now_ms,
+            };
+            since.insert(Arc::clone(base), (watermark, learned_ms));
+        }
+        self.retired_since = since;
+    }
+
+    /// Forgets the watermark of each departed base held for the retirement
+    /// memory that nothing here still names: no peer of that base (a live
+    /// successor keeps it, so it stays bounded by the live bases), no
+    /// peer's clocks naming one of its retired incarnations.
+    ///
+    /// Why this cannot bring a retired incarnation back: its data reaches a
+    /// node only from itself or in an extract the node asked for, and an
+    /// extract carries only replicas the asker names, which a retired one
+    /// no longer is; a message of it still in flight is older than the
+    /// stated bound (half the memory); and the incarnation itself, should
+    /// it come back from a long partition, is older than what was
+    /// forgotten, which the age check in `on_message` refuses.
+    fn forget_departed(&mut self, now_ms: u64) {
+        if sabotage::active(Sabotage::KeepWatermarks) {
+            return;
+        }
+        let memory_ms = self.config.retirement_memory_ms;
+        let due: Vec<Arc<str>> = self
+            .retired_since
+            .iter()
+            .filter(|&(base, &(watermark, since_ms))| {
+                now_ms.saturating_sub(since_ms) >= memory_ms && !self.still_names(base, watermark)
+            })
+            .map(|(base, _)| Arc::clone(base))
+            .collect();
+        for base in due {
+            self.state.forget_retirement(&base);
+            self.retired_since.remove(&base);
+            self.forgot_at_ms = Some(now_ms);
+            marks::hit(Mark::WatermarkForgotten);
+        }
+    }
+
+    /// Whether a peer is of `base`, or names one of its incarnations up to
+    /// `watermark` in its clocks.
+    fn still_names(&self, base: &str, watermark: u64) -> bool {
+        self.peers.iter().any(|(id, peer)| {
+            id.base() == base
+                || peer
+                    .clocks
+                    .keys()
+                    .any(|named| named.base() == base && named.incarnation() <= watermark)
+        })
+    }
+
+    /// Whether `from`, a replica this node does not know, started before
+    /// half a retirement memory ahead of the last forgetting: it may be an
+    /// incarnation that was retired and forgotten, back from a partition,
+    /// so it is retired again (and told so) rather than taken in. A new
+    /// replica is younger; an old one this node never knew reincarnates
+    /// once, which costs its presences a leave and a join, nothing more.
+    fn older_than_forgotten(&self, from: &ReplicaId, uptime_ms: u64, now_ms: u64) -> bool {
+        let Some(forgot_at_ms) = self.forgot_at_ms else {
+            return false;
+        };
+        if sabotage::active(Sabotage::AcceptOldStrangers)
+            || self.peers.contains_key(from)
+            || self.state.log(from).is_some()
+        {
+            return false;
+        }
+        let born_ms = now_ms.saturating_sub(uptime_ms);
+        born_ms.saturating_add(self.config.retirement_memory_ms / 2) < forgot_at_ms
     }
 
     // ----- timers -------------------------------------------------------------------
 
     fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         self.detect_failures(now_ms, out);
+        self.note_retirements(now_ms);
+        self.forget_departed(now_ms);
         let timeout = self.config.transfer_timeout_ms;
         self.pending
             .retain(|_, &mut asked_ms| now_ms < asked_ms.saturating_add(timeout));
@@ -472,6 +591,7 @@ impl Node {
             from: self.replica().clone(),
             clocks: self.state.clocks(),
             delta,
+            uptime_ms: self.uptime_ms,
         }
     }
 
@@ -524,6 +644,16 @@ impl Node {
             self.tell_retired(&from, &message, out);
             return;
         }
+        if let Message::Heartbeat { uptime_ms, .. } | Message::TransferRequest { uptime_ms, .. } = &message {
+            if self.older_than_forgotten(&from, *uptime_ms, now_ms) {
+                marks::hit(Mark::OldStrangerRefused);
+                if let Ok(diff) = self.state.remove_down_replica(&from) {
+                    push_diff(out, diff);
+                }
+                self.tell_retired(&from, &message, out);
+                return;
+            }
+        }
         match message {
             Message::Heartbeat { clocks, delta, .. } => {
                 self.hear(&from, Some(clocks), now_ms, out);
@@ -554,11 +684,19 @@ impl Node {
             Message::TransferAck { transfer, .. } => {
                 // Merged even from a retired sender: the merge ignores its
                 // log but takes its watermarks, which is how two sides that
-                // permdowned each other learn it and reincarnate.
+                // permdowned each other learn it and reincarnate. From a
+                // sender that is not a peer (we asked nothing of it), only
+                // the watermarks are taken: what it holds may be of an
+                // incarnation this node retired and has since forgotten.
                 self.pending.remove(&from);
-                if !retired_sender {
-                    self.hear(&from, None, now_ms, out);
+                if !self.peers.contains_key(&from) {
+                    if let Transfer::State(snapshot) = &transfer {
+                        push_diff(out, self.state.merge_snapshot(&snapshot.watermarks_only()));
+                    }
+                    self.after_merge(out);
+                    return;
                 }
+                self.hear(&from, None, now_ms, out);
                 match transfer {
                     Transfer::Delta(_) if buggify::fires(Hook::ForceFullStateFallback) => {
                         marks::hit(Mark::TransferFallbackToFullState);
@@ -674,6 +812,7 @@ impl Node {
                 from: self.replica().clone(),
                 clocks: self.state.clocks(),
                 full,
+                uptime_ms: self.uptime_ms,
             },
         });
     }
@@ -765,6 +904,7 @@ impl Node {
             .reincarnate(incarnation)
             .expect("the next incarnation is always accepted");
         push_diff(out, diff);
+        self.uptime_ms = 0;
         out.push(Output::Event(ReplicaEvent::Reincarnated {
             old,
             new: self.replica().clone(),

@@ -532,6 +532,12 @@ impl ProtocolModelCfg {
             clock_sample_periods: 1,
             max_delta_sizes: vec![4, 16],
             transfer_timeout_ms: 1_000,
+            // Past every tick budget: forgetting rests on bounds on message
+            // age and clock rates that this asynchronous model does not
+            // have (its network holds a message forever, and one node may
+            // tick many times while another ticks none), so the model keeps
+            // every watermark; the simulator checks forgetting.
+            retirement_memory_ms: 1_000_000,
         };
         let actor = TrackerActor {
             config,

@@ -40,10 +40,55 @@ impl World {
             result = check_mirror_matches(&sim_node.mirror, state)
                 .and_then(|()| check_safety(state, &mut inputs))
                 .and_then(|()| check_node_forgets(node));
+            if result.is_ok() {
+                result = self.check_departed_forgotten(index);
+            }
         }
         if let Err(violation) = result {
             self.violate(index, violation);
         }
+    }
+
+    /// I7 per departed base, from the world's truth: a node keeps a
+    /// departed node's retirement watermark no longer than the time to
+    /// permdown it (twice over: once to notice, once more for a peer that
+    /// still named it to be permdowned or heard again), plus the retirement
+    /// memory stretched by the worst drift, plus what forgetting tolerates
+    /// of delays and jumps, plus a few heartbeats for peers' clocks to show
+    /// the base gone.
+    fn check_departed_forgotten(&self, index: usize) -> Result<(), Violation> {
+        let Some(node) = &self.nodes[index].node else {
+            return Ok(());
+        };
+        let config = &self.config;
+        let drift = 1.0 + 2.0 * self.scenario.clock.max_drift_ppm as f64 / 1e6;
+        let memory_ms = (config.retirement_memory_ms as f64 * drift) as u64;
+        let heartbeats_ms = (u64::from(config.max_silent_periods) + 2) * config.broadcast_period_ms;
+        let within_ms = 2 * config.permdown_period_ms
+            + memory_ms
+            + self.scenario.forgetting_tolerates_ms()
+            + 2 * config.down_period_ms
+            + heartbeats_ms;
+        for base in node.state().retired().keys() {
+            let Some(departed_ms) = super::node_index_of_base(base)
+                .and_then(|index| self.nodes.get(index))
+                .and_then(|sim_node| sim_node.departed_at_ms)
+            else {
+                continue;
+            };
+            if self.now_ms > departed_ms.saturating_add(within_ms) {
+                return Err(Violation {
+                    invariant: Invariant::BoundedMemory,
+                    detail: format!(
+                        "{} still keeps the watermark of {base}, which departed at {departed_ms} ms, \
+                         {} ms later (past {within_ms} ms)",
+                        node.replica(),
+                        self.now_ms - departed_ms
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// I10 on node `index` right after its tick: on the clock it was

@@ -71,7 +71,7 @@ impl World {
                 } else {
                     self.crash(*node);
                 }
-                self.nodes[*node].departed = true;
+                self.nodes[*node].departed_at_ms = Some(self.now_ms);
                 format!("depart {node}{}", if *graceful { " (graceful)" } else { "" })
             }
             Fault::ClockJump { node, by_ms, .. } => {
@@ -107,7 +107,7 @@ impl World {
     /// Node `index` starts again as a new incarnation, unless it left for
     /// good.
     pub(super) fn restart(&mut self, index: usize) {
-        if self.nodes[index].departed {
+        if self.nodes[index].departed_at_ms.is_some() {
             return;
         }
         self.crash(index);
@@ -266,8 +266,12 @@ impl World {
     /// Node `node` leaves for good, by a crash or (half the time) an
     /// orderly shutdown, unless that would leave fewer than two nodes.
     pub(super) fn depart_for_good(&mut self, node: usize) {
-        let staying = self.nodes.iter().filter(|sim_node| !sim_node.departed).count();
-        if self.nodes[node].departed || staying <= 2 {
+        let staying = self
+            .nodes
+            .iter()
+            .filter(|sim_node| sim_node.departed_at_ms.is_none())
+            .count();
+        if self.nodes[node].departed_at_ms.is_some() || staying <= 2 {
             return;
         }
         let graceful = self.fault_rng.chance(0.5);

@@ -60,8 +60,9 @@ struct SimNode {
     /// Per client, the (topic, key) it tracks.
     clients: Vec<BTreeSet<(usize, usize)>>,
     steps: u64,
-    /// Left for good: never restarted, not even to heal.
-    departed: bool,
+    /// When (true time) it left for good, if it did: never restarted, not
+    /// even to heal.
+    departed_at_ms: Option<u64>,
     /// How its machine's clock is off; kept across restarts.
     clock: NodeClock,
     /// True time it last broadcast, started or resumed (I10: a running
@@ -109,7 +110,7 @@ impl SimNode {
             diffs_fingerprint: 0,
             clients: vec![BTreeSet::new(); clients],
             steps: 0,
-            departed: false,
+            departed_at_ms: None,
             clock: NodeClock::default(),
             last_spoke_ms: 0,
         }
@@ -188,7 +189,11 @@ fn node_id(index: usize, incarnation: u64) -> ReplicaId {
 }
 
 fn node_index(replica: &ReplicaId) -> Option<usize> {
-    replica.base().strip_prefix('n')?.parse().ok()
+    node_index_of_base(replica.base())
+}
+
+fn node_index_of_base(base: &str) -> Option<usize> {
+    base.strip_prefix('n')?.parse().ok()
 }
 
 impl World {

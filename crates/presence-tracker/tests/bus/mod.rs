@@ -27,6 +27,7 @@ pub fn test_config() -> Config {
         clock_sample_periods: 2,
         max_delta_sizes: vec![10, 100, 1_000],
         transfer_timeout_ms: 2_000,
+        retirement_memory_ms: 120_000,
     }
 }
 
