@@ -201,7 +201,8 @@ impl State {
     /// is refused whole with [`DeltaError::Gap`] and changes nothing. Deltas of
     /// this replica and of retired replicas are ignored (empty diff).
     pub fn merge_delta(&mut self, delta: &Delta) -> Result<Diff, DeltaError> {
-        if delta.replica == self.replica || self.is_retired_id(&delta.replica) {
+        let retired = self.is_retired_id(&delta.replica) && !sabotage::active(Sabotage::ZombiesAccepted);
+        if delta.replica == self.replica || retired {
             return Ok(Diff::default());
         }
         let have = self.log(&delta.replica).map_or(0, |log| log.context);
@@ -332,6 +333,14 @@ impl State {
 /// Clocks `local` holds that `remote` has observed but does not hold, found by
 /// walking both value maps in step (no per-entry lookups).
 fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
+    if sabotage::active(Sabotage::RemovedWithoutObserving) {
+        return local
+            .values
+            .keys()
+            .filter(|clock| !remote.values.contains_key(clock))
+            .copied()
+            .collect();
+    }
     let mut removed = Vec::new();
     let mut remote_clocks = remote
         .values

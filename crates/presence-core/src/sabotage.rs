@@ -50,6 +50,50 @@ pub enum Sabotage {
     /// retired incarnation back from a long partition returns with its
     /// old tags (caught by I3).
     AcceptOldStrangers,
+    /// The next own clock is the last one observed, not one above it: a
+    /// plain off-by-one that issues a clock twice (bug class B9).
+    ClockNotAdvanced,
+    /// A local leave also removes other replicas' entries of the same pid,
+    /// topic and key, which only their owners may remove (B14).
+    LeaveForeign,
+    /// A full-log merge removes every local entry the remote does not hold,
+    /// observed or not: a stale transfer overwrites newer entries (B1).
+    RemovedWithoutObserving,
+    /// A retired incarnation's messages and deltas are taken as live, both
+    /// where the node screens senders and where the state merges deltas:
+    /// the zombie of a restarted node comes back (B8).
+    ZombiesAccepted,
+    /// A merged join replaces whatever other replicas' entries of the same
+    /// pid, topic and key the state holds: the last merged wins, so the
+    /// result depends on merge order (B3).
+    LastMergedWins,
+    /// A new incarnation heard from does not retire the older ones at once:
+    /// the old incarnation's entries stay beside the new one's (B11).
+    OldIncarnationLingers,
+}
+
+impl Sabotage {
+    /// Every switch, in declaration order.
+    pub const ALL: [Sabotage; 18] = [
+        Sabotage::MergeGapDelta,
+        Sabotage::UpdateDropsRemoval,
+        Sabotage::LeaveTakesNoClock,
+        Sabotage::SkipCompaction,
+        Sabotage::ForgetWatermark,
+        Sabotage::LateDown,
+        Sabotage::KeepRetiredPeers,
+        Sabotage::WholeState,
+        Sabotage::NoClockStepBack,
+        Sabotage::SwappedDownDiff,
+        Sabotage::KeepWatermarks,
+        Sabotage::AcceptOldStrangers,
+        Sabotage::ClockNotAdvanced,
+        Sabotage::LeaveForeign,
+        Sabotage::RemovedWithoutObserving,
+        Sabotage::ZombiesAccepted,
+        Sabotage::LastMergedWins,
+        Sabotage::OldIncarnationLingers,
+    ];
 }
 
 /// The switch on, as `Sabotage as u8 + 1`, or 0. Global rather than per

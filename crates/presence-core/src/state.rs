@@ -181,9 +181,46 @@ impl State {
     /// advances the context, and a peer that missed it can tell by clocks
     /// alone that it lacks something (anti-entropy then repairs it).
     pub fn leave(&mut self, pid: &str, topic: &str, key: &str) -> Diff {
-        match self.own_dot(pid, topic, key) {
+        let mut diff = match self.own_dot(pid, topic, key) {
             Some(dot) => self.remove_own(&[dot.clock]),
             None => Diff::default(),
+        };
+        if crate::sabotage::active(crate::sabotage::Sabotage::LeaveForeign) {
+            diff.append(self.remove_same_names(pid, topic, key, self.own));
+        }
+        diff
+    }
+
+    /// The slips behind `Sabotage::LeaveForeign` (B14) and
+    /// `Sabotage::LastMergedWins` (B3): the entries of `pid` under `key` on
+    /// `topic` of every slot but `except`, removed here.
+    fn remove_same_names(&mut self, pid: &str, topic: &str, key: &str, except: Slot) -> Diff {
+        let mut doomed = Vec::new();
+        for &slot in self.slot_of.values() {
+            if slot == except {
+                continue;
+            }
+            let known = self.known(slot);
+            for clock in known.indexes.by_pid(pid) {
+                let matches =
+                    known.log.values.get(&clock).is_some_and(|entry| {
+                        &*entry.pid == pid && &*entry.topic == topic && &*entry.key == key
+                    });
+                if matches {
+                    doomed.push(Dot { slot, clock });
+                }
+            }
+        }
+        let leaves = doomed
+            .into_iter()
+            .filter_map(|dot| {
+                let visible = self.is_visible(dot.slot);
+                self.remove_value(dot).filter(|_| visible)
+            })
+            .collect();
+        Diff {
+            joins: Vec::new(),
+            leaves,
         }
     }
 
@@ -222,11 +259,11 @@ impl State {
     /// The next own clock: above everything observed of this replica, the
     /// cloud included, so no clock is ever issued twice (bug class B9).
     fn next_clock(&self) -> Result<u64, LocalError> {
-        self.known(self.own)
-            .log
-            .max_observed()
-            .checked_add(1)
-            .ok_or(LocalError::ClocksExhausted)
+        let observed = self.known(self.own).log.max_observed();
+        if crate::sabotage::active(crate::sabotage::Sabotage::ClockNotAdvanced) {
+            return Ok(observed.max(1));
+        }
+        observed.checked_add(1).ok_or(LocalError::ClocksExhausted)
     }
 
     /// Issues the next own clock and marks it observed.
@@ -308,6 +345,11 @@ impl State {
     /// Inserts a value (own or foreign) and its index entries.
     pub(crate) fn insert_value(&mut self, dot: Dot, entry: &Arc<Entry>) {
         let own = self.own;
+        if dot.slot != own && crate::sabotage::active(crate::sabotage::Sabotage::LastMergedWins) {
+            let (pid, topic, key) = (entry.pid.clone(), entry.topic.clone(), entry.key.clone());
+            let diff = self.remove_same_names(&pid, &topic, &key, dot.slot);
+            drop(diff);
+        }
         let known = self.known_mut(dot.slot);
         known.log.values.insert(dot.clock, Arc::clone(entry));
         known.indexes.insert(dot.clock, entry);

@@ -170,3 +170,57 @@ fn taking_in_an_old_stranger_after_forgetting_breaks_no_resurrection() {
         Invariant::NoResurrection,
     );
 }
+
+#[test]
+fn a_clock_issued_twice_breaks_causal_sanity() {
+    every_seed_breaks(
+        "restart-before-down",
+        Sabotage::ClockNotAdvanced,
+        Invariant::CausalSanity,
+    );
+}
+
+#[test]
+fn a_leave_that_removes_foreign_entries_breaks_own_authority() {
+    every_seed_breaks(
+        "permanent-departure",
+        Sabotage::LeaveForeign,
+        Invariant::OwnAuthority,
+    );
+}
+
+#[test]
+fn a_stale_transfer_that_overwrites_newer_entries_breaks_convergence() {
+    some_seed_breaks(
+        "lossy-dup-reorder",
+        Sabotage::RemovedWithoutObserving,
+        Invariant::Convergence,
+    );
+}
+
+#[test]
+fn zombies_of_retired_incarnations_break_convergence() {
+    every_seed_breaks(
+        "heal-after-permdown",
+        Sabotage::ZombiesAccepted,
+        Invariant::Convergence,
+    );
+}
+
+#[test]
+fn a_merge_where_the_last_join_wins_breaks_diff_exactness() {
+    every_seed_breaks(
+        "permanent-departure",
+        Sabotage::LastMergedWins,
+        Invariant::DiffExactness,
+    );
+}
+
+#[test]
+fn an_old_incarnation_left_beside_the_new_breaks_bounded_memory() {
+    some_seed_breaks(
+        "forgotten-partition",
+        Sabotage::OldIncarnationLingers,
+        Invariant::BoundedMemory,
+    );
+}

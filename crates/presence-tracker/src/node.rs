@@ -632,14 +632,15 @@ impl Node {
         // A late message of an incarnation older than one we hear is from
         // the dead: retire it rather than take it in as a peer, which
         // would show its presences until the down period.
-        if self.superseded(&from) {
+        let zombies = sabotage::active(Sabotage::ZombiesAccepted);
+        if self.superseded(&from) && !zombies {
             marks::hit(Mark::SupersededMessage);
             if let Ok(diff) = self.state.remove_down_replica(&from) {
                 push_diff(out, diff);
             }
             return;
         }
-        let retired_sender = self.state.is_retired_id(&from);
+        let retired_sender = self.state.is_retired_id(&from) && !zombies;
         if retired_sender && !matches!(message, Message::TransferAck { .. }) {
             self.tell_retired(&from, &message, out);
             return;
@@ -841,7 +842,7 @@ impl Node {
     }
 
     fn retire_older_incarnations(&mut self, from: &ReplicaId, out: &mut Vec<Output>) {
-        if from.incarnation() == 0 {
+        if from.incarnation() == 0 || sabotage::active(Sabotage::OldIncarnationLingers) {
             return;
         }
         let is_older = |id: &ReplicaId| id.base() == from.base() && id.incarnation() < from.incarnation();
