@@ -9,12 +9,21 @@
 //! update PID TOPIC KEY META_JSON
 //! untrack PID TOPIC KEY
 //! list TOPIC
+//! refusals                  (frames dropped so far, by reason)
 //! quit                      (graceful shutdown: peers drop our presences at once)
 //! ```
 //!
 //! Every diff and replica event is printed on stdout as one JSON line:
 //! `{"type":"presence_diff","topic":..,"payload":{"joins":..,"leaves":..}}`,
 //! `{"type":"replica","event":"down n1@..."}`, `{"type":"presence_state",..}`.
+//!
+//! Every datagram is a frame sealed under the cluster's secret
+//! (`presence_tracker::seal`), read from `--secret-file` or the
+//! `PRESENCE_SECRET` environment variable, never from the command line. The
+//! members are this node and the peers it is given; a frame that is forged,
+//! corrupted, replayed outside the window (`--window-ms`, judged by the wall
+//! clock) or from another base is dropped before it is parsed, with a
+//! warning on stderr, and counted: `refusals` on stdin prints the counts.
 //!
 //! Only loopback addresses are accepted, and the node stops by itself after
 //! `--max-runtime-secs`.
@@ -26,7 +35,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use presence_core::ReplicaId;
-use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent};
+use presence_tracker::seal::{RefusalKind, Refusals};
+use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent, Sealer, Secret};
 use serde_json::{json, Value};
 
 use crate::Failure;
@@ -58,6 +68,41 @@ pub struct NodeArgs {
     /// Stop by itself after this long.
     #[arg(long, default_value_t = 3_600)]
     pub max_runtime_secs: u64,
+    /// A file holding the cluster's secret (else `PRESENCE_SECRET`).
+    #[arg(long)]
+    pub secret_file: Option<std::path::PathBuf>,
+    /// Frames sent longer ago (or further ahead) than this, by the wall
+    /// clocks of sender and receiver, are refused as replays. Must exceed
+    /// the members' clock skew and stay under half the retirement memory.
+    #[arg(long, default_value_t = 120_000)]
+    pub window_ms: u64,
+}
+
+/// The cluster secret, from `--secret-file` or `PRESENCE_SECRET`.
+fn read_secret(args: &NodeArgs) -> Result<Secret, Failure> {
+    let text = match &args.secret_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|error| {
+            eprintln!("error: cannot read the secret file {}: {error}", path.display());
+            Failure::Usage
+        })?,
+        None => std::env::var("PRESENCE_SECRET").map_err(|_| {
+            eprintln!(
+                "error: presence node needs the cluster's secret: --secret-file PATH or PRESENCE_SECRET"
+            );
+            Failure::Usage
+        })?,
+    };
+    Secret::from_text(&text).map_err(|error| {
+        eprintln!("error: {error}");
+        Failure::Usage
+    })
+}
+
+/// The wall clock in milliseconds, for sealing and opening frames.
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 fn print_line(value: &Value) {
@@ -92,6 +137,7 @@ fn parse_peers(peers: &[String]) -> Result<BTreeMap<String, SocketAddr>, Failure
 enum Request {
     Input(Input),
     List(String),
+    Refusals,
 }
 
 fn parse_request(line: &str) -> Result<Request, String> {
@@ -134,6 +180,7 @@ fn parse_request(line: &str) -> Result<Request, String> {
             Ok(Request::Input(Input::Untrack { pid, topic, key }))
         }
         "list" => Ok(Request::List(field("topic")?)),
+        "refusals" => Ok(Request::Refusals),
         "quit" => Ok(Request::Input(Input::Shutdown)),
         other => Err(format!("unknown request {other:?}")),
     }
@@ -142,11 +189,21 @@ fn parse_request(line: &str) -> Result<Request, String> {
 struct Transport {
     socket: UdpSocket,
     peers: BTreeMap<String, SocketAddr>,
+    sealer: Sealer,
+    refusals: Refusals,
+}
+
+fn refusal_counts(refusals: &Refusals) -> Value {
+    RefusalKind::ALL
+        .iter()
+        .map(|&kind| (kind.name().to_owned(), json!(refusals.get(kind))))
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 impl Transport {
     fn send(&self, to: Option<&ReplicaId>, message: &Message) {
-        let bytes = message.to_json();
+        let bytes = self.sealer.seal(message, wall_ms());
         if bytes.len() > MAX_DATAGRAM {
             eprintln!(
                 "warning: a {} of {} bytes exceeds a datagram; dropped",
@@ -190,6 +247,7 @@ impl Transport {
 pub fn run(args: &NodeArgs) -> Result<(), Failure> {
     loopback(&args.listen)?;
     let peers = parse_peers(&args.peers)?;
+    let secret = read_secret(args)?;
     let config = Config {
         broadcast_period_ms: args.broadcast_ms,
         down_period_ms: args.down_ms,
@@ -222,7 +280,26 @@ pub fn run(args: &NodeArgs) -> Result<(), Failure> {
     })?;
     let tick = Duration::from_millis((args.broadcast_ms / 5).clamp(10, 200));
     socket.set_read_timeout(Some(tick)).map_err(|_| Failure::Usage)?;
-    let transport = Transport { socket, peers };
+    if args.window_ms == 0 || args.window_ms >= node.config().retirement_memory_ms / 2 {
+        eprintln!(
+            "error: --window-ms must be positive and under half the retirement memory ({} ms)",
+            node.config().retirement_memory_ms / 2
+        );
+        return Err(Failure::Usage);
+    }
+    let members = peers
+        .keys()
+        .map(String::as_str)
+        .chain([args.id.as_str()])
+        .map(std::sync::Arc::from)
+        .collect();
+    let sealer = Sealer::new(&secret, Some(members), args.window_ms);
+    let mut transport = Transport {
+        socket,
+        peers,
+        sealer,
+        refusals: Refusals::default(),
+    };
 
     let (requests, incoming) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -251,17 +328,26 @@ pub fn run(args: &NodeArgs) -> Result<(), Failure> {
                     let state = presence_core::presence_state(&presences);
                     print_line(&json!({"type": "presence_state", "topic": topic, "payload": state}));
                 }
+                Ok(Request::Refusals) => {
+                    print_line(&json!({"type": "refusals", "refused": refusal_counts(&transport.refusals)}))
+                }
                 Err(problem) => print_line(&json!({"type": "error", "error": problem})),
             }
         }
-        if let Ok((length, _from)) = transport.socket.recv_from(&mut buffer) {
-            match Message::from_json(&buffer[..length]) {
+        if let Ok((length, from)) = transport.socket.recv_from(&mut buffer) {
+            match transport.sealer.open(&buffer[..length], wall_ms()) {
                 Ok(message) => {
                     if let Ok(outputs) = node.handle(Input::Receive(message), now_ms) {
                         transport.carry_out(outputs);
                     }
                 }
-                Err(error) => eprintln!("warning: dropped a bad datagram: {error}"),
+                Err(refusal) => {
+                    transport.refusals.record(&refusal);
+                    eprintln!(
+                        "warning: dropped a datagram from {from} ({}): {refusal}",
+                        refusal.kind().name()
+                    );
+                }
             }
         }
         let now_ms = started.elapsed().as_millis() as u64;
@@ -274,6 +360,6 @@ pub fn run(args: &NodeArgs) -> Result<(), Failure> {
             transport.carry_out(outputs);
         }
     }
-    print_line(&json!({"type": "stopped"}));
+    print_line(&json!({"type": "stopped", "refused": refusal_counts(&transport.refusals)}));
     Ok(())
 }

@@ -89,3 +89,40 @@ fn a_swarm_that_never_reaches_a_required_mark_fails_with_its_own_code() {
     let (code, stderr) = presence(&["swarm", "--seeds", "1", "--require-mark", "no-such-mark"]);
     assert_eq!(code, Some(64), "{stderr}");
 }
+
+#[test]
+fn a_node_without_a_usable_secret_does_not_start() {
+    let node = |env: Option<&str>, extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_presence"));
+        command
+            .args([
+                "node",
+                "--id",
+                "n0",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-runtime-secs",
+                "1",
+            ])
+            .args(extra)
+            .env_remove("PRESENCE_SECRET");
+        if let Some(secret) = env {
+            command.env("PRESENCE_SECRET", secret);
+        }
+        let output = command.output().expect("presence runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = node(None, &[]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("PRESENCE_SECRET"), "{stderr}");
+    let (code, stderr) = node(Some("too short"), &[]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("16 to 1024 bytes"), "{stderr}");
+    let (code, stderr) = node(None, &["--secret-file", "/nonexistent/secret"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    let (code, stderr) = node(Some("a secret long enough to use"), &["--window-ms", "0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+}

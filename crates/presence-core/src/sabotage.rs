@@ -70,11 +70,15 @@ pub enum Sabotage {
     /// A new incarnation heard from does not retire the older ones at once:
     /// the old incarnation's entries stay beside the new one's (B11).
     OldIncarnationLingers,
+    /// Frames are opened without checking their tag, their age or their
+    /// sender's membership: forged, corrupted and replayed bytes reach the
+    /// node (caught by the forging nemesis's runs).
+    Unauthenticated,
 }
 
 impl Sabotage {
     /// Every switch, in declaration order.
-    pub const ALL: [Sabotage; 18] = [
+    pub const ALL: [Sabotage; 19] = [
         Sabotage::MergeGapDelta,
         Sabotage::UpdateDropsRemoval,
         Sabotage::LeaveTakesNoClock,
@@ -93,6 +97,7 @@ impl Sabotage {
         Sabotage::ZombiesAccepted,
         Sabotage::LastMergedWins,
         Sabotage::OldIncarnationLingers,
+        Sabotage::Unauthenticated,
     ];
 }
 

@@ -21,6 +21,9 @@ pub(crate) struct Envelope {
     pub(crate) sent_ms: u64,
     pub(crate) kind: &'static str,
     pub(crate) payload: Payload,
+    /// Made or altered by the forging nemesis: its refusal is expected,
+    /// where an honest frame's refusal is a harness error.
+    pub(crate) forged: bool,
 }
 
 /// Directed link state.

@@ -215,6 +215,12 @@ pub struct RandomFaults {
     /// Weight of a step of one node's clock, forward or back, by up to
     /// `clock.max_jump_ms`.
     pub clock_jump: u32,
+    /// Weight of the forging nemesis: a frame with a flipped bit, a cut
+    /// frame, a replay of an earlier frame (of any incarnation), or a
+    /// heartbeat from a stranger, sealed under another secret or under
+    /// the cluster's but from a base that is not a member. Needs
+    /// `network.encode_messages` (frames are bytes).
+    pub forge: u32,
 }
 
 /// Clock faults: each node's clock is drawn off the true time by an
@@ -632,6 +638,7 @@ impl Scenario {
                     faults.shutdown,
                     faults.depart,
                     faults.clock_jump,
+                    faults.forge,
                 ]
                 .iter()
                 .map(|&weight| u64::from(weight))
@@ -690,6 +697,32 @@ impl Scenario {
     /// most two down periods, or the whole fault phase if the scenario
     /// pauses or clogs by script), plus the largest forward clock jump.
     pub fn forgetting_tolerates_ms(&self) -> u64 {
+        let replays_ms = if self.random_faults.forge > 0 {
+            // A replay accepted within the window, judged against clocks
+            // up to twice the largest offset apart.
+            self.auth_window_ms()
+                .saturating_add(self.clock.max_offset_ms.saturating_mul(2))
+        } else {
+            0
+        };
+        self.honest_age_ms().saturating_add(replays_ms)
+    }
+
+    /// The replay window frames are opened with: a frame may arrive as old
+    /// as the network and faults make it, judged by a clock as far off the
+    /// sender's as offsets, jumps and drift allow.
+    pub fn auth_window_ms(&self) -> u64 {
+        let run_ms = self.fault_phase_ms.saturating_add(self.liveness_bound_ms);
+        let drift_ms = run_ms.saturating_mul(self.clock.max_drift_ppm) / 500_000;
+        self.honest_age_ms()
+            .saturating_add(self.clock.max_offset_ms.saturating_mul(2))
+            .saturating_add(drift_ms)
+            .saturating_add(1_000)
+    }
+
+    /// The oldest an honest message can be when it is handled, plus the
+    /// largest forward clock jump.
+    fn honest_age_ms(&self) -> u64 {
         let config = self.config();
         let scripted_hold = self
             .faults
@@ -789,6 +822,12 @@ impl Scenario {
                     "{} must be more than twice the oldest a message can arrive plus the largest clock jump ({tolerated} ms)",
                     config.retirement_memory_ms
                 ),
+            );
+        }
+        if self.random_faults.forge > 0 && !self.network.encode_messages {
+            return invalid(
+                "random_faults.forge",
+                "forges bytes, so it needs network.encode_messages = true".into(),
             );
         }
         if self.network.queue_limit == 0 {

@@ -31,6 +31,7 @@ pub fn draw(seed: u64) -> Scenario {
         shutdown: weight(&mut rng),
         depart: 0,
         clock_jump: 0,
+        forge: 0,
     };
     let rate = |rng: &mut SimRng, most: f64| {
         if rng.chance(0.5) {
@@ -97,6 +98,11 @@ pub fn draw(seed: u64) -> Scenario {
     };
     // The retirement memory: the shortest this world allows, or a little
     // longer, so a departed base is forgotten as soon as forgetting is safe.
+    // The forging nemesis in a third of the seeds (frames are always bytes
+    // here), before the memory, which must then tolerate its replays.
+    if rng.below(3) == 0 {
+        scenario.random_faults.forge = rng.between(1, 3) as u32;
+    }
     let least = scenario
         .forgetting_tolerates_ms()
         .saturating_mul(2)

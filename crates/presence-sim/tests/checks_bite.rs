@@ -224,3 +224,8 @@ fn an_old_incarnation_left_beside_the_new_breaks_bounded_memory() {
         Invariant::BoundedMemory,
     );
 }
+
+#[test]
+fn frames_opened_without_checks_let_the_forging_nemesis_break_provenance() {
+    every_seed_breaks("forged-bytes", Sabotage::Unauthenticated, Invariant::Provenance);
+}

@@ -156,16 +156,18 @@ fn the_big_room_is_big_and_hot_and_passes() {
     assert!(report.ops > 50_000 + 1_000, "churn on top: {} ops", report.ops);
 }
 
-/// The scenarios written for forgetting do reach it: every seed forgets a
-/// departed base, and every seed of the long cut meets an old stranger.
+/// The scenarios written for forgetting and forging reach what they were
+/// written for: every seed forgets a departed base, every seed of the long
+/// cut meets an old stranger, and every forging seed refuses frames.
 #[test]
-fn departed_bases_are_forgotten_and_old_strangers_refused() {
+fn scenarios_reach_forgetting_and_refused_frames() {
     use presence_tracker::marks::Mark;
     let hits = |report: &presence_sim::RunReport, mark: Mark| {
         let at = Mark::ALL.iter().position(|&m| m == mark).unwrap();
         report.marks[at]
     };
     for (name, marks) in [
+        ("forged-bytes", vec![Mark::FrameRefused]),
         ("permanent-departure", vec![Mark::WatermarkForgotten]),
         (
             "forgotten-partition",

@@ -94,6 +94,7 @@ pub mod config;
 pub mod marks;
 pub mod message;
 pub mod node;
+pub mod seal;
 
 mod generations;
 #[cfg(feature = "sabotage")]
@@ -102,3 +103,4 @@ pub use presence_core::sabotage;
 pub use config::{Config, ConfigError};
 pub use message::{Clocks, Message, MessageError, Transfer};
 pub use node::{Footprint, Input, Node, NodeError, Output, Peer, PeerStatus, ReplicaEvent};
+pub use seal::{Refusal, Sealer, Secret};

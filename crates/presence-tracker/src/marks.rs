@@ -38,11 +38,14 @@ pub enum Mark {
     /// A replica unknown here and older than a forgotten watermark was
     /// retired rather than taken in.
     OldStrangerRefused,
+    /// A frame was refused before it reached the node: forged, corrupted,
+    /// replayed too late, or from a stranger.
+    FrameRefused,
 }
 
 impl Mark {
     /// Every mark, in order.
-    pub const ALL: [Mark; 14] = [
+    pub const ALL: [Mark; 15] = [
         Mark::DownDetected,
         Mark::PermdownOfSilentPeer,
         Mark::GracefulPermdown,
@@ -57,6 +60,7 @@ impl Mark {
         Mark::ClockSteppedBack,
         Mark::WatermarkForgotten,
         Mark::OldStrangerRefused,
+        Mark::FrameRefused,
     ];
 
     /// Its name, in kebab case, as tables and result files show it.
@@ -76,6 +80,7 @@ impl Mark {
             Mark::ClockSteppedBack => "clock-stepped-back",
             Mark::WatermarkForgotten => "watermark-forgotten",
             Mark::OldStrangerRefused => "old-stranger-refused",
+            Mark::FrameRefused => "frame-refused",
         }
     }
 }

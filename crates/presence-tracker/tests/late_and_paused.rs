@@ -5,16 +5,8 @@ use presence_core::ReplicaId;
 use presence_tracker::{Config, Input, Message, Node, Output, ReplicaEvent};
 use serde_json::json;
 
-fn heartbeat_of(node: &mut Node, now_ms: u64) -> Message {
-    node.handle(Input::Tick, now_ms)
-        .unwrap()
-        .into_iter()
-        .find_map(|output| match output {
-            Output::Broadcast(message @ Message::Heartbeat { .. }) => Some(message),
-            _ => None,
-        })
-        .expect("a first tick broadcasts")
-}
+mod bus;
+use bus::heartbeat_of;
 
 fn track(node: &mut Node, pid: &str, key: &str, now_ms: u64) {
     let input = Input::Track {

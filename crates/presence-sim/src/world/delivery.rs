@@ -26,8 +26,10 @@ impl World {
             self.dropped(from, to, kind, reason);
             return;
         }
-        let payload = if network.encode_messages {
-            Payload::Bytes(Arc::from(message.to_json()))
+        let payload = if self.scenario.network.encode_messages {
+            let frame: Arc<[u8]> = Arc::from(self.sealer.seal(message, self.node_now(from)));
+            self.remember_frame(from, &frame);
+            Payload::Bytes(frame)
         } else {
             Payload::Message(Arc::clone(message))
         };
@@ -37,8 +39,9 @@ impl World {
             sent_ms: self.now_ms,
             kind,
             payload,
+            forged: false,
         };
-        let copies = if faulty && self.network_rng.chance(network.duplicate) {
+        let copies = if faulty && self.network_rng.chance(self.scenario.network.duplicate) {
             2
         } else {
             1
@@ -105,14 +108,18 @@ impl World {
         }
         let message = match envelope.payload {
             Payload::Message(message) => Message::clone(&message),
-            Payload::Bytes(bytes) => match Message::from_json(&bytes) {
+            Payload::Bytes(bytes) => match self.sealer.open(&bytes, self.node_now(to)) {
                 Ok(message) => message,
-                Err(error) => {
+                Err(refusal) if envelope.forged => {
+                    self.dropped(from, to, kind, refusal.kind().name());
+                    return;
+                }
+                Err(refusal) => {
                     if self.verdict.is_none() {
                         self.verdict = Some(Verdict::HarnessError {
                             at_ms: self.now_ms,
                             node: to,
-                            detail: format!("a {kind} message from node {from} failed to decode: {error}"),
+                            detail: format!("an honest {kind} frame from node {from} was refused: {refusal}"),
                         });
                     }
                     return;
@@ -152,6 +159,7 @@ mod tests {
             sent_ms: 0,
             kind: "heartbeat",
             payload: Payload::Bytes(Arc::from(&b"{\"not\": \"a message\""[..])),
+            forged: false,
         });
         let verdict = world.verdict.clone().expect("judged");
         assert!(

@@ -150,6 +150,7 @@ impl World {
                 RandomFault::Shutdown => self.shutdown_then_restart(node),
                 RandomFault::Depart => self.depart_for_good(node),
                 RandomFault::ClockJump => self.jump_clock(node),
+                RandomFault::Forge => self.forge(node, other),
             }
         }
         let next = self.now_ms + 1 + self.fault_rng.exponential_ms(rates.interval_ms);
@@ -294,10 +295,11 @@ enum RandomFault {
     Shutdown,
     Depart,
     ClockJump,
+    Forge,
 }
 
 impl RandomFault {
-    const ALL: [RandomFault; 7] = [
+    const ALL: [RandomFault; 8] = [
         RandomFault::Partition,
         RandomFault::Crash,
         RandomFault::Pause,
@@ -305,6 +307,7 @@ impl RandomFault {
         RandomFault::Shutdown,
         RandomFault::Depart,
         RandomFault::ClockJump,
+        RandomFault::Forge,
     ];
 
     pub(super) fn weight(self, rates: &RandomFaults) -> u32 {
@@ -316,6 +319,7 @@ impl RandomFault {
             RandomFault::Shutdown => rates.shutdown,
             RandomFault::Depart => rates.depart,
             RandomFault::ClockJump => rates.clock_jump,
+            RandomFault::Forge => rates.forge,
         }
     }
 }

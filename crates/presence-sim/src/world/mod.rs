@@ -18,16 +18,17 @@
 mod checks;
 mod delivery;
 mod faults;
+mod nemesis;
 mod verdict;
 mod workload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use presence_core::invariants::{History, ResurrectionWatch};
 use presence_core::{ClientMirror, ReplicaId};
 use presence_tracker::checks::{asker_of, check_output_sanity};
-use presence_tracker::{Config, Input, Node, Output, ReplicaEvent};
+use presence_tracker::{Config, Input, Node, Output, ReplicaEvent, Sealer, Secret};
 
 use crate::distribution::Picker;
 use crate::network::{Envelope, Links};
@@ -153,6 +154,12 @@ pub struct World {
     op_counter: u64,
     verdict: Option<Verdict>,
     last_divergence: String,
+    /// Seals and opens every frame, under a secret drawn from the seed,
+    /// with the nodes' bases as the members.
+    sealer: Sealer,
+    /// The latest frames sent, with their senders, for the nemesis to
+    /// replay or corrupt.
+    recent_frames: VecDeque<(usize, Arc<[u8]>)>,
 }
 
 /// The most events one run may process: a bound, never a hang.
@@ -190,6 +197,18 @@ fn node_id(index: usize, incarnation: u64) -> ReplicaId {
 
 fn node_index(replica: &ReplicaId) -> Option<usize> {
     node_index_of_base(replica.base())
+}
+
+/// The cluster's sealer: a secret drawn from the seed, the nodes' bases as
+/// members, the scenario's replay window.
+fn cluster_sealer(scenario: &Scenario, seed: u64) -> Sealer {
+    let mut rng = SimRng::fork(seed, "secret");
+    let secret = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+    let secret = Secret::from_text(&secret).expect("32 bytes is a valid secret");
+    let members = (0..scenario.nodes)
+        .map(|index| Arc::from(format!("n{index}")))
+        .collect();
+    Sealer::new(&secret, Some(members), scenario.auth_window_ms())
 }
 
 fn node_index_of_base(base: &str) -> Option<usize> {
@@ -239,6 +258,8 @@ impl World {
             op_counter: 0,
             verdict: None,
             last_divergence: String::new(),
+            sealer: cluster_sealer(scenario, seed),
+            recent_frames: VecDeque::new(),
         }
     }
 

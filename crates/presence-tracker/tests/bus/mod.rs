@@ -17,6 +17,19 @@ use serde_json::json;
 /// The most messages one drain may deliver: more means a message loop.
 const MAX_DELIVERIES_PER_DRAIN: usize = 100_000;
 
+/// The heartbeat `node` broadcasts when it ticks at `now_ms` (a first tick,
+/// or one past the broadcast period, always broadcasts).
+pub fn heartbeat_of(node: &mut Node, now_ms: u64) -> Message {
+    node.handle(Input::Tick, now_ms)
+        .unwrap()
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Broadcast(message @ Message::Heartbeat { .. }) => Some(message),
+            _ => None,
+        })
+        .expect("a first tick broadcasts")
+}
+
 /// Timings scaled down from Phoenix's so tests run few periods.
 pub fn test_config() -> Config {
     Config {
