@@ -134,3 +134,28 @@ fn a_transfer_from_a_sender_that_is_not_a_peer_plants_nothing_but_watermarks() {
     assert!(!node.peers().contains_key(&stranger));
     assert_eq!(node.state().retired().get("gone"), Some(&4));
 }
+
+#[test]
+fn a_stranger_started_within_half_a_memory_before_the_forgetting_is_taken_in() {
+    // Forgotten at 180,000 (permdown at 60,000 plus the memory).
+    let until = 60_000 + MEMORY_MS + 2_000;
+    let now = until + 1_000;
+    let forgotten_at = 60_000 + MEMORY_MS;
+    // Exactly half a memory before is still taken in; a little more is not.
+    for (started_before, refused) in [
+        (MEMORY_MS / 4, false),
+        (MEMORY_MS / 2, false),
+        (MEMORY_MS / 2 + 1, true),
+    ] {
+        let mut node = run_with_c_silent(until, false);
+        let d = ReplicaId::new("d", 1);
+        let uptime = now - (forgotten_at - started_before);
+        let outputs = node.handle(heartbeat(&d, &[(&d, 0)], uptime), now).unwrap();
+        assert_eq!(
+            told_retired(&outputs, &d),
+            refused,
+            "started {started_before} ms before the forgetting"
+        );
+        assert_eq!(node.peers().contains_key(&d), !refused);
+    }
+}
