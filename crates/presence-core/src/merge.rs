@@ -57,6 +57,20 @@ impl Snapshot {
         self.logs.values().all(|log| log.values.is_empty())
     }
 
+    /// The same snapshot with only the logs of replicas `keep` accepts.
+    pub fn retain_replicas(&self, keep: impl Fn(&ReplicaId) -> bool) -> Snapshot {
+        Snapshot {
+            replica: self.replica.clone(),
+            retired: self.retired.clone(),
+            logs: self
+                .logs
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(id, log)| (id.clone(), log.clone()))
+                .collect(),
+        }
+    }
+
     /// The same snapshot without its logs: only what it says was retired.
     pub fn watermarks_only(&self) -> Snapshot {
         Snapshot {

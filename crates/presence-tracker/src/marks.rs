@@ -41,11 +41,14 @@ pub enum Mark {
     /// A frame was refused before it reached the node: forged, corrupted,
     /// replayed too late, or from a stranger.
     FrameRefused,
+    /// A transfer named replicas the node had not asked about; they were
+    /// dropped unread.
+    UnaskedClaimsDropped,
 }
 
 impl Mark {
     /// Every mark, in order.
-    pub const ALL: [Mark; 15] = [
+    pub const ALL: [Mark; 16] = [
         Mark::DownDetected,
         Mark::PermdownOfSilentPeer,
         Mark::GracefulPermdown,
@@ -61,6 +64,7 @@ impl Mark {
         Mark::WatermarkForgotten,
         Mark::OldStrangerRefused,
         Mark::FrameRefused,
+        Mark::UnaskedClaimsDropped,
     ];
 
     /// Its name, in kebab case, as tables and result files show it.
@@ -81,6 +85,7 @@ impl Mark {
             Mark::WatermarkForgotten => "watermark-forgotten",
             Mark::OldStrangerRefused => "old-stranger-refused",
             Mark::FrameRefused => "frame-refused",
+            Mark::UnaskedClaimsDropped => "unasked-claims-dropped",
         }
     }
 }

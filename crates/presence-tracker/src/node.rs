@@ -658,7 +658,8 @@ impl Node {
         match message {
             Message::Heartbeat { clocks, delta, .. } => {
                 self.hear(&from, Some(clocks), now_ms, out);
-                if let Some(delta) = delta {
+                // A heartbeat carries its sender's own changes, nobody else's.
+                if let Some(delta) = delta.filter(|delta| *delta.replica() == from) {
                     match self.state.merge_delta(&delta) {
                         Ok(diff) => push_diff(out, diff),
                         Err(_gap) => {
@@ -703,6 +704,8 @@ impl Node {
                         marks::hit(Mark::TransferFallbackToFullState);
                         self.request_transfer(&from, true, now_ms, out);
                     }
+                    // A stored delta generation is the sender's own.
+                    Transfer::Delta(delta) if *delta.replica() != from => {}
                     Transfer::Delta(delta) => match self.state.merge_delta(&delta) {
                         Ok(diff) => push_diff(out, diff),
                         Err(_gap) => {
@@ -710,7 +713,23 @@ impl Node {
                             self.request_transfer(&from, true, now_ms, out);
                         }
                     },
-                    Transfer::State(snapshot) => push_diff(out, self.state.merge_snapshot(&snapshot)),
+                    Transfer::State(snapshot) => {
+                        // Claims are bounded: an answer names only replicas we
+                        // named when we asked, and its sender; anything else
+                        // (thousands of replicas no member ever announced) is
+                        // dropped unread, so no message can grow what this
+                        // node keeps, and sends in its heartbeats, by more
+                        // than its sender.
+                        let known = |id: &ReplicaId| *id == from || self.state.log(id).is_some();
+                        let diff = if snapshot.logs().keys().all(known) {
+                            self.state.merge_snapshot(&snapshot)
+                        } else {
+                            marks::hit(Mark::UnaskedClaimsDropped);
+                            let claims = snapshot.retain_replicas(known);
+                            self.state.merge_snapshot(&claims)
+                        };
+                        push_diff(out, diff);
+                    }
                 }
             }
             Message::GracefulPermdown { .. } => {
