@@ -151,3 +151,18 @@ pub fn active(sabotage: Sabotage) -> bool {
 pub fn active(_: Sabotage) -> bool {
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sabotage;
+
+    #[test]
+    fn all_lists_every_switch_once_in_order() {
+        for (index, switch) in Sabotage::ALL.iter().enumerate() {
+            assert_eq!(*switch as usize, index, "{switch:?}");
+        }
+        // The last switch declared closes the list: a new one goes after it
+        // and into `ALL`.
+        assert_eq!(Sabotage::ALL.len(), Sabotage::Unauthenticated as usize + 1);
+    }
+}
