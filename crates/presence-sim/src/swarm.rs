@@ -4,7 +4,7 @@
 
 use crate::distribution::Distribution;
 use crate::rng::SimRng;
-use crate::scenario::{Checks, ClockFaults, Network, Protocol, RandomFaults, Scenario, Workload};
+use crate::scenario::{Checks, ClockFaults, Fault, Network, Protocol, RandomFaults, Scenario, Workload};
 
 /// The scenario that swarm seed `seed` draws (the default preset).
 pub fn draw(seed: u64) -> Scenario {
@@ -108,7 +108,36 @@ pub fn draw(seed: u64) -> Scenario {
         .saturating_mul(2)
         .max(permdown)
         .saturating_add(1);
-    scenario.protocol.retirement_memory_ms = Some(least + rng.between(0, permdown));
+    let memory = least + rng.between(0, permdown);
+    scenario.protocol.retirement_memory_ms = Some(memory);
+    // A long world in a sixth of the seeds: the fault phase outlasts a
+    // permdown and the memory, so departed nodes are forgotten and nodes
+    // cut off that long come back as strangers, under the same random
+    // faults as everything else. (A world whose memory is over ten
+    // minutes, a skewed or forging one, stays short.)
+    if rng.below(6) == 0 && memory <= 600_000 {
+        scenario.fault_phase_ms = memory + 2 * permdown + rng.between(0, 60_000);
+        if scenario.nodes >= 3 {
+            scenario.random_faults.depart = scenario.random_faults.depart.max(1);
+        }
+        // Half of them cut one node off past a permdown and the memory
+        // (random partitions, whose heals would end the cut, are off).
+        if rng.chance(0.5) {
+            let at_ms = rng.between(1_000, 10_000);
+            let node = rng.below(scenario.nodes);
+            scenario.random_faults.partition = 0;
+            scenario.faults = vec![
+                Fault::Isolate {
+                    at_ms,
+                    nodes: vec![node],
+                },
+                Fault::Heal {
+                    at_ms: at_ms + permdown + memory + 2 * down,
+                },
+            ];
+            scenario.fault_phase_ms = scenario.fault_phase_ms.max(at_ms + permdown + memory + 3 * down);
+        }
+    }
     scenario
 }
 
