@@ -255,8 +255,8 @@ impl Node {
 
     #[cfg(feature = "inspect")]
     /// Feeds `hasher` everything the node keeps (replicated data, local
-    /// liveness, peers, outstanding transfers, timers' progress, delta
-    /// generations), field by field: nodes that behave alike feed it alike.
+    /// liveness, peers, outstanding transfers, timers' progress, uptime and
+    /// what it remembers of retirements, delta generations), field by field: nodes that behave alike feed it alike.
     /// Model checkers fingerprint nodes by it.
     pub fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
         use std::hash::Hash as _;
@@ -279,6 +279,7 @@ impl Node {
             self.stopped,
         )
             .hash(hasher);
+        (self.uptime_ms, &self.retired_since, self.forgot_at_ms).hash(hasher);
         self.generations.hash_canonical(hasher);
     }
 
@@ -312,6 +313,13 @@ impl Node {
             self.stopped,
         )
             .hash(hasher);
+        let mut retired_since: Vec<_> = self
+            .retired_since
+            .iter()
+            .map(|(base, &memory)| (rename(base), memory))
+            .collect();
+        retired_since.sort_unstable();
+        (self.uptime_ms, retired_since, self.forgot_at_ms).hash(hasher);
         self.generations.hash_renamed(rename, hasher);
     }
 
