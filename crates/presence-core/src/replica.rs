@@ -233,6 +233,19 @@ mod tests {
         assert!(ReplicaId::parse(&"x".repeat(MAX_BASE_LEN + 1)).is_err());
     }
 
+    /// Only decimal digits: `u64::from_str` alone would also take `+5`, a
+    /// second spelling of `a@5` that a duplicate-key check could miss.
+    #[test]
+    fn an_incarnation_is_only_decimal_digits() {
+        for text in ["a@", "a@+5", "a@ 5", "a@5 ", "a@0x5", "a@-0"] {
+            assert_eq!(
+                ReplicaId::parse(text),
+                Err("incarnation after '@' is not a decimal number"),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn order_is_base_then_incarnation() {
         let a1 = ReplicaId::new("a", 1);
