@@ -586,6 +586,22 @@ mod tests {
             refused(r#"{"type":"graceful_permdown","from":"a@1","uptime_ms":1}"#),
             MessageError::Shape { .. }
         ));
+        // A field of another type is refused alone, not only beside another.
+        for extra in [r#""full":true"#, r#""state":{}"#] {
+            let text = format!(
+                r#"{{"type":"heartbeat","from":"a@1","uptime_ms":0,"clocks":{{}},"delta":null,{extra}}}"#
+            );
+            assert!(
+                matches!(
+                    refused(&text),
+                    MessageError::Shape {
+                        kind: "heartbeat",
+                        ..
+                    }
+                ),
+                "{extra}"
+            );
+        }
         assert!(matches!(
             refused(r#"{"type":"graceful_permdown","from":"a@1","full":true}"#),
             MessageError::Shape { .. }
