@@ -70,15 +70,6 @@ impl Snapshot {
                 .collect(),
         }
     }
-
-    /// The same snapshot without its logs: only what it says was retired.
-    pub fn watermarks_only(&self) -> Snapshot {
-        Snapshot {
-            replica: self.replica.clone(),
-            retired: self.retired.clone(),
-            logs: BTreeMap::new(),
-        }
-    }
 }
 
 impl State {

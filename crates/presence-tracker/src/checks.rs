@@ -67,11 +67,10 @@ pub fn check_forgotten<'a>(
 /// turns out to be older than a forgotten watermark). Cloned only then, so
 /// a harness can judge the answer with [`check_output_sanity`].
 pub fn asker_of(node: &Node, input: &Input) -> Option<(ReplicaId, Clocks)> {
-    let stranger = |from: &ReplicaId| !node.peers().contains_key(from) && node.state().log(from).is_none();
     match input {
         Input::Receive(Message::TransferRequest { from, clocks, .. }) => Some((from.clone(), clocks.clone())),
         Input::Receive(Message::Heartbeat { from, clocks, .. })
-            if node.state().is_retired_id(from) || stranger(from) =>
+            if node.state().is_retired_id(from) || !node.knows(from) =>
         {
             Some((from.clone(), clocks.clone()))
         }

@@ -358,6 +358,10 @@ impl MessageIn<'_> {
             }
         };
         let shape = |problem| MessageError::Shape { kind, problem };
+        let uptime = || -> Result<u64, MessageError> {
+            let value = self.uptime_ms.ok_or_else(|| shape("uptime_ms missing"))?;
+            Ok(clock("uptime_ms", value, false)?)
+        };
         let delta = |raw: &RawValue| -> Result<Delta, MessageError> {
             Ok(Delta::from_json_with(raw.get().as_bytes(), limits)?)
         };
@@ -366,11 +370,7 @@ impl MessageIn<'_> {
                 if self.state.is_some() || self.full.is_some() {
                     return Err(shape("only uptime_ms, clocks and delta may follow from"));
                 }
-                let uptime_ms = clock(
-                    "uptime_ms",
-                    self.uptime_ms.ok_or_else(|| shape("uptime_ms missing"))?,
-                    false,
-                )?;
+                let uptime_ms = uptime()?;
                 let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
                 let delta = match self.delta {
                     Some(raw) if raw.get() != "null" => Some(delta(raw)?),
@@ -387,11 +387,7 @@ impl MessageIn<'_> {
                 if self.state.is_some() || self.delta.is_some() {
                     return Err(shape("only uptime_ms, clocks and full may follow from"));
                 }
-                let uptime_ms = clock(
-                    "uptime_ms",
-                    self.uptime_ms.ok_or_else(|| shape("uptime_ms missing"))?,
-                    false,
-                )?;
+                let uptime_ms = uptime()?;
                 let clocks = decode_clocks(self.clocks.ok_or_else(|| shape("clocks missing"))?)?;
                 let full = self.full.ok_or_else(|| shape("full missing"))?;
                 Ok(Message::TransferRequest {

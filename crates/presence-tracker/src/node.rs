@@ -243,6 +243,13 @@ impl Node {
         &self.peers
     }
 
+    /// Whether this node knows `replica`: as a peer, or by what its state
+    /// holds of it. One it does not know, once the node has forgotten a
+    /// watermark, is judged by its age (see `Config::retirement_memory_ms`).
+    pub fn knows(&self, replica: &ReplicaId) -> bool {
+        self.peers.contains_key(replica) || self.state.log(replica).is_some()
+    }
+
     /// The peers a transfer request is outstanding to.
     pub fn pending_transfers(&self) -> impl Iterator<Item = &ReplicaId> + '_ {
         self.pending.keys()
@@ -502,10 +509,7 @@ impl Node {
         let Some(forgot_at_ms) = self.forgot_at_ms else {
             return false;
         };
-        if sabotage::active(Sabotage::AcceptOldStrangers)
-            || self.peers.contains_key(from)
-            || self.state.log(from).is_some()
-        {
+        if sabotage::active(Sabotage::AcceptOldStrangers) || self.knows(from) {
             return false;
         }
         let born_ms = now_ms.saturating_sub(uptime_ms);
@@ -701,7 +705,8 @@ impl Node {
                 self.pending.remove(&from);
                 if !self.peers.contains_key(&from) {
                     if let Transfer::State(snapshot) = &transfer {
-                        push_diff(out, self.state.merge_snapshot(&snapshot.watermarks_only()));
+                        let watermarks = snapshot.retain_replicas(|_| false);
+                        push_diff(out, self.state.merge_snapshot(&watermarks));
                     }
                     self.after_merge(out);
                     return;

@@ -269,18 +269,19 @@ impl Sealer {
         let mut frame = Vec::with_capacity(HEADER_BYTES + body.len());
         frame.extend_from_slice(MAGIC);
         frame.extend_from_slice(&now_ms.to_be_bytes());
-        let tag = self.tag(&now_ms.to_be_bytes(), &body);
+        let tag = self.mac(&now_ms.to_be_bytes(), &body).finalize().into_bytes();
         frame.extend_from_slice(&tag);
         frame.extend_from_slice(&body);
         frame
     }
 
-    fn tag(&self, sent: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
+    /// The MAC over what a tag covers: the magic, the send time, the body.
+    fn mac(&self, sent: &[u8], body: &[u8]) -> HmacSha256 {
         let mut mac = self.keyed.clone();
         mac.update(MAGIC);
         mac.update(sent);
         mac.update(body);
-        mac.finalize().into_bytes().into()
+        mac
     }
 
     /// The message a frame carries, opened at `now_ms`; or why it was
@@ -305,11 +306,7 @@ impl Sealer {
             return Err(Refusal::Magic);
         }
         if checked {
-            let mut mac = self.keyed.clone();
-            mac.update(MAGIC);
-            mac.update(sent);
-            mac.update(body);
-            mac.verify_slice(tag).map_err(|_| Refusal::Mac)?;
+            self.mac(sent, body).verify_slice(tag).map_err(|_| Refusal::Mac)?;
             let sent_ms = u64::from_be_bytes(sent.try_into().expect("eight bytes"));
             if sent_ms.saturating_add(self.window_ms) < now_ms {
                 return Err(Refusal::Stale { sent_ms, now_ms });
@@ -427,7 +424,7 @@ mod tests {
         frame.truncate(HEADER_BYTES);
         frame.extend_from_slice(b"{\"type\":");
         let sent = 0u64.to_be_bytes();
-        let tag = sealer.tag(&sent, &frame[HEADER_BYTES..]);
+        let tag = sealer.mac(&sent, &frame[HEADER_BYTES..]).finalize().into_bytes();
         frame[MAGIC.len() + 8..HEADER_BYTES].copy_from_slice(&tag);
         assert!(matches!(sealer.open(&frame, 0), Err(Refusal::Decode(_))));
     }

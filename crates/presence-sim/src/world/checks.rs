@@ -6,9 +6,10 @@ use presence_core::invariants::{
     Invariant, MemoryBounds, SafetyInputs, Violation,
 };
 use presence_tracker::checks::{check_node_forgets, check_timeliness};
-use presence_tracker::{Node, PeerStatus};
+use presence_tracker::{Config, Node, PeerStatus};
 
 use super::{Event, Phase, Verdict, World};
+use crate::scenario::Scenario;
 use crate::trace::TraceEvent;
 
 impl World {
@@ -50,25 +51,13 @@ impl World {
     }
 
     /// I7 per departed base, from the world's truth: a node keeps a
-    /// departed node's retirement watermark no longer than the time to
-    /// permdown it (twice over: once to notice, once more for a peer that
-    /// still named it to be permdowned or heard again), plus the retirement
-    /// memory stretched by the worst drift, plus what forgetting tolerates
-    /// of delays and jumps, plus a few heartbeats for peers' clocks to show
-    /// the base gone.
+    /// departed node's retirement watermark no longer than
+    /// [`forgotten_within_ms`] after it left.
     fn check_departed_forgotten(&self, index: usize) -> Result<(), Violation> {
         let Some(node) = &self.nodes[index].node else {
             return Ok(());
         };
-        let config = &self.config;
-        let drift = 1.0 + 2.0 * self.scenario.clock.max_drift_ppm as f64 / 1e6;
-        let memory_ms = (config.retirement_memory_ms as f64 * drift) as u64;
-        let heartbeats_ms = (u64::from(config.max_silent_periods) + 2) * config.broadcast_period_ms;
-        let within_ms = 2 * config.permdown_period_ms
-            + memory_ms
-            + self.scenario.forgetting_tolerates_ms()
-            + 2 * config.down_period_ms
-            + heartbeats_ms;
+        let within_ms = self.forgotten_within_ms;
         for base in node.state().retired().keys() {
             let Some(departed_ms) = super::node_index_of_base(base)
                 .and_then(|index| self.nodes.get(index))
@@ -221,4 +210,21 @@ impl World {
             .find_map(|node| check_clouds_empty(node.state()).err())
             .map(|violation| violation.detail)
     }
+}
+
+/// How long after a node departs for good every other node may still keep
+/// its retirement watermark: the time to permdown it (twice over: once to
+/// notice, once more for a peer that still named it to be permdowned or
+/// heard again), plus the retirement memory stretched by the worst drift,
+/// plus what forgetting tolerates of delays and jumps, plus a few
+/// heartbeats for peers' clocks to show the base gone.
+pub(super) fn forgotten_within_ms(scenario: &Scenario, config: &Config) -> u64 {
+    let drift = 1.0 + 2.0 * scenario.clock.max_drift_ppm as f64 / 1e6;
+    let memory_ms = (config.retirement_memory_ms as f64 * drift) as u64;
+    let heartbeats_ms = (u64::from(config.max_silent_periods) + 2) * config.broadcast_period_ms;
+    2 * config.permdown_period_ms
+        + memory_ms
+        + scenario.forgetting_tolerates_ms()
+        + 2 * config.down_period_ms
+        + heartbeats_ms
 }

@@ -10,7 +10,17 @@ use crate::network::{Envelope, Payload};
 use crate::trace::TraceEvent;
 
 impl World {
-    pub(super) fn send(&mut self, from: usize, to: usize, message: &Arc<Message>) {
+    /// Sends `message` from `from` to `to`. `frame` holds its sealed bytes
+    /// once made, so a broadcast encodes and seals once for every
+    /// receiver (the bytes depend only on the message and the sender's
+    /// clock, which a broadcast shares).
+    pub(super) fn send(
+        &mut self,
+        from: usize,
+        to: usize,
+        message: &Arc<Message>,
+        frame: &mut Option<Arc<[u8]>>,
+    ) {
         self.messages += 1;
         let kind = message.kind();
         let faulty = self.phase == Phase::Faults;
@@ -27,7 +37,10 @@ impl World {
             return;
         }
         let payload = if self.scenario.network.encode_messages {
-            let frame: Arc<[u8]> = Arc::from(self.sealer.seal(message, self.node_now(from)));
+            let frame = match frame {
+                Some(frame) => Arc::clone(frame),
+                None => Arc::clone(frame.insert(Arc::from(self.sealer.seal(message, self.node_now(from))))),
+            };
             self.remember_frame(from, &frame);
             Payload::Bytes(frame)
         } else {

@@ -160,6 +160,9 @@ pub struct World {
     /// The latest frames sent, with their senders, for the nemesis to
     /// replay or corrupt.
     recent_frames: VecDeque<(usize, Arc<[u8]>)>,
+    /// How long after departing a node's watermark may still be kept (see
+    /// `checks::forgotten_within_ms`).
+    forgotten_within_ms: u64,
 }
 
 /// The most events one run may process: a bound, never a hang.
@@ -234,6 +237,7 @@ impl World {
                 node
             })
             .collect();
+        let forgotten_within_ms = checks::forgotten_within_ms(scenario, &config);
         Self {
             tick_ms: (config.broadcast_period_ms / 5).max(1),
             config,
@@ -260,6 +264,7 @@ impl World {
             last_divergence: String::new(),
             sealer: cluster_sealer(scenario, seed),
             recent_frames: VecDeque::new(),
+            forgotten_within_ms,
         }
     }
 
@@ -385,15 +390,16 @@ impl World {
                 Output::Broadcast(message) => {
                     self.nodes[index].last_spoke_ms = now_ms;
                     let message = Arc::new(message);
+                    let mut frame = None;
                     for to in 0..self.nodes.len() {
                         if to != index {
-                            self.send(index, to, &message);
+                            self.send(index, to, &message, &mut frame);
                         }
                     }
                 }
                 Output::Send { to, message } => {
                     if let Some(to) = node_index(&to).filter(|&to| to < self.nodes.len() && to != index) {
-                        self.send(index, to, &Arc::new(message));
+                        self.send(index, to, &Arc::new(message), &mut None);
                     }
                 }
                 Output::Diff(diff) => {
