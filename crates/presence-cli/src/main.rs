@@ -12,6 +12,8 @@
 //! - `presence explore`: stateright's Explorer web UI on 127.0.0.1.
 //! - `presence node`: one node over UDP on loopback (requests on stdin,
 //!   diffs and events on stdout).
+//! - `presence serve`: the presence server: Phoenix Channels clients over
+//!   WebSocket, nodes replicating over sealed TCP (a TOML configuration).
 //! - `presence report`: criterion's estimates as a dated report under
 //!   `reports/bench/`, with a table against the targets and anchors, and
 //!   SVG charts.
@@ -50,6 +52,7 @@ mod node;
 mod provenance;
 mod report;
 mod runner;
+mod serve;
 mod sim;
 mod swarm;
 
@@ -80,6 +83,8 @@ enum Command {
     Explore(check::ExploreArgs),
     /// Run one node over UDP on loopback.
     Node(node::NodeArgs),
+    /// Serve Phoenix Channels clients over WebSocket, replicating across nodes.
+    Serve(serve::ServeArgs),
     /// Turn criterion's estimates into a report under reports/bench/.
     Report(report::ReportArgs),
 }
@@ -124,7 +129,7 @@ pub enum Failure {
 /// The name-hash secret of the harness commands (see
 /// `presence_core::hashing`): fixed, so that even their work counts
 /// reproduce. `PRESENCE_HASH_SECRET` overrides it, which is how a test shows
-/// that no trace depends on it. `presence node` keeps a random secret.
+/// that no trace depends on it. `presence node` and `presence serve` keep a random secret.
 const HARNESS_HASH_SECRET: u64 = 0x7072_6573_656e_6365;
 
 fn fix_hash_secret(command: &Command) -> Result<(), Failure> {
@@ -136,7 +141,7 @@ fn fix_hash_secret(command: &Command) -> Result<(), Failure> {
                 return Err(Failure::Usage);
             }
         },
-        Err(_) if matches!(command, Command::Node(_)) => return Ok(()),
+        Err(_) if matches!(command, Command::Node(_) | Command::Serve(_)) => return Ok(()),
         Err(_) => HARNESS_HASH_SECRET,
     };
     presence_core::hashing::set_secret(secret).map_err(|error| {
@@ -179,6 +184,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Explore(args) => check::explore(&args),
         Command::Node(args) => node::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Report(args) => report::run(&args),
     };
     match outcome {
