@@ -242,6 +242,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops at once, as a killed process would: no permdown, no close
+    /// frames, nothing more sent. Peers hide this node's presences after
+    /// their down period. For fault-injection tests.
+    pub fn crash(self) {
+        self.hub.abort();
+        self.http.abort();
+    }
+}
+
 fn local_address(listener: &std::net::TcpListener) -> Result<SocketAddr, ServeError> {
     listener
         .local_addr()
