@@ -14,6 +14,8 @@
 //!   diffs and events on stdout).
 //! - `presence serve`: the presence server: Phoenix Channels clients over
 //!   WebSocket, nodes replicating over sealed TCP (a TOML configuration).
+//! - `presence load`: N WebSocket clients joining one topic over two
+//!   `serve` nodes on loopback; joins per second, diff delay, memory.
 //! - `presence report`: criterion's estimates as a dated report under
 //!   `reports/bench/`, with a table against the targets and anchors, and
 //!   SVG charts.
@@ -48,6 +50,7 @@ macro_rules! say {
 }
 
 mod check;
+mod load;
 mod node;
 mod provenance;
 mod report;
@@ -85,6 +88,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Serve Phoenix Channels clients over WebSocket, replicating across nodes.
     Serve(serve::ServeArgs),
+    /// N WebSocket clients joining one topic over two serve nodes: joins/s, diff delay, memory.
+    Load(load::LoadArgs),
     /// Turn criterion's estimates into a report under reports/bench/.
     Report(report::ReportArgs),
 }
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
         Command::Explore(args) => check::explore(&args),
         Command::Node(args) => node::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Report(args) => report::run(&args),
     };
     match outcome {

@@ -8,6 +8,7 @@
 //! [http]
 //! listen = "127.0.0.1:4000"       # WebSocket at /socket/websocket, page at /
 //! phoenix_js = "interop/node_modules/phoenix/priv/static/phoenix.min.js"
+//! flush_interval_ms = 50          # diffs to a topic at most this often
 //!
 //! [cluster]
 //! listen = "127.0.0.1:7001"       # TCP, frames sealed under the secret
@@ -67,6 +68,11 @@ pub struct HttpConfig {
     /// package's `priv/static/phoenix.min.js`). Unset: `/phoenix.js` is 404
     /// and the page says so.
     pub phoenix_js: Option<PathBuf>,
+    /// Diffs go out to a topic's subscribers at most this often: a burst of
+    /// joins to one topic is one `presence_diff` per interval, not one per
+    /// join. A change after a quiet spell goes out at once. 0: every change
+    /// at once.
+    pub flush_interval_ms: u64,
 }
 
 /// How this node reaches its peers.
@@ -153,6 +159,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
             phoenix_js: None,
+            flush_interval_ms: 50,
         }
     }
 }
@@ -353,7 +360,7 @@ impl ServerConfig {
         };
         let (http, cluster, tracker, limits) = (&self.http, &self.cluster, &self.tracker, &self.limits);
         format!(
-            "node = {node:?}\n\n[http]\nlisten = \"{http_listen}\"\n{phoenix_js}\n\
+            "node = {node:?}\n\n[http]\nlisten = \"{http_listen}\"\n{phoenix_js}flush_interval_ms = {flush}\n\n\
              [cluster]\nlisten = \"{cluster_listen}\"\npeers = {{ {peers} }}\n{secret}window_ms = {window}\n\
              max_frame_bytes = {cluster_frame}\nqueue_frames = {queue}\n\n\
              [tracker]\nbroadcast_period_ms = {broadcast}\nmax_silent_periods = {silent}\n\
@@ -364,6 +371,7 @@ impl ServerConfig {
             node = self.node,
             http_listen = http.listen,
             phoenix_js = optional(&http.phoenix_js, "phoenix_js"),
+            flush = http.flush_interval_ms,
             cluster_listen = cluster.listen,
             secret = optional(&cluster.secret_file, "secret_file"),
             window = cluster.window_ms,

@@ -11,7 +11,12 @@
 //!
 //! Diffs are netted between flushes ([`crate::coalesce`]) and sent to each
 //! topic's subscribers once per flush, encoded once for every socket (the
-//! fastlane of Phoenix's PubSub). A socket whose queue is full is dropped
+//! fastlane of Phoenix's PubSub). Flushes are at least `flush_interval_ms`
+//! apart: a request after a quiet spell is sent at once, a burst of joins
+//! to a hot topic becomes one `presence_diff` per interval instead of one
+//! per join (N joins to N subscribers: N²/interval frames, not N²). A join's
+//! reply and `presence_state` wait for the flush, so the joiner's state
+//! holds every change before it and its diffs every change after. A socket whose queue is full is dropped
 //! from the topic and told to close: a slow reader never holds up the hub
 //! or grows its memory.
 
@@ -27,12 +32,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::cluster::Cluster;
 use crate::coalesce::PendingDiff;
-use crate::phoenix::{broadcast_text, Frame, Status};
+use crate::phoenix::{broadcast_text, push_text, Frame, Status};
 
 /// Requests waiting for the hub, at most.
 const COMMAND_QUEUE: usize = 4096;
-/// Requests applied before a flush, at most: a steady stream of joins still
-/// sees its diffs every this many.
+/// Requests (or peer messages) taken at once before the hub looks at its
+/// other inputs and its flush timer.
 const FLUSH_EVERY: usize = 512;
 
 /// Why a request to the hub was refused.
@@ -284,23 +289,39 @@ pub(crate) struct Hub {
     topics: HashMap<Arc<str>, HashMap<u64, Subscriber>>,
     pending: PendingDiff,
     cluster: Cluster,
+    /// Joins whose reply and state wait for the next flush.
+    joining: Vec<Joining>,
+    /// Flushes are this far apart at least (zero: after every request).
+    flush_interval: Duration,
+    last_flush: Instant,
     next_stream: u64,
     /// How many diffs were sent to sockets, and how many sockets were
     /// dropped for falling behind.
     pub(crate) kicked: u64,
 }
 
+/// A channel join waiting for the flush that sends what came before it.
+struct Joining {
+    frame: Frame,
+    channel: u64,
+    sink: SocketSink,
+    done: oneshot::Sender<Result<(), PresenceError>>,
+}
+
 /// Stream subscribers are numbered from here down, apart from channels.
 const STREAM_IDS: u64 = 1 << 63;
 
 impl Hub {
-    pub(crate) fn new(node: Node, cluster: Cluster) -> Self {
+    pub(crate) fn new(node: Node, cluster: Cluster, flush_interval: Duration) -> Self {
         Self {
             node,
             started: Instant::now(),
             topics: HashMap::new(),
             pending: PendingDiff::default(),
             cluster,
+            joining: Vec::new(),
+            flush_interval,
+            last_flush: Instant::now(),
             next_stream: STREAM_IDS,
             kicked: 0,
         }
@@ -322,7 +343,14 @@ impl Hub {
         let mut ticks = tokio::time::interval(Duration::from_millis((period / 5).clamp(5, 200)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = None;
+        let mut flush_at: Option<tokio::time::Instant> = None;
         while stopping.is_none() {
+            let flush_timer = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = requests.recv() => {
                     let Some(command) = command else { break };
@@ -343,9 +371,20 @@ impl Hub {
                     }
                 }
                 _ = ticks.tick() => { let _ = self.input(Input::Tick); }
+                () = flush_timer => {}
             }
-            self.flush();
+            // Flush now if the last flush is an interval ago; else at that time.
+            flush_at = None;
+            if !self.pending.is_empty() || !self.joining.is_empty() {
+                let due = self.last_flush + self.flush_interval;
+                if Instant::now() >= due {
+                    self.flush();
+                } else {
+                    flush_at = Some(tokio::time::Instant::from_std(due));
+                }
+            }
         }
+        self.flush();
         if !self.node.is_stopped() {
             let _ = self.input(Input::Shutdown);
             self.flush();
@@ -474,26 +513,15 @@ impl Hub {
                         return None;
                     }
                 }
-                // Everyone else hears of the join first; the joiner gets the
-                // view with itself in it, then only later changes.
-                self.flush();
-                let reply = frame.reply(Status::Ok, serde_json::json!({}));
-                let state = Frame::push(
-                    sink.join_ref.as_deref(),
-                    &frame.topic,
-                    "presence_state",
-                    serde_json::to_value(self.list(&frame.topic)).unwrap_or_default(),
-                );
-                let queued = [reply, state]
-                    .into_iter()
-                    .all(|frame| sink.out.try_send(Utf8Bytes::from(frame.encode())).is_ok());
-                if queued {
-                    self.topics
-                        .entry(Arc::from(frame.topic.as_str()))
-                        .or_default()
-                        .insert(channel, Subscriber::Socket(sink));
-                }
-                let _ = done.send(Ok(()));
+                // The reply and the state wait for the next flush: everyone
+                // else hears of what came before first, and the joiner gets
+                // the view then, with itself in it, and only later changes.
+                self.joining.push(Joining {
+                    frame,
+                    channel,
+                    sink,
+                    done,
+                });
             }
             Command::Leave { topic, channel, pid } => {
                 if let Some(subscribers) = self.topics.get_mut(topic.as_str()) {
@@ -523,8 +551,60 @@ impl Hub {
         None
     }
 
-    /// Sends the netted diff to each changed topic's subscribers.
+    /// Sends the netted diff to each changed topic's subscribers, then
+    /// answers the joins that waited for it.
     fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        self.send_pending();
+        // One rendering of a topic's state serves all its joiners of this
+        // flush, and one frame all those with the same join ref (phoenix.js
+        // numbers refs per socket, so most first joins share one). Under a
+        // burst of joins to a hot topic, rendering and copying the state per
+        // joiner was most of the hub's time (N joins x N presences).
+        let mut states: HashMap<String, String> = HashMap::new();
+        let mut frames: HashMap<(String, Option<String>), Utf8Bytes> = HashMap::new();
+        for joining in std::mem::take(&mut self.joining) {
+            let topic = &joining.frame.topic;
+            let join_ref = joining.sink.join_ref.clone();
+            let state = match frames.get(&(topic.clone(), join_ref.clone())) {
+                Some(frame) => frame.clone(),
+                None => {
+                    if !states.contains_key(topic) {
+                        let rendered =
+                            serde_json::to_string(&self.list(topic)).unwrap_or_else(|_| "{}".to_owned());
+                        states.insert(topic.clone(), rendered);
+                    }
+                    let text = push_text(join_ref.as_deref(), topic, "presence_state", &states[topic]);
+                    let frame = Utf8Bytes::from(text);
+                    frames.insert((topic.clone(), join_ref), frame.clone());
+                    frame
+                }
+            };
+            self.answer_join(joining, state);
+        }
+    }
+
+    fn answer_join(&mut self, joining: Joining, state: Utf8Bytes) {
+        let Joining {
+            frame,
+            channel,
+            sink,
+            done,
+        } = joining;
+        let reply = Utf8Bytes::from(frame.reply(Status::Ok, serde_json::json!({})).encode());
+        let queued = [reply, state]
+            .into_iter()
+            .all(|text| sink.out.try_send(text).is_ok());
+        if queued {
+            self.topics
+                .entry(Arc::from(frame.topic.as_str()))
+                .or_default()
+                .insert(channel, Subscriber::Socket(sink));
+        }
+        let _ = done.send(Ok(()));
+    }
+
+    fn send_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }

@@ -52,6 +52,12 @@ pub use cluster::ClusterCounts;
 pub use config::{ConfigError, Limits, ServerConfig};
 pub use hub::{NodeStatus, Presence, PresenceError, Subscription, TopicDiff};
 
+/// A socket's read buffer, in bytes.
+const SOCKET_READ_BUFFER: usize = 4 << 10;
+/// A socket's write buffer: writes reach the stream when it holds this much
+/// (or at a flush).
+const SOCKET_WRITE_BUFFER: usize = 16 << 10;
+
 /// The page at `/`.
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
@@ -172,7 +178,12 @@ impl Server {
             queue_frames: config.cluster.queue_frames,
         };
         let (cluster, counts) = cluster::Cluster::start(setup, cluster_listener, to_hub);
-        let (presence, hub) = hub::Hub::new(node, cluster).spawn(incoming);
+        let (presence, hub) = hub::Hub::new(
+            node,
+            cluster,
+            std::time::Duration::from_millis(config.http.flush_interval_ms),
+        )
+        .spawn(incoming);
 
         let (stop_sockets, shutdown) = watch::channel(false);
         let shared = Arc::new(socket::Shared {
@@ -287,7 +298,12 @@ async fn upgrade(upgrade: WebSocketUpgrade, State(shared): State<Arc<socket::Sha
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let max = shared.limits.max_frame_bytes;
+    // tungstenite's buffers default to 128 KiB each way, allocated per
+    // socket: most of a connection's memory for a client that sends a few
+    // small frames. Writes are batched and flushed by the socket task.
     upgrade
+        .read_buffer_size(SOCKET_READ_BUFFER)
+        .write_buffer_size(SOCKET_WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade({

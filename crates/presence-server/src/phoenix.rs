@@ -149,9 +149,33 @@ impl Status {
 /// A broadcast to a topic's subscribers, as Phoenix's fastlane encodes it:
 /// no refs, so one text serves every subscriber.
 pub fn broadcast_text(topic: &str, event: &str, payload_json: &str) -> String {
-    let topic = Value::String(topic.to_owned()).to_string();
-    let event = Value::String(event.to_owned()).to_string();
-    format!("[null,null,{topic},{event},{payload_json}]")
+    push_text(None, topic, event, payload_json)
+}
+
+/// A push on a channel, around a payload already encoded as JSON (so a
+/// large payload is encoded once for many channels).
+pub fn push_text(join_ref: Option<&str>, topic: &str, event: &str, payload_json: &str) -> String {
+    let string = |text: &str| Value::String(text.to_owned()).to_string();
+    let join_ref = join_ref.map_or_else(|| "null".to_owned(), string);
+    let (topic, event) = (string(topic), string(event));
+    // One allocation of the final size: a hot topic's state is large, and
+    // growing it by doubling was a third of the hub's time under a burst.
+    let mut text =
+        String::with_capacity(join_ref.len() + topic.len() + event.len() + payload_json.len() + 12);
+    for part in [
+        "[",
+        &join_ref,
+        ",null,",
+        &topic,
+        ",",
+        &event,
+        ",",
+        payload_json,
+        "]",
+    ] {
+        text.push_str(part);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -206,5 +230,8 @@ mod tests {
         assert_eq!(frame.topic, "room:\"x\"");
         assert_eq!(frame.join_ref, None);
         assert_eq!(frame.payload, json!({"joins": {}, "leaves": {}}));
+        let pushed = push_text(Some("7\""), "t", "presence_state", "{}");
+        let frame = Frame::decode(&pushed).unwrap();
+        assert_eq!(frame, Frame::push(Some("7\""), "t", "presence_state", json!({})));
     }
 }

@@ -395,3 +395,43 @@ async fn the_page_and_phoenix_js_are_served() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_burst_of_joins_is_coalesced_into_few_diffs_that_sum_exactly() {
+    let mut config = config();
+    config.http.flush_interval_ms = 300;
+    let server = single(config).await;
+    let mut watcher = Client::connect(server.http_address()).await;
+    watcher.join("room:burst", json!({})).await;
+    watcher.next_event("presence_state").await;
+    let presence = server.presence();
+    for n in 0..100 {
+        presence
+            .track(&format!("p{n}"), "room:burst", &format!("k{n:03}"), json!({}))
+            .await
+            .unwrap();
+    }
+    // Two of the hundred leave within the burst: the net has neither.
+    presence.untrack("p7", "room:burst", "k007").await.unwrap();
+    presence.untrack("p8", "room:burst", "k008").await.unwrap();
+    let mut joined = Vec::new();
+    let mut diffs = 0;
+    while joined.len() < 98 {
+        let diff = watcher.next_event("presence_diff").await;
+        assert!(
+            keys(&diff.payload["leaves"]).is_empty(),
+            "a leave of a presence never sent: {diff:?}"
+        );
+        joined.extend(keys(&diff.payload["joins"]));
+        diffs += 1;
+    }
+    joined.sort();
+    let expected: Vec<String> = (0..100)
+        .filter(|n| ![7, 8].contains(n))
+        .map(|n| format!("k{n:03}"))
+        .collect();
+    assert_eq!(joined, expected);
+    assert!(diffs <= 3, "{diffs} diffs for one burst");
+    assert!(watcher.silent_for(Duration::from_millis(400)).await);
+    server.shutdown().await;
+}
