@@ -51,6 +51,7 @@ macro_rules! say {
 
 mod check;
 mod load;
+mod merge;
 mod node;
 mod provenance;
 mod report;

@@ -101,11 +101,11 @@ fn shrunk_dir() -> PathBuf {
 }
 
 /// Shrinks a failing run, prints it and saves it as a scenario file.
-pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
+pub fn shrink_and_save(scenario: &Scenario, seed: u64) -> Option<presence_sim::shrink::Shrunk> {
     say!("  shrinking (at most 150 runs)...");
     let Some(shrunk) = presence_sim::shrink::shrink(scenario, seed, 150) else {
         say!("  (it did not fail again when re-run)");
-        return;
+        return None;
     };
     let dir = shrunk_dir();
     let file = dir.join(format!("{}.toml", shrunk.scenario.name));
@@ -127,4 +127,5 @@ pub fn shrink_and_save(scenario: &Scenario, seed: u64) {
         ),
         Err(error) => eprintln!("  cannot save {}: {error}", file.display()),
     }
+    Some(shrunk)
 }

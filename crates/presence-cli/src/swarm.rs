@@ -1,5 +1,14 @@
 //! `presence swarm`: swarm testing over many seeds.
+//!
+//! A sweep can be cut into shards for a fleet (`--shard K/N`, or
+//! `--shards N` with K from the scheduler: Kubernetes Indexed Jobs'
+//! `JOB_COMPLETION_INDEX`, Slurm's `SLURM_ARRAY_TASK_ID`): shard K runs the
+//! seeds whose offset from `--first` is K modulo N, so the N shards run
+//! exactly the unsharded sweep's seeds, each about as long. `--results FILE`
+//! writes one JSON line per seed, and `presence swarm merge FILE...` sums
+//! the shards (see [`crate::merge`]).
 
+use std::io::Write;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,6 +38,76 @@ pub struct SwarmArgs {
     /// seeds or more must reach every mark the preset requires anyway.
     #[arg(long = "require-mark", value_parser = mark_named)]
     pub require_marks: Vec<Mark>,
+    /// Run shard K of N (0 <= K < N): the seeds whose offset from --first
+    /// is K modulo N.
+    #[arg(long, value_parser = shard_of, conflicts_with = "shards")]
+    pub shard: Option<(u64, u64)>,
+    /// Run one of N shards, K taken from the scheduler's environment:
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job), else
+    /// SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN (Slurm job array).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub shards: Option<u64>,
+    /// Write one JSON line per seed here (seed, verdict, invariant, trace
+    /// hash, drawn options, wall time, commit, coverage marks), for
+    /// `presence swarm merge`.
+    #[arg(long)]
+    pub results: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<SwarmAction>,
+}
+
+/// What else `presence swarm` does.
+#[derive(clap::Subcommand, Debug)]
+pub enum SwarmAction {
+    /// Sum the results of shards: totals, failures by invariant and shrunk
+    /// signature, coverage, and missing or duplicated seeds. Exits with the
+    /// worst failure's code, or 5 if a seed is missing or ran twice.
+    Merge(crate::merge::MergeArgs),
+}
+
+fn shard_of(text: &str) -> Result<(u64, u64), String> {
+    let (k, n) = text.split_once('/').ok_or("a shard is K/N, as 3/16")?;
+    let k: u64 = k.parse().map_err(|_| format!("{k:?} is not a shard number"))?;
+    let n: u64 = n.parse().map_err(|_| format!("{n:?} is not a shard count"))?;
+    if n == 0 || k >= n {
+        return Err(format!("shard {k}/{n}: K must be below N, and N at least 1"));
+    }
+    Ok((k, n))
+}
+
+/// K of N from the scheduler's environment.
+fn shard_from_env(shards: u64) -> Result<(u64, u64), String> {
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        match std::env::var(name) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{name}={text:?} is not a number")),
+            Err(_) => Ok(None),
+        }
+    };
+    let index = match number("JOB_COMPLETION_INDEX")? {
+        Some(index) => index,
+        None => match number("SLURM_ARRAY_TASK_ID")? {
+            Some(id) => {
+                let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+                id.checked_sub(min)
+                    .ok_or("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?
+            }
+            None => {
+                return Err(
+                    "--shards needs JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID in the environment".into(),
+                )
+            }
+        },
+    };
+    if index >= shards {
+        return Err(format!(
+            "the scheduler's index {index} is not below --shards {shards}"
+        ));
+    }
+    Ok((index, shards))
 }
 
 fn mark_named(name: &str) -> Result<Mark, String> {
@@ -45,6 +124,9 @@ fn mark_named(name: &str) -> Result<Mark, String> {
 const MAX_SEEDS: u64 = 10_000_000;
 
 pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
+    if let Some(SwarmAction::Merge(merge)) = &args.action {
+        return crate::merge::run(merge);
+    }
     // A swarm of no seed checks nothing, and a range past u64::MAX would
     // wrap to one that does not hold the seeds asked for.
     // One run keeps every seed's outcome in memory: more seeds than
@@ -57,7 +139,22 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         );
         return Err(Failure::Usage);
     };
-    let seeds: Vec<u64> = (args.first..last).collect();
+    let shard = match (args.shard, args.shards) {
+        (Some(shard), _) => Some(shard),
+        (None, Some(shards)) => Some(shard_from_env(shards).map_err(|error| {
+            eprintln!("error: {error}");
+            Failure::Usage
+        })?),
+        (None, None) => None,
+    };
+    let (k, n) = shard.unwrap_or((0, 1));
+    let seeds: Vec<u64> = (args.first..last)
+        .filter(|seed| (seed - args.first) % n == k)
+        .collect();
+    if seeds.is_empty() {
+        eprintln!("error: shard {k}/{n} of {} seeds holds none", args.seeds);
+        return Err(Failure::Usage);
+    }
     let bar = ProgressBar::new(seeds.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise}  {msg}")
@@ -85,17 +182,22 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         .zip(&outcomes)
         .filter_map(|(&seed, (scenario, outcome))| outcome.failure().map(|failure| (seed, scenario, failure)))
         .collect();
+    let shard_note = shard.map_or(String::new(), |(k, n)| format!(" (shard {k}/{n})"));
     say!(
-        "presence swarm: {} seeds in {wall:.1} s wall, {events} events ({:.0} events/s), {} failed",
+        "presence swarm{shard_note}: {} seeds in {wall:.1} s wall, {events} events ({:.0} events/s), {} failed",
         seeds.len(),
         events as f64 / wall.max(1e-9),
         failures.len()
     );
     let coverage = coverage(&outcomes, &args.require_marks);
     let mut worst = None;
+    let mut signatures = std::collections::BTreeMap::new();
     for (seed, scenario, failure) in failures.iter().take(5) {
         worst = worst.max(Some(*failure));
-        let (_, outcome) = &outcomes[(seed - args.first) as usize];
+        let at = seeds
+            .binary_search(seed)
+            .expect("a failing seed is one of the seeds");
+        let (_, outcome) = &outcomes[at];
         say!("\nseed {seed}: {failure:?}");
         match &outcome.report {
             Ok(report) => say!("  {}", report.verdict),
@@ -104,7 +206,28 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         say!("  drawn options:\n{}", indent(&scenario.to_toml()));
         say!("  reproduce: cargo run --release -- swarm --first {seed} --seeds 1");
         if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
-            shrink_and_save(scenario, *seed);
+            if let Some(shrunk) = shrink_and_save(scenario, *seed) {
+                signatures.insert(*seed, crate::merge::signature(&shrunk.verdict, &shrunk.scenario));
+            }
+        }
+    }
+    if let Some(path) = &args.results {
+        let run = crate::merge::RunInfo {
+            range: (args.first, last),
+            shard: (k, n),
+            commit: crate::provenance::commit(),
+        };
+        let written = std::fs::File::create(path).and_then(|file| {
+            let mut file = std::io::BufWriter::new(file);
+            for (&seed, (scenario, outcome)) in seeds.iter().zip(&outcomes) {
+                let line = crate::merge::result_line(&run, seed, scenario, outcome, signatures.get(&seed));
+                writeln!(file, "{line}")?;
+            }
+            file.flush()
+        });
+        if let Err(error) = written {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            return Err(Failure::Io);
         }
     }
     for (_, _, failure) in &failures {
@@ -120,7 +243,7 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
 /// rare event the swarm exists to exercise. A returning stranger refused
 /// for its age is too rare to require of every 300 (18 seeds in 1,000);
 /// `sims/forgotten-partition.toml` requires it instead.
-const REQUIRED_MARKS: [Mark; 13] = [
+pub(crate) const REQUIRED_MARKS: [Mark; 13] = [
     Mark::DownDetected,
     Mark::PermdownOfSilentPeer,
     Mark::GracefulPermdown,
