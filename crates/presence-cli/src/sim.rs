@@ -11,9 +11,10 @@ use crate::Failure;
 /// Arguments of `presence sim`.
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
-    /// Folder of scenario files.
-    #[arg(long, default_value = "sims")]
-    pub dir: PathBuf,
+    /// Folder of scenario files. Without it, `sims/` if this folder has
+    /// one, else the suite built into the binary.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Run only this scenario.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -39,9 +40,33 @@ pub struct SimArgs {
     pub hashes: bool,
 }
 
+mod suite {
+    include!(concat!(env!("OUT_DIR"), "/suite.rs"));
+}
+
+/// The scenarios: those of `--dir`, else of `./sims` if there is one (a
+/// checkout's files override the built-in suite), else the suite built
+/// into the binary. Also says where they came from.
+fn scenarios(dir: Option<&std::path::Path>) -> Result<(Vec<Scenario>, String), presence_sim::ScenarioError> {
+    let local = std::path::Path::new("sims");
+    match dir {
+        Some(dir) => Ok((Scenario::load_dir(dir)?, dir.display().to_string())),
+        None if local.is_dir() => Ok((Scenario::load_dir(local)?, "sims".to_owned())),
+        None => {
+            let mut scenarios = suite::EMBEDDED
+                .iter()
+                .map(|(name, text)| Scenario::parse(text, std::path::Path::new(name)))
+                .collect::<Result<Vec<_>, _>>()?;
+            scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+            eprintln!("note: no sims/ folder here; running the suite built into this binary");
+            Ok((scenarios, "the suite built into this binary".to_owned()))
+        }
+    }
+}
+
 pub fn run(args: &SimArgs) -> Result<(), Failure> {
-    let scenarios = match Scenario::load_dir(&args.dir) {
-        Ok(scenarios) => scenarios,
+    let (scenarios, source) = match scenarios(args.dir.as_deref()) {
+        Ok(found) => found,
         Err(error) => {
             eprintln!("error: {error}");
             return Err(Failure::Usage);
@@ -52,7 +77,7 @@ pub fn run(args: &SimArgs) -> Result<(), Failure> {
         Some(name) => {
             let found: Vec<Scenario> = scenarios.into_iter().filter(|s| &s.name == name).collect();
             if found.is_empty() {
-                eprintln!("error: no scenario named {name:?} in {}", args.dir.display());
+                eprintln!("error: no scenario named {name:?} in {source}");
                 return Err(Failure::Usage);
             }
             found
