@@ -132,6 +132,19 @@ pub struct CheckArgs {
     /// Where the report goes.
     #[arg(long, default_value = "reports/model-check")]
     pub out: PathBuf,
+    /// Random walks instead of an exhaustive search, for spaces DFS cannot
+    /// finish (`presence_model::walk`): each walk takes uniformly chosen
+    /// actions from the initial state until a state with none, a loop, or
+    /// --depth (default 10,000 steps).
+    #[arg(long)]
+    pub walk: bool,
+    /// The walks' seed: walk i of a seed is always the same walk.
+    #[arg(long, default_value_t = 0, requires = "walk")]
+    pub seed: u64,
+    /// Stop after this many walks (else at --timeout-secs). With a seed,
+    /// the same walks at any thread count.
+    #[arg(long, requires = "walk", value_parser = clap::value_parser!(u64).range(1..))]
+    pub walks: Option<u64>,
 }
 
 impl CheckArgs {
@@ -144,6 +157,12 @@ impl CheckArgs {
         );
         if let Some(depth) = self.depth {
             let _ = write!(command, " --depth {depth}");
+        }
+        if self.walk {
+            let _ = write!(command, " --walk --seed {}", self.seed);
+            if let Some(walks) = self.walks {
+                let _ = write!(command, " --walks {walks}");
+            }
         }
         if self.timeout_secs != DEFAULT_TIMEOUT_SECS {
             let _ = write!(command, " --timeout-secs {}", self.timeout_secs);
@@ -195,7 +214,7 @@ fn check_model<M>(
 where
     M: Model + Send + Sync + 'static,
     M::State: std::fmt::Debug + std::hash::Hash + Send + Sync + Clone + PartialEq + 'static,
-    M::Action: std::fmt::Debug + Clone + PartialEq,
+    M::Action: std::fmt::Debug + Clone + PartialEq + Send,
 {
     let command = args.command(args.threads);
     say!("presence check: {command}");
@@ -209,40 +228,158 @@ where
         builder = builder.symmetry_fn(representative);
     }
     let started = Instant::now();
-    let mut checker = builder.spawn_dfs();
-    // The clock is watched here, not with stateright's `timeout`: its DFS
-    // reads the timeout only when a thread runs out of work, which one
-    // thread never does, and at the timeout it reports itself done while
-    // its threads run on (0.31.0). On timeout the report is made from the
-    // running checker, and its threads end with the process.
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    while !checker.is_done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let finished = checker.is_done();
-    if finished {
-        checker = checker.join();
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let figures = Figures {
-        explored: checker.state_count(),
-        unique: checker.unique_state_count(),
-        depth: checker.max_depth(),
-        wall,
-        finished,
+    let walks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run = Run {
+        args,
+        command: &command,
+        started,
+        walks: &walks,
+        always: &always,
+        sometimes: &sometimes,
     };
-    let mut report = report_header(args, &command, &figures);
-    let violated = judge_properties(&mut report, &checker, &always, &sometimes);
-    crate::write_stdout(format_args!("{report}"));
-    for (name, actions) in &violated {
-        print_counterexample(&replay, name, actions.clone());
-        say!("  replay (one thread, same order): {}", args.command(1));
-    }
-    save_report(args, &report, violated.is_empty())?;
-    if violated.is_empty() {
-        Ok(())
+    if args.walk {
+        run.walk(&replay)
     } else {
-        Err(Failure::Safety)
+        run.conclude(builder.spawn_dfs(), &replay)
+    }
+}
+
+/// Steps per walk unless --depth says otherwise.
+const DEFAULT_WALK_DEPTH: usize = 10_000;
+struct Run<'a> {
+    args: &'a CheckArgs,
+    command: &'a str,
+    started: Instant,
+    walks: &'a std::sync::atomic::AtomicUsize,
+    always: &'a [&'static str],
+    sometimes: &'a [&'static str],
+}
+
+impl Run<'_> {
+    /// Random walks until the walk count or the time limit; then the
+    /// report, and each violation replayed from its walk index, confirmed
+    /// and shrunk like a depth-first one.
+    fn walk<M>(&self, model: &M) -> Result<(), Failure>
+    where
+        M: Model + Sync,
+        M::State: std::fmt::Debug + std::hash::Hash + Clone + PartialEq,
+        M::Action: std::fmt::Debug + Clone + PartialEq + Send,
+    {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let args = self.args;
+        let bounds = presence_model::walk::WalkBounds {
+            seed: args.seed,
+            threads: args.threads,
+            max_depth: args.depth.unwrap_or(DEFAULT_WALK_DEPTH),
+            max_walks: args.walks.unwrap_or(u64::MAX),
+        };
+        let stop = AtomicBool::new(false);
+        let progress = AtomicU64::new(0);
+        let deadline = self.started + Duration::from_secs(args.timeout_secs);
+        let found = std::thread::scope(|scope| {
+            let walking =
+                scope.spawn(|| presence_model::walk::random_walks(model, &bounds, &stop, &progress));
+            while !walking.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+            walking.join().expect("the walkers do not panic")
+        });
+        let wall = self.started.elapsed().as_secs_f64();
+        let figures = Figures {
+            explored: found.states as usize,
+            unique: found.states as usize,
+            depth: found.max_depth,
+            wall,
+            finished: args.walks.is_some_and(|walks| found.walks >= walks),
+            walks: Some(found.walks as usize),
+        };
+        let mut report = report_header(args, self.command, &figures);
+        let _ = writeln!(report, "\n| property | kind | result |\n|---|---|---|");
+        for &name in self.always {
+            let verdict = match found.violations.get(name) {
+                Some((walk, _)) => format!("VIOLATED (walk {walk})"),
+                None => "not violated by these walks".to_owned(),
+            };
+            let _ = writeln!(report, "| {name} | always | {verdict} |");
+        }
+        for &name in self.sometimes {
+            let verdict = match found.reached.get(name) {
+                Some(steps) => format!("reached in {steps} steps"),
+                None => "not reached by these walks".to_owned(),
+            };
+            let _ = writeln!(report, "| {name} | sometimes | {verdict} |");
+        }
+        crate::write_stdout(format_args!("{report}"));
+        for (name, (walk, actions)) in &found.violations {
+            let replayed = presence_model::walk::replay_walk(model, args.seed, *walk, bounds.max_depth, name);
+            if replayed.as_ref() != Some(actions) {
+                say!("\n{name}: walk {walk} did not replay to the same path; not shown");
+                continue;
+            }
+            print_counterexample(model, name, actions.clone());
+            say!(
+                "  replay: cargo run --release -- check {} --walk --seed {} --walks {}",
+                args.model.flags(),
+                args.seed,
+                walk + 1
+            );
+        }
+        save_report(args, &report, found.violations.is_empty())?;
+        if found.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Safety)
+        }
+    }
+
+    /// Waits for the checker (or the time limit), then prints and writes
+    /// the report, and each counterexample, replayed and shrunk in `replay`.
+    fn conclude<M, C>(&self, mut checker: C, replay: &M) -> Result<(), Failure>
+    where
+        M: Model,
+        M::State: std::fmt::Debug + Clone + PartialEq,
+        M::Action: std::fmt::Debug + Clone + PartialEq,
+        C: Checker<M>,
+    {
+        let args = self.args;
+        // The clock is watched here, not with stateright's `timeout`: its DFS
+        // reads the timeout only when a thread runs out of work, which one
+        // thread never does, and at the timeout it reports itself done while
+        // its threads run on (0.31.0). On timeout the report is made from the
+        // running checker, and its threads end with the process.
+        let deadline = self.started + Duration::from_secs(args.timeout_secs);
+        while !checker.is_done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let finished = checker.is_done();
+        if finished {
+            checker = checker.join();
+        }
+        let wall = self.started.elapsed().as_secs_f64();
+        let figures = Figures {
+            explored: checker.state_count(),
+            unique: checker.unique_state_count(),
+            depth: checker.max_depth(),
+            wall,
+            finished,
+            walks: args
+                .walk
+                .then(|| self.walks.load(std::sync::atomic::Ordering::Relaxed)),
+        };
+        let mut report = report_header(args, self.command, &figures);
+        let violated = judge_properties(&mut report, &checker, self.always, self.sometimes);
+        crate::write_stdout(format_args!("{report}"));
+        for (name, actions) in &violated {
+            print_counterexample(replay, name, actions.clone());
+            say!("  replay (one thread, same order): {}", args.command(1));
+        }
+        save_report(args, &report, violated.is_empty())?;
+        if violated.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Safety)
+        }
     }
 }
 
@@ -254,6 +391,8 @@ struct Figures {
     depth: usize,
     wall: f64,
     finished: bool,
+    /// Random walks taken, for `--walk`.
+    walks: Option<usize>,
 }
 
 /// The report's title, provenance and figures table.
@@ -264,6 +403,7 @@ fn report_header(args: &CheckArgs, command: &str, figures: &Figures) -> String {
         depth,
         wall,
         finished,
+        walks,
     } = *figures;
     let mut report = String::new();
     let _ = writeln!(
@@ -297,6 +437,24 @@ fn report_header(args: &CheckArgs, command: &str, figures: &Figures) -> String {
         explored as f64 / wall.max(1e-9)
     );
     let _ = writeln!(report, "| threads | {} |", args.threads);
+    if let Some(walks) = walks {
+        let _ = writeln!(report, "| random walks (seed {}) | {walks} |", args.seed);
+        let _ = writeln!(
+            report,
+            "| walks per second | {:.0} |",
+            walks as f64 / wall.max(1e-9)
+        );
+        let stopped = if finished {
+            "the walk count"
+        } else {
+            "the time limit"
+        };
+        let _ = writeln!(
+            report,
+            "| exhaustive | no (random walks, stopped at {stopped}: a violation found is real, none found proves nothing) |"
+        );
+        return report;
+    }
     let exhaustive = match (finished, args.depth) {
         (false, _) => format!("no (stopped at the {} s time limit)", args.timeout_secs),
         (true, Some(bound)) => format!("no (bounded at depth {bound})"),
@@ -345,7 +503,10 @@ where
 /// report was asked for and not written did not do its job, whatever it
 /// found.
 fn save_report(args: &CheckArgs, report: &str, clean: bool) -> Result<(), Failure> {
-    let bound = args.depth.map(|depth| format!("-d{depth}")).unwrap_or_default();
+    let mut bound = args.depth.map(|depth| format!("-d{depth}")).unwrap_or_default();
+    if args.walk {
+        bound.push_str(&format!("-walk-s{}", args.seed));
+    }
     let file = args.out.join(format!("{}{bound}.md", args.model.slug()));
     match std::fs::create_dir_all(&args.out).and_then(|()| std::fs::write(&file, report)) {
         Ok(()) => {

@@ -39,6 +39,7 @@
 
 pub mod crdt;
 pub mod protocol;
+pub mod walk;
 
 mod memo;
 mod shrink;

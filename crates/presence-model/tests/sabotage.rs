@@ -54,3 +54,41 @@ fn keeping_a_retired_peer_breaks_bounded_memory() {
 fn sending_the_whole_state_breaks_payload_sanity() {
     bites(two_nodes(2, 0), Sabotage::WholeState, "I11 payload sanity");
 }
+
+/// Random walks (`presence check --walk`) find what depth-first search
+/// finds, and nothing as built; the walk that broke the property replays
+/// exactly.
+#[test]
+fn random_walks_find_a_broken_protection_and_replay_it() {
+    use presence_model::walk::{random_walks, replay_walk, WalkBounds};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let bounds = WalkBounds {
+        seed: 7,
+        threads: 2,
+        max_depth: 2_000,
+        max_walks: 3_000,
+    };
+    // A model per run: the model memoizes steps, and a step memoized as
+    // built must not answer for the sabotaged node.
+    let walk = |model: &presence_model::protocol::ProtocolModel| {
+        random_walks(model, &bounds, &AtomicBool::new(false), &AtomicU64::new(0))
+    };
+    let built = sabotage::without(|| walk(&two_nodes(2, 0).into_model()));
+    assert_eq!(built.walks, 3_000);
+    assert!(built.violations.is_empty(), "{:?}", built.violations.keys());
+    let model = two_nodes(2, 0).into_model();
+    let broken = sabotage::with(Sabotage::SwappedDownDiff, || walk(&model));
+    let (index, path) = broken
+        .violations
+        .get("I1 diff exactness")
+        .expect("walks find the swapped diff");
+    // The same walk, alone, breaks the same property by the same path,
+    // and the path replays to the violation from the initial state.
+    let again = sabotage::with(Sabotage::SwappedDownDiff, || {
+        replay_walk(&model, bounds.seed, *index, bounds.max_depth, "I1 diff exactness")
+    });
+    assert_eq!(again.as_ref(), Some(path));
+    assert!(sabotage::with(Sabotage::SwappedDownDiff, || {
+        presence_model::breaks(&model, path, "I1 diff exactness")
+    }));
+}
