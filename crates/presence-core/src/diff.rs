@@ -151,7 +151,6 @@ pub fn is_rendering_of(meta: &Value, presence: &Presence) -> bool {
     let Value::Object(fields) = meta else {
         return false;
     };
-    let added = Added::of(presence);
     let base = match &presence.entry.meta {
         Value::Object(base) => base,
         // Rare: compare with the wrapped rendering itself.
@@ -159,17 +158,17 @@ pub fn is_rendering_of(meta: &Value, presence: &Presence) -> bool {
     };
     // The rendering has the base's fields and the added ones, an added
     // field replacing a base field of its name.
-    let new_names = added
-        .fields()
-        .filter(|(name, _)| !base.contains_key(*name))
+    let new_names = Added::NAMES
+        .iter()
+        .filter(|name| Added::is_added(presence, name) && !base.contains_key(**name))
         .count();
     fields.len() == base.len() + new_names
-        && fields.iter().all(|(name, value)| {
-            match added.fields().find(|(added_name, _)| *added_name == name) {
-                Some((_, added_value)) => value.as_str() == Some(added_value),
+        && fields
+            .iter()
+            .all(|(name, value)| match Added::matches(presence, name, value) {
+                Some(matches) => matches,
                 None => base.get(name) == Some(value),
-            }
-        })
+            })
 }
 
 /// The fields a rendering adds to the meta: `phx_ref`, and `phx_ref_prev`
@@ -188,6 +187,33 @@ impl Added {
                 .replaces
                 .map(|previous| Tag::new(presence.tag.replica.clone(), previous).phx_ref()),
         }
+    }
+
+    /// The names of the fields a rendering may add.
+    const NAMES: [&'static str; 2] = ["phx_ref", "phx_ref_prev"];
+
+    /// Whether the rendering of `presence` adds the field `name`.
+    fn is_added(presence: &Presence, name: &str) -> bool {
+        match name {
+            "phx_ref" => true,
+            "phx_ref_prev" => presence.entry.replaces.is_some(),
+            _ => false,
+        }
+    }
+
+    /// For a field the rendering of `presence` adds, whether `value` is
+    /// what it adds (without formatting it); `None` for any other field.
+    fn matches(presence: &Presence, name: &str, value: &Value) -> Option<bool> {
+        let clock = match name {
+            "phx_ref" => presence.tag.clock,
+            "phx_ref_prev" => presence.entry.replaces?,
+            _ => return None,
+        };
+        Some(
+            value
+                .as_str()
+                .is_some_and(|text| Tag::is_phx_ref_of(text, &presence.tag.replica, clock)),
+        )
     }
 
     /// (name, value) of each added field.

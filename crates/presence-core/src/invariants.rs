@@ -17,6 +17,7 @@ use crate::diff::{is_rendering_of, presence_state, Diff, PresenceState};
 use crate::entry::{Entry, Presence};
 use crate::merge::Snapshot;
 use crate::mirror::{phx_ref, ClientMirror};
+use crate::replica::parse_phx_ref;
 use crate::replica::{ReplicaId, Tag};
 use crate::state::State;
 
@@ -392,17 +393,26 @@ where
         }
         let (of_key, after) = rest.split_at(count);
         rest = after;
-        let mut expected: Vec<(String, &Presence)> = of_key
-            .iter()
-            .map(|presence| (presence.tag.phx_ref(), presence))
-            .collect();
-        expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut actual: Vec<&Value> = metas.collect();
-        actual.sort_by(|a, b| by_ref(a, b));
+        // Both sides in tag order, read from the metas' phx_refs without
+        // formatting a tag (most keys have one meta; hot keys have many).
+        let mut expected: Vec<&Presence> = of_key.iter().collect();
+        expected.sort_unstable_by(|a, b| a.tag.cmp(&b.tag));
+        let mut actual = Vec::with_capacity(expected.len());
+        for meta in metas {
+            let Some(parts) = meta
+                .get("phx_ref")
+                .and_then(Value::as_str)
+                .and_then(parse_phx_ref)
+            else {
+                return false;
+            };
+            actual.push((parts, meta));
+        }
+        actual.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let alike = actual
             .iter()
             .zip(&expected)
-            .all(|(meta, (_, presence))| is_rendering_of(meta, presence));
+            .all(|((_, meta), presence)| is_rendering_of(meta, presence));
         if !alike {
             return false;
         }
