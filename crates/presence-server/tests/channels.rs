@@ -435,3 +435,13 @@ async fn a_burst_of_joins_is_coalesced_into_few_diffs_that_sum_exactly() {
     assert!(watcher.silent_for(Duration::from_millis(400)).await);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_sockets_as_going_away() {
+    let server = single(config()).await;
+    let mut client = Client::connect(server.http_address()).await;
+    client.join("room:1", json!({"presence": {"key": "ann"}})).await;
+    client.next_event("presence_state").await;
+    server.shutdown().await;
+    assert_eq!(client.closed_with().await, Some(close::GOING_AWAY));
+}
