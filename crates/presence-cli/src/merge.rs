@@ -314,18 +314,9 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
     for mark in Mark::ALL {
         let (seeds, hits) = marks.get(mark.name()).copied().unwrap_or_default();
         let required = count.len() >= 300 && crate::swarm::REQUIRED_MARKS.contains(&mark);
-        if required && seeds == 0 {
+        if !crate::swarm::coverage_row(mark, seeds, hits, required) {
             never.push(mark.name());
         }
-        say!(
-            "{:<34} {seeds:>8} {hits:>12}{}",
-            mark.name(),
-            if required && seeds == 0 {
-                "  NEVER REACHED"
-            } else {
-                ""
-            }
-        );
     }
     if let Some(failure) = worst {
         return Err(failure);

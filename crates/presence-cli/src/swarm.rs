@@ -274,16 +274,7 @@ fn coverage(outcomes: &[(Scenario, Outcome)], asked: &[Mark]) -> Result<(), Fail
         let seeds = reports.iter().filter(|report| report.marks[at] > 0).count();
         let hits: u64 = reports.iter().map(|report| report.marks[at]).sum();
         let required = asked.contains(&mark) || (outcomes.len() >= 300 && REQUIRED_MARKS.contains(&mark));
-        say!(
-            "{:<34} {seeds:>8} {hits:>12}{}",
-            mark.name(),
-            if required && seeds == 0 {
-                "  NEVER REACHED"
-            } else {
-                ""
-            }
-        );
-        if required && seeds == 0 {
+        if !coverage_row(mark, seeds as u64, hits, required) {
             missing.push(mark.name());
         }
     }
@@ -292,6 +283,18 @@ fn coverage(outcomes: &[(Scenario, Outcome)], asked: &[Mark]) -> Result<(), Fail
         return Err(Failure::Coverage);
     }
     Ok(())
+}
+
+/// Prints one row of the coverage table (mark, seeds, hits);
+/// false if the mark is required and no seed reached it.
+pub(crate) fn coverage_row(mark: Mark, seeds: u64, hits: u64, required: bool) -> bool {
+    let never = required && seeds == 0;
+    say!(
+        "{:<34} {seeds:>8} {hits:>12}{}",
+        mark.name(),
+        if never { "  NEVER REACHED" } else { "" }
+    );
+    !never
 }
 
 fn indent(text: &str) -> String {
