@@ -97,3 +97,31 @@ fn a_clock_that_steps_back_is_ridden_out() {
         .iter()
         .any(|output| matches!(output, Output::Event(ReplicaEvent::Down(_)))));
 }
+
+fn broadcasts(node: &mut Node, now_ms: u64) -> bool {
+    node.handle(Input::Tick, now_ms)
+        .unwrap()
+        .iter()
+        .any(|output| matches!(output, Output::Broadcast(Message::Heartbeat { .. })))
+}
+
+/// A clock that steps back mid-period moves the next broadcast back with
+/// it: the period keeps the time it has run. Found by a 1,000,000-seed
+/// swarm, where two steps back in one silent stretch kept a node quiet
+/// past `max_silent_periods + 1` periods of true time (I10).
+#[test]
+fn a_step_back_of_the_clock_keeps_the_period_under_way() {
+    let config = Config {
+        broadcast_period_ms: 1_000,
+        ..Config::default()
+    };
+    let mut node = Node::new(ReplicaId::new("a", 1), config, 0).unwrap();
+    assert!(broadcasts(&mut node, 0), "the first tick says hello");
+    track(&mut node, "p", "ann", 100);
+    assert!(!broadcasts(&mut node, 900), "900 ms into a 1,000 ms period");
+    // The clock steps back by 500 ms: 100 ms of the period are left, which
+    // end at 500 on the new clock, not a whole period from now.
+    assert!(!broadcasts(&mut node, 400));
+    assert!(!broadcasts(&mut node, 499));
+    assert!(broadcasts(&mut node, 500), "the period ended on time");
+}
