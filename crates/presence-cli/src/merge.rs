@@ -48,7 +48,8 @@ pub struct RunInfo {
     pub range: (u64, u64),
     /// This run's shard, K of N (0 of 1 unsharded).
     pub shard: (u64, u64),
-    /// The commit the binary was built from.
+    /// The commit the binary was built from (embedded by `build.rs`, so a
+    /// shard with no checkout still says).
     pub commit: String,
 }
 

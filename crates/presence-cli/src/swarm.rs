@@ -215,7 +215,7 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         let run = crate::merge::RunInfo {
             range: (args.first, last),
             shard: (k, n),
-            commit: crate::provenance::commit(),
+            commit: env!("PRESENCE_BUILD_COMMIT").to_owned(),
         };
         let written = std::fs::File::create(path).and_then(|file| {
             let mut file = std::io::BufWriter::new(file);

@@ -84,6 +84,15 @@ fn four_shards_merge_to_the_unsharded_run() {
     }
     let unsharded = outcomes(&whole);
     assert_eq!(unsharded.len(), 24);
+    // The commit is the binary's own, built in, not read where it runs.
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&whole).unwrap().lines().next().unwrap()).unwrap();
+    let commit = first["commit"].as_str().unwrap();
+    let hex = commit.trim_end_matches("-dirty");
+    assert!(
+        hex.len() >= 7 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{commit}"
+    );
     assert_eq!(
         sharded, unsharded,
         "the shards ran the same seeds to the same traces"
