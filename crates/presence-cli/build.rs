@@ -6,40 +6,14 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-/// The commit this binary is built from, for the results of a fleet's
-/// shards (which run with no checkout): `git rev-parse --short HEAD`,
-/// `-dirty` when tracked files outside `reports/` differ, `unknown` with no
-/// git. Rebuilt when HEAD or the index moves.
+#[path = "src/commit.rs"]
+mod commit;
+
+/// Builds in the commit this binary is built from, for the results of a
+/// fleet's shards (which run with no checkout); rebuilt when HEAD or the
+/// index moves.
 fn build_commit(root: &std::path::Path) {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(root)
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    };
-    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            let dirty = git(&[
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ".",
-                ":!reports",
-            ])
-            .is_some_and(|status| !status.is_empty());
-            if dirty {
-                format!("{commit}-dirty")
-            } else {
-                commit
-            }
-        }
-        _ => "unknown".to_owned(),
-    };
-    println!("cargo:rustc-env=PRESENCE_BUILD_COMMIT={commit}");
+    println!("cargo:rustc-env=PRESENCE_BUILD_COMMIT={}", commit::describe(root));
     for file in [".git/HEAD", ".git/index"] {
         let path = root.join(file);
         if path.exists() {

@@ -165,7 +165,7 @@ async fn connect(port: u16) -> Result<Socket, String> {
         .map_err(|error| error.to_string())
 }
 
-/// Sends a join and reads until its reply; returns what came before it.
+/// Sends a join and reads until its reply, dropping what comes before it.
 async fn join(socket: &mut Socket, payload: Value) -> Result<(), String> {
     let frame = json!(["1", "1", "room:load", "phx_join", payload]).to_string();
     socket

@@ -50,6 +50,7 @@ macro_rules! say {
 }
 
 mod check;
+mod commit;
 mod load;
 mod merge;
 mod node;

@@ -29,26 +29,10 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The short commit, marked `-dirty` when tracked files outside `reports/`
-/// have changes (generated reports being rewritten do not count).
+/// The commit of the checkout the command runs in (see
+/// [`crate::commit::describe`]).
 pub fn commit() -> String {
-    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = std::process::Command::new("git")
-        .args([
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":!reports",
-        ])
-        .output()
-        .is_ok_and(|output| output.status.success() && !output.stdout.is_empty());
-    if dirty {
-        format!("{commit}-dirty")
-    } else {
-        commit
-    }
+    crate::commit::describe(std::path::Path::new("."))
 }
 
 /// A short machine name: the CPU model as a slug, and the cores

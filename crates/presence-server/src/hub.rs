@@ -295,9 +295,6 @@ pub(crate) struct Hub {
     flush_interval: Duration,
     last_flush: Instant,
     next_stream: u64,
-    /// How many diffs were sent to sockets, and how many sockets were
-    /// dropped for falling behind.
-    pub(crate) kicked: u64,
 }
 
 /// A channel join waiting for the flush that sends what came before it.
@@ -323,7 +320,6 @@ impl Hub {
             flush_interval,
             last_flush: Instant::now(),
             next_stream: STREAM_IDS,
-            kicked: 0,
         }
     }
 
@@ -625,7 +621,6 @@ impl Hub {
                         let sent = sink.out.try_send(text.clone());
                         if matches!(sent, Err(mpsc::error::TrySendError::Full(_))) {
                             sink.kick.notify_one();
-                            self.kicked += 1;
                         }
                         sent.is_ok()
                     }
