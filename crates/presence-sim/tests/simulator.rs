@@ -128,6 +128,58 @@ fn regression_swarm_seeds_7_and_76_empty_reincarnation() {
 }
 
 #[test]
+fn a_node_that_departs_while_paused_stays_gone() {
+    // Found by a 1,000,000-seed swarm (seeds 332584, 748048, 890856): an
+    // orderly departure of a paused node did nothing, because a frozen node
+    // is not running and the shutdown only stepped running ones; the resume
+    // already scheduled then brought the departed node back, and I7 saw its
+    // watermark kept past the bound for a node that had left. Here node 2
+    // is paused, departs in order, and is "resumed": nothing of it may
+    // happen after the departure.
+    use presence_sim::scenario::Fault;
+    use presence_sim::trace::TraceEvent;
+    let mut scenario = scenario("permanent-departure");
+    let departs_ms = 71_000;
+    scenario.faults.extend([
+        Fault::Pause {
+            at_ms: 70_000,
+            node: 2,
+        },
+        Fault::Depart {
+            at_ms: departs_ms,
+            node: 2,
+            graceful: true,
+        },
+        Fault::Resume {
+            at_ms: 72_000,
+            node: 2,
+        },
+    ]);
+    let seed = scenario.seeds[0];
+    let report = run(&scenario, seed, true);
+    assert!(report.verdict.passed(), "{}", report.verdict);
+    let afterlife: Vec<&TraceEvent> = report
+        .trace
+        .events()
+        .iter()
+        .filter(|event| match event {
+            TraceEvent::Deliver { sent, from: 2, .. } => *sent > departs_ms,
+            TraceEvent::Replica { t, node: 2, .. } | TraceEvent::Diff { t, node: 2, .. } => *t > departs_ms,
+            _ => false,
+        })
+        .collect();
+    assert!(
+        afterlife.is_empty(),
+        "node 2 acted after it departed: {:?}",
+        &afterlife[..afterlife.len().min(3)]
+    );
+    for seed in [332_584, 748_048, 890_856] {
+        let report = run(&swarm::draw(seed), seed, false);
+        assert!(report.verdict.passed(), "swarm seed {seed}: {}", report.verdict);
+    }
+}
+
+#[test]
 fn the_big_room_is_big_and_hot_and_passes() {
     // One room, at least 50,000 presences, at least 5,000 under one key:
     // counted from the run's own preload operations.
