@@ -12,8 +12,9 @@
 //!
 //! `verdict` is `pass`, `safety`, `liveness`, `crash`, `harness` or
 //! `determinism`; `signature` groups failures that are one defect: the
-//! invariant, then the shape of the shrunk run (nodes, fault kinds), when
-//! the shard shrank it (its first five failures), else of the drawn run.
+//! invariant, then its message with the numbers blanked (see [`signature`]),
+//! of the shrunk run when the shard shrank it (its first five failures),
+//! else of the drawn run.
 //!
 //! `presence swarm merge FILE...` reads every line of every file, and
 //! prints the totals, the failures grouped by invariant and signature with
@@ -76,23 +77,47 @@ fn failure_named(name: &str) -> Option<Failure> {
     })
 }
 
-/// A failure's signature: its invariant and the shape of the run.
-pub fn signature(verdict: &Verdict, scenario: &Scenario) -> String {
+/// A failure's signature: its invariant, then what was found with every
+/// run of digits blanked to `#` (where and when are left out). One defect says the same thing in every run
+/// that meets it, with different times, nodes, incarnations and counts:
+/// "I10 ... n#@# has not broadcast for # ms of true time, past # ms". The
+/// run's shape (node count, fault kinds) was the signature before, and
+/// split one clock defect into three groups by how far each run shrank.
+pub fn signature(verdict: &Verdict) -> String {
     let invariant = verdict.invariant().map_or("none", |invariant| invariant.id());
-    let kinds: BTreeSet<String> = scenario
-        .faults
-        .iter()
-        .map(|fault| {
-            let debug = format!("{fault:?}");
-            debug.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
-        })
-        .collect();
-    let kinds: Vec<String> = kinds.into_iter().collect();
-    format!(
-        "{invariant} nodes={} faults=[{}]",
-        scenario.nodes,
-        kinds.join(",")
-    )
+    // What was found, without where and when.
+    let message = match verdict {
+        Verdict::Pass { .. } => "pass".to_owned(),
+        Verdict::Violation {
+            invariant, detail, ..
+        } => format!("{} violated: {detail}", invariant.name()),
+        Verdict::NoConvergence { detail, .. } => format!("not converged: {detail}"),
+        Verdict::HarnessError { detail, .. } => format!("harness error: {detail}"),
+    };
+    format!("{invariant}: {}", blank_numbers(&message))
+}
+
+/// The signature of a run that panicked: its message, numbers blanked.
+pub fn crash_signature(panic: &str) -> String {
+    format!("crash: {}", blank_numbers(panic))
+}
+
+/// `text` with every run of ASCII digits replaced by one `#`.
+fn blank_numbers(text: &str) -> String {
+    let mut blanked = String::with_capacity(text.len());
+    let mut in_number = false;
+    for character in text.chars() {
+        if character.is_ascii_digit() {
+            if !in_number {
+                blanked.push('#');
+            }
+            in_number = true;
+        } else {
+            blanked.push(character);
+            in_number = false;
+        }
+    }
+    blanked
 }
 
 /// One seed's line.
@@ -118,7 +143,7 @@ pub fn result_line(
                 Some(format!("{:016x}", report.trace.hash())),
                 report.events,
                 marks,
-                signature(&report.verdict, scenario),
+                signature(&report.verdict),
             )
         }
         Err(panic) => (
@@ -127,7 +152,7 @@ pub fn result_line(
             None,
             0,
             serde_json::Map::new(),
-            format!("crash nodes={}", scenario.nodes),
+            crash_signature(panic),
         ),
     };
     let signature = failure.map(|_| shrunk.cloned().unwrap_or(drawn_signature));
@@ -331,4 +356,60 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
         return Err(Failure::Coverage);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use presence_core::invariants::Invariant;
+    use presence_sim::Verdict;
+
+    use super::signature;
+
+    fn violation(invariant: Invariant, at_ms: u64, node: usize, detail: &str) -> Verdict {
+        Verdict::Violation {
+            invariant,
+            at_ms,
+            node,
+            detail: detail.to_owned(),
+        }
+    }
+
+    #[test]
+    fn one_defect_in_runs_of_any_size_is_one_signature() {
+        // Two of the 1,000,000-seed sweep's I10 failures, from runs of two
+        // and five nodes: one defect.
+        let two = violation(
+            Invariant::Timeliness,
+            24_306,
+            1,
+            "n1@1 has not broadcast for 8474 ms of true time, past 8257 ms",
+        );
+        let five = violation(
+            Invariant::Timeliness,
+            61_412,
+            0,
+            "n0@2 has not broadcast for 8636 ms of true time, past 8542 ms",
+        );
+        assert_eq!(signature(&two), signature(&five));
+        assert_eq!(
+            signature(&two),
+            "I10: timeliness violated: n#@# has not broadcast for # ms of true time, past # ms"
+        );
+        // Another check of the same invariant, or the same words under
+        // another invariant, is another defect.
+        let hidden_late = violation(
+            Invariant::Timeliness,
+            24_306,
+            1,
+            "n1@1 still shows n2@1, silent for 9000 ms, past 8257 ms",
+        );
+        assert_ne!(signature(&two), signature(&hidden_late));
+        let memory = violation(
+            Invariant::BoundedMemory,
+            24_306,
+            1,
+            "n1@1 has not broadcast for 8474 ms of true time, past 8257 ms",
+        );
+        assert_ne!(signature(&two), signature(&memory));
+    }
 }

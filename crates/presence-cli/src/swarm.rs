@@ -207,7 +207,7 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         say!("  reproduce: cargo run --release -- swarm --first {seed} --seeds 1");
         if !args.no_shrink && matches!(failure, Failure::Safety | Failure::Liveness) {
             if let Some(shrunk) = shrink_and_save(scenario, *seed) {
-                signatures.insert(*seed, crate::merge::signature(&shrunk.verdict, &shrunk.scenario));
+                signatures.insert(*seed, crate::merge::signature(&shrunk.verdict));
             }
         }
     }
