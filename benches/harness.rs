@@ -46,6 +46,7 @@ fn model_checking(c: &mut Criterion) {
         crashes: 0,
         partitions: false,
         lossy: false,
+        synchrony: None,
     };
     let crdt_states = crdt
         .into_model()

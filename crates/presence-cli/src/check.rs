@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use presence_model::crdt::CrdtModelCfg;
 use presence_model::property_names;
-use presence_model::protocol::ProtocolModelCfg;
+use presence_model::protocol::{ProtocolModelCfg, Synchrony, FORGETS};
 use stateright::{Checker, Expectation, Model};
 
 use crate::provenance::{command_output, commit, cores, cpu_model};
@@ -39,6 +39,18 @@ pub struct ModelArgs {
     /// protocol: the network may lose messages.
     #[arg(long)]
     pub lossy: bool,
+    /// protocol: bounded synchrony, under which nodes forget a departed
+    /// base's watermark: in each round every live node ticks once, and a
+    /// message arrives within --max-age rounds of its sending or not at all.
+    #[arg(long)]
+    pub synchrony: bool,
+    /// protocol, with --synchrony: rounds a message stays deliverable.
+    #[arg(long, default_value_t = 1, requires = "synchrony")]
+    pub max_age: u16,
+    /// protocol, with --synchrony: let messages arrive at any age, which
+    /// breaks the bound forgetting rests on (to see the check fail).
+    #[arg(long, requires = "synchrony", conflicts_with = "max_age")]
+    pub unbounded_age: bool,
 }
 
 /// The models `check` knows.
@@ -56,16 +68,27 @@ impl ModelArgs {
             eprintln!("error: the protocol model takes --replicas 2 or 3");
             return Err(Failure::Usage);
         }
+        if self.synchrony && self.symmetry {
+            eprintln!("error: --synchrony has no symmetry reduction (its rounds name nodes)");
+            return Err(Failure::Usage);
+        }
         Ok(ProtocolModelCfg {
             nodes: self.replicas,
             ticks: self.ops,
             crashes: usize::from(self.faults),
             partitions: self.partitions,
             lossy: self.lossy,
+            synchrony: self.synchrony.then_some(Synchrony {
+                max_age_rounds: (!self.unbounded_age).then_some(self.max_age),
+            }),
         })
     }
 
     fn cfg(&self) -> Result<CrdtModelCfg, Failure> {
+        if self.synchrony || self.unbounded_age {
+            eprintln!("error: --synchrony and --unbounded-age are for --model protocol");
+            return Err(Failure::Usage);
+        }
         if !(2..=4).contains(&self.replicas) {
             eprintln!("error: --replicas must be 2 to 4");
             return Err(Failure::Usage);
@@ -90,7 +113,24 @@ impl ModelArgs {
             switch(self.symmetry, "symmetry"),
             switch(self.partitions, "partitions"),
             switch(self.lossy, "lossy")
-        )
+        ) + &if !self.synchrony {
+            String::new()
+        } else if self.unbounded_age {
+            " --synchrony --unbounded-age".to_owned()
+        } else {
+            format!(" --synchrony --max-age {}", self.max_age)
+        }
+    }
+
+    /// A synchronous check that never saw a node forget a watermark checked
+    /// nothing of forgetting: that is a coverage failure (exit 6), not a
+    /// pass.
+    fn forgetting_reached(&self, reached: bool) -> Result<(), Failure> {
+        if self.synchrony && !reached {
+            say!("error: no state had a node forget a departed base's watermark: forgetting was not checked (more --ops, or more walks)");
+            return Err(Failure::Coverage);
+        }
+        Ok(())
     }
 
     fn kind(&self) -> &'static str {
@@ -326,11 +366,10 @@ impl Run<'_> {
             );
         }
         save_report(args, &report, found.violations.is_empty())?;
-        if found.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(Failure::Safety)
+        if !found.violations.is_empty() {
+            return Err(Failure::Safety);
         }
+        args.model.forgetting_reached(found.reached.contains_key(FORGETS))
     }
 
     /// Waits for the checker (or the time limit), then prints and writes
@@ -375,11 +414,11 @@ impl Run<'_> {
             say!("  replay (one thread, same order): {}", args.command(1));
         }
         save_report(args, &report, violated.is_empty())?;
-        if violated.is_empty() {
-            Ok(())
-        } else {
-            Err(Failure::Safety)
+        if !violated.is_empty() {
+            return Err(Failure::Safety);
         }
+        args.model
+            .forgetting_reached(self.sometimes.contains(&FORGETS) && checker.discovery(FORGETS).is_some())
     }
 }
 

@@ -536,6 +536,27 @@ pub struct ResurrectionWatch {
 }
 
 impl ResurrectionWatch {
+    /// A watch for a fresh state that also remembers `retired` watermarks
+    /// (base -> highest retired incarnation) from before: a checker that
+    /// rebuilds its watch at every step (the protocol model) keeps the
+    /// watermarks a node has forgotten this way, so that a tag of a
+    /// forgotten incarnation held again is still a resurrection.
+    pub fn remembering<'a>(retired: impl IntoIterator<Item = (&'a Arc<str>, &'a u64)>) -> Self {
+        Self {
+            retired: retired
+                .into_iter()
+                .map(|(base, &watermark)| (Arc::clone(base), watermark))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The watermarks this watch remembers: every one it was seeded with
+    /// or saw, whether or not the state still holds it.
+    pub fn remembered(&self) -> &BTreeMap<Arc<str>, u64> {
+        &self.retired
+    }
+
     fn had_observed(&self, tag: &Tag) -> bool {
         let retired = self
             .retired

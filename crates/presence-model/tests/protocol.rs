@@ -30,6 +30,7 @@ fn cfg(nodes: usize, ticks: u8, partitions: bool, lossy: bool) -> ProtocolModelC
         crashes: 0,
         partitions,
         lossy,
+        synchrony: None,
     }
 }
 

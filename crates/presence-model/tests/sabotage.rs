@@ -32,6 +32,7 @@ fn two_nodes(ticks: u8, crashes: usize) -> ProtocolModelCfg {
         crashes,
         partitions: false,
         lossy: false,
+        synchrony: None,
     }
 }
 

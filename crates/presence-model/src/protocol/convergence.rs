@@ -67,6 +67,7 @@ pub fn heals_to_convergence(model: &ProtocolModel, state: &ProtocolState) -> Res
         .inner
         .network
         .iter_deliverable()
+        .filter(|envelope| model.deliverable(state, envelope))
         .map(|envelope| (envelope.src, envelope.dst, envelope.msg))
         .collect();
     in_flight.sort_unstable();

@@ -23,11 +23,14 @@
 //! what the node observed before it.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::invariants::{check_safety_of, History, Invariant, MemoryBounds, SafetyInputs};
+use presence_core::invariants::{
+    check_no_resurrection, check_safety_of, History, Invariant, MemoryBounds, ResurrectionWatch, SafetyInputs,
+};
 use presence_core::{Diff, ReplicaId, State};
 use presence_tracker::checks::{check_node_forgets, check_timeliness};
 use presence_tracker::{Config, Input, Message, Node, Output};
@@ -65,6 +68,121 @@ pub struct ProtocolModelCfg {
     pub partitions: bool,
     /// Whether the network may lose messages.
     pub lossy: bool,
+    /// Bounded synchrony, under which nodes forget departed bases'
+    /// watermarks; `None`: the asynchronous model, which keeps them all.
+    pub synchrony: Option<Synchrony>,
+}
+
+/// The bounds forgetting rests on, as rounds: in each round every live
+/// node ticks once (so clocks advance at one rate, within a period of each
+/// other), and a message is deliverable only within `max_age_rounds` rounds
+/// of its first sending (later, it is as lost). A crashed node departs for
+/// good (it does not recover), and the others forget its base's watermark
+/// after [`SYNCHRONOUS_MEMORY_MS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synchrony {
+    /// Rounds a message stays deliverable after it was first sent. `None`
+    /// lets a message arrive at any age, which breaks the bound forgetting
+    /// rests on: a check that forgetting is safe must fail then.
+    pub max_age_rounds: Option<u16>,
+}
+
+impl Synchrony {
+    /// Whether `action` may happen now: a node ticks once a round, and a
+    /// message is deliverable within its age.
+    fn allows(&self, rounds: &Rounds, action: &ActorModelAction<Packet, Timer, ()>) -> bool {
+        match action {
+            ActorModelAction::Timeout(id, Timer::Tick) => rounds.ticked & (1 << usize::from(*id)) == 0,
+            // A crash is a departure for good: restarts are the
+            // asynchronous configurations' to explore, and a node that
+            // never returns is what forgetting is for.
+            ActorModelAction::Recover(_) => false,
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let Some(max_age) = self.max_age_rounds else {
+                    return true;
+                };
+                rounds
+                    .sent
+                    .get(&(usize::from(*src), usize::from(*dst), msg.digest))
+                    .is_none_or(|&sent| rounds.round - sent <= max_age)
+            }
+            _ => true,
+        }
+    }
+}
+
+impl Rounds {
+    /// After a step (a tick of node `ticked`, if it was one): stamps the
+    /// messages first sent in it, and starts the next round once every
+    /// live node that has ticks left has ticked in this one.
+    /// Returns whether a new round started.
+    fn after_step(&mut self, inner: &InnerState, ticked: Option<usize>) -> bool {
+        if let Some(node) = ticked {
+            self.ticked |= 1 << node;
+        }
+        for envelope in inner.network.iter_all() {
+            self.sent
+                .entry((
+                    usize::from(envelope.src),
+                    usize::from(envelope.dst),
+                    envelope.msg.digest,
+                ))
+                .or_insert(self.round);
+        }
+        let waiting = (0..inner.actor_states.len()).any(|node| {
+            !inner.crashed[node]
+                && self.ticked & (1 << node) == 0
+                && inner.timers_set[node].iter().any(|timer| *timer == Timer::Tick)
+        });
+        if self.ticked != 0 && !waiting {
+            self.round += 1;
+            self.ticked = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Takes the messages older than `max_age` rounds out of the network:
+    /// they can no longer arrive, and kept, they would only tell apart
+    /// states that behave alike. A message sent again later is new.
+    fn expire(&mut self, inner: &mut Arc<InnerState>, max_age: u16) {
+        let oldest = self.round.saturating_sub(max_age);
+        let before = self.sent.len();
+        self.sent.retain(|_, &mut sent| sent >= oldest);
+        if self.sent.len() == before {
+            return;
+        }
+        if let Network::UnorderedDuplicating(envelopes, _) = &mut Arc::make_mut(inner).network {
+            envelopes.retain(|envelope| {
+                self.sent.contains_key(&(
+                    usize::from(envelope.src),
+                    usize::from(envelope.dst),
+                    envelope.msg.digest,
+                ))
+            });
+        }
+    }
+}
+
+/// The `sometimes` property of a synchronous configuration: without it
+/// reached, the check said nothing about forgetting.
+pub const FORGETS: &str = "a node forgets a departed base's watermark";
+
+/// The retirement memory under [`Synchrony`]: eight broadcast periods, so
+/// that half of it (what forgetting tolerates of a message's age) exceeds
+/// a message one round old by at least a round's skew.
+pub const SYNCHRONOUS_MEMORY_MS: u64 = 8_000;
+
+/// The rounds of a synchronous run: the current round, the live nodes that
+/// have ticked in it, and the round each message in flight was first sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rounds {
+    /// The current round.
+    pub round: u16,
+    /// Bit `i`: node `i` has ticked in this round.
+    pub ticked: u8,
+    /// (from, to, message digest) -> the round it was first sent.
+    pub sent: BTreeMap<(usize, usize, u64), u16>,
 }
 
 /// The timers of a node.
@@ -94,6 +212,9 @@ pub struct NodeState {
     pub unsound_payload: Option<String>,
     /// This node's local operations, all incarnations (I4-I6; ghost).
     history: Arc<History>,
+    /// Every retirement watermark this node has held, all incarnations,
+    /// including those it has since forgotten (I3; ghost).
+    remembered: Arc<BTreeMap<Arc<str>, u64>>,
     /// The node's digests.
     digests: Digests,
     /// The node's digests under renamings (`Node::hash_renamed`), shared
@@ -149,6 +270,36 @@ impl NodeState {
         if let Err(violation) = no_resurrection_since(before, self.node.state()) {
             self.resurrection.get_or_insert(violation);
         }
+        self.keep_forgotten_dead();
+    }
+
+    /// I3 across forgetting: the per-step check rebuilds its watch from the
+    /// state before the step, which no longer holds a watermark the node
+    /// has forgotten, so the watermarks the node ever held are kept here and
+    /// a tag of a forgotten incarnation held again is a resurrection. Costs
+    /// nothing until the node has forgotten one, or learns a new one.
+    pub(super) fn keep_forgotten_dead(&mut self) {
+        let retired = self.node.state().retired();
+        let forgot = self.has_forgotten();
+        let learned = retired
+            .iter()
+            .any(|(base, watermark)| self.remembered.get(base) < Some(watermark));
+        if !forgot && !learned {
+            return;
+        }
+        let mut watch = ResurrectionWatch::remembering(self.remembered.iter());
+        if let Err(violation) = check_no_resurrection(&mut watch, self.node.state()) {
+            self.resurrection.get_or_insert(violation.to_string());
+        }
+        if learned {
+            self.remembered = Arc::new(watch.remembered().clone());
+        }
+    }
+
+    /// Whether the node has forgotten a retirement watermark it held.
+    pub fn has_forgotten(&self) -> bool {
+        let retired = self.node.state().retired();
+        self.remembered.keys().any(|base| !retired.contains_key(base))
     }
 
     /// The node's ground truth.
@@ -319,6 +470,7 @@ impl Actor for TrackerActor {
             resurrection: None,
             unsound_payload: None,
             history,
+            remembered: Arc::default(),
             digests: Digests::default(),
             renamed: Renamed::default(),
         };
@@ -470,6 +622,8 @@ pub struct ProtocolState {
     /// Set only in a [`representative`]: the state's digest under symmetry,
     /// which is then all that hashes and compares.
     pub symmetric_digest: Option<u64>,
+    /// Under [`Synchrony`] only: the rounds.
+    pub rounds: Option<Arc<Rounds>>,
 }
 
 impl PartialEq for ProtocolState {
@@ -479,6 +633,7 @@ impl PartialEq for ProtocolState {
         }
         self.inner == other.inner
             && (self.isolated, self.partition_left) == (other.isolated, other.partition_left)
+            && self.rounds == other.rounds
     }
 }
 
@@ -503,6 +658,9 @@ impl Hash for ProtocolState {
         inner.crashed.hash(hasher);
         inner.actor_storages.hash(hasher);
         (self.isolated, self.partition_left).hash(hasher);
+        if let Some(rounds) = &self.rounds {
+            rounds.hash(hasher);
+        }
     }
 }
 
@@ -536,8 +694,13 @@ impl ProtocolModelCfg {
             // age and clock rates that this asynchronous model does not
             // have (its network holds a message forever, and one node may
             // tick many times while another ticks none), so the model keeps
-            // every watermark; the simulator checks forgetting.
-            retirement_memory_ms: 1_000_000,
+            // every watermark; the simulator checks forgetting. Under
+            // `Synchrony` those bounds hold, and nodes forget.
+            retirement_memory_ms: if self.synchrony.is_some() {
+                SYNCHRONOUS_MEMORY_MS
+            } else {
+                1_000_000
+            },
         };
         let actor = TrackerActor {
             config,
@@ -569,6 +732,25 @@ impl ProtocolModelCfg {
             exchanges: Memo::new(1 << 16),
             views: Memo::new(1 << 16),
         }
+    }
+}
+
+impl ProtocolModel {
+    /// Whether a message in flight may still arrive: always, but under
+    /// [`Synchrony`] only within its age (the healed run of
+    /// [`heals_to_convergence`] delivers only those).
+    fn deliverable(&self, state: &ProtocolState, envelope: &stateright::actor::Envelope<&Packet>) -> bool {
+        let (Some(synchrony), Some(rounds)) = (self.cfg.synchrony, &state.rounds) else {
+            return true;
+        };
+        synchrony.allows(
+            rounds,
+            &ActorModelAction::Deliver {
+                src: envelope.src,
+                dst: envelope.dst,
+                msg: envelope.msg.clone(),
+            },
+        )
     }
 }
 
@@ -609,6 +791,7 @@ impl Model for ProtocolModel {
                 isolated: None,
                 partition_left: self.cfg.partitions,
                 symmetric_digest: None,
+                rounds: self.cfg.synchrony.map(|_| Arc::default()),
             })
             .collect()
     }
@@ -619,6 +802,11 @@ impl Model for ProtocolModel {
         for action in inner {
             if let ActorModelAction::Deliver { src, dst, .. } = &action {
                 if crosses(state.isolated, *src, *dst) {
+                    continue;
+                }
+            }
+            if let (Some(synchrony), Some(rounds)) = (self.cfg.synchrony, &state.rounds) {
+                if !synchrony.allows(rounds, &action) {
                     continue;
                 }
             }
@@ -636,7 +824,18 @@ impl Model for ProtocolModel {
         let mut next = last.clone();
         match action {
             ProtocolAction::Actor(action) => {
+                let ticked = match &action {
+                    ActorModelAction::Timeout(id, Timer::Tick) => Some(usize::from(*id)),
+                    _ => None,
+                };
                 next.inner = Arc::new(self.inner.next_state(&last.inner, action)?);
+                if let Some(rounds) = &mut next.rounds {
+                    let rounds = Arc::make_mut(rounds);
+                    let max_age = self.cfg.synchrony.and_then(|synchrony| synchrony.max_age_rounds);
+                    if let (true, Some(max_age)) = (rounds.after_step(&next.inner, ticked), max_age) {
+                        rounds.expire(&mut next.inner, max_age);
+                    }
+                }
             }
             ProtocolAction::Isolate(node) => {
                 next.isolated = Some(node);
@@ -652,6 +851,19 @@ impl Model for ProtocolModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
+        let mut properties = self.safety_and_reach();
+        if self.cfg.synchrony.is_some() {
+            properties.push(Property::sometimes(FORGETS, |_, state: &ProtocolState| {
+                live_nodes(state).any(NodeState::has_forgotten)
+            }));
+        }
+        properties
+    }
+}
+
+impl ProtocolModel {
+    /// The properties every configuration checks.
+    fn safety_and_reach(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("I1 diff exactness", |_, state: &ProtocolState| {
                 every_node_keeps(state, Invariant::DiffExactness, &History::new())

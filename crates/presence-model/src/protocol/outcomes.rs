@@ -112,6 +112,7 @@ impl Step {
         for (to, wire) in &self.sends {
             o.broadcast(to, wire);
         }
+        state.keep_forgotten_dead();
     }
 }
 
