@@ -431,3 +431,30 @@ fn reincarnation_refuses_a_stale_incarnation() {
     assert!(state.reincarnate(4).is_ok());
     assert_eq!(state.replica(), &ReplicaId::new("a", 4));
 }
+
+#[test]
+fn a_removal_a_full_state_shows_only_in_its_cloud_is_applied() {
+    // Found by mutation testing (`clock > remote.context` in `removed_by`
+    // made always false survived): no test merged a full state whose
+    // removal of an entry shows only in a cloud, a clock observed above a
+    // gap and not held. Node c has seen r@1 up to 3, then clock 5 out of
+    // order; first holding it, then after its leave.
+    let entry = r#"{"topic":"t","key":"k","pid":"p","meta":{}}"#;
+    let from_c = |values: &str| {
+        let json = format!(
+            r#"{{"replica":"c@1","context":{{"c@1":0,"r@1":3}},"clouds":{{"r@1":[5]}},"values":[{values}]}}"#
+        );
+        Snapshot::from_json(json.as_bytes()).expect("a valid state")
+    };
+    let holding = from_c(&format!(
+        r#"{{"tag":{{"replica":"r@1","clock":5}},"entry":{entry}}}"#
+    ));
+    let removed = from_c("");
+    let mut local = State::new(ReplicaId::new("a", 1));
+    let joined = local.merge_snapshot(&holding);
+    assert_eq!(joined.joins.len(), 1, "{joined:?}");
+    assert_eq!(local.get_by_key("t", "k").len(), 1);
+    let left = local.merge_snapshot(&removed);
+    assert_eq!(left.leaves.len(), 1, "{left:?}");
+    assert!(local.get_by_key("t", "k").is_empty());
+}
