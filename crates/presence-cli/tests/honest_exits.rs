@@ -126,3 +126,66 @@ fn a_node_without_a_usable_secret_does_not_start() {
     let (code, stderr) = node(Some("a secret long enough to use"), &["--window-ms", "0"]);
     assert_eq!(code, Some(64), "{stderr}");
 }
+
+/// A search stopped short never says a property holds, and a synchronous
+/// check in which no node forgot a watermark checked nothing of forgetting:
+/// exit 6, not 0.
+#[test]
+fn a_partial_search_never_says_holds_and_an_empty_forgetting_check_fails() {
+    let out = std::env::temp_dir().join(format!("presence-honest-holds-{}", std::process::id()));
+    let out = out.to_str().expect("a UTF-8 temp path");
+    let stdout = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_presence"))
+            .args(args)
+            .args(["--out", out])
+            .output()
+            .expect("presence runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let tiny = [
+        "check",
+        "--model",
+        "protocol",
+        "--replicas",
+        "2",
+        "--ops",
+        "1",
+        "--faults",
+        "0",
+    ];
+    let (code, whole) = stdout(&tiny);
+    assert_eq!(code, Some(0));
+    assert!(
+        whole.contains("| I1 diff exactness | always | holds |"),
+        "{whole}"
+    );
+    let (code, bounded) = stdout(&[&tiny[..], &["--depth", "3"]].concat());
+    assert_eq!(code, Some(0));
+    assert!(!bounded.contains("| holds |"), "{bounded}");
+    assert!(
+        bounded.contains("not violated within these bounds (not exhaustive)"),
+        "{bounded}"
+    );
+    let (code, _) = stdout(&[
+        "check",
+        "--model",
+        "protocol",
+        "--replicas",
+        "3",
+        "--ops",
+        "3",
+        "--faults",
+        "1",
+        "--synchrony",
+        "--walk",
+        "--seed",
+        "1",
+        "--walks",
+        "50",
+    ]);
+    assert_eq!(code, Some(6), "three ticks are too few to forget anything");
+    let _ = std::fs::remove_dir_all(out);
+}
