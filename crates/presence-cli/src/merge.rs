@@ -212,19 +212,35 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
             eprintln!("error: cannot read {}: {error}", path.display());
             Failure::Usage
         })?;
+        // A shard stopped while writing (a preempted node) can leave its
+        // last line cut short, with no newline after it: that seed is then
+        // missing, not an error. Anything else that does not parse is.
+        let last = text.lines().count().saturating_sub(1);
+        let cut_short = !text.is_empty() && !text.ends_with('\n');
         for (number, line) in text
             .lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
         {
-            let value: Value = serde_json::from_str(line).map_err(|error| {
-                eprintln!(
-                    "error: {}:{}: not a result line: {error}",
-                    path.display(),
-                    number + 1
-                );
-                Failure::Usage
-            })?;
+            let value: Value = match serde_json::from_str(line) {
+                Ok(value) => value,
+                Err(_) if cut_short && number == last => {
+                    eprintln!(
+                        "warning: {}:{}: the last line is cut short (a stopped shard); its seed counts as missing",
+                        path.display(),
+                        number + 1
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    eprintln!(
+                        "error: {}:{}: not a result line: {error}",
+                        path.display(),
+                        number + 1
+                    );
+                    return Err(Failure::Usage);
+                }
+            };
             if value["seed"].as_u64().is_none() || value["verdict"].as_str().is_none() {
                 eprintln!(
                     "error: {}:{}: a result line needs a seed and a verdict",

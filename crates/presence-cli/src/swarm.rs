@@ -5,8 +5,10 @@
 //! `JOB_COMPLETION_INDEX`, Slurm's `SLURM_ARRAY_TASK_ID`): shard K runs the
 //! seeds whose offset from `--first` is K modulo N, so the N shards run
 //! exactly the unsharded sweep's seeds, each about as long. `--results FILE`
-//! writes one JSON line per seed, and `presence swarm merge FILE...` sums
-//! the shards (see [`crate::merge`]).
+//! writes one JSON line per seed, as each passing seed ends (so a stopped
+//! shard keeps what it ran; failing seeds follow at the end, with their
+//! shrunk signatures), and `presence swarm merge FILE...` sums the shards
+//! (see [`crate::merge`]).
 
 use std::io::Write;
 use std::time::Instant;
@@ -120,6 +122,31 @@ fn mark_named(name: &str) -> Result<Mark, String> {
         })
 }
 
+/// The results file of a sweep, and the first error writing it.
+struct Results {
+    file: std::io::BufWriter<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+impl Results {
+    /// Writes one line and hands it to the system at once; after an
+    /// error, writes nothing more.
+    fn write(&mut self, line: &serde_json::Value) {
+        if self.error.is_none() {
+            if let Err(error) = writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
+                self.error = Some(error);
+            }
+        }
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        match self.error.take() {
+            Some(error) => Err(error),
+            None => self.file.flush(),
+        }
+    }
+}
+
 /// The most seeds one `presence swarm` runs.
 const MAX_SEEDS: u64 = 10_000_000;
 
@@ -160,6 +187,30 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise}  {msg}")
             .expect("a valid template"),
     );
+    let run_info = crate::merge::RunInfo {
+        range: (args.first, last),
+        shard: (k, n),
+        commit: env!("PRESENCE_BUILD_COMMIT").to_owned(),
+    };
+    // The results file is opened before any seed runs, so a path that
+    // cannot be written fails at once, not after the sweep. A passing
+    // seed's line is written as soon as it ends, so a shard stopped
+    // part-way (a preempted node) keeps what it ran, and the merge names
+    // the rest as missing; failing seeds are written at the end, with the
+    // signatures of their shrunk runs.
+    let results = match &args.results {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(std::sync::Mutex::new(Results {
+                file: std::io::BufWriter::new(file),
+                error: None,
+            })),
+            Err(error) => {
+                eprintln!("error: cannot write {}: {error}", path.display());
+                return Err(Failure::Io);
+            }
+        },
+        None => None,
+    };
     let started = Instant::now();
     let outcomes = parallel(&seeds, threads(args.threads), |&seed| {
         let scenario = presence_sim::swarm::draw(seed);
@@ -167,6 +218,9 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
         bar.inc(1);
         if outcome.failure().is_some() {
             bar.set_message(format!("seed {seed} failed"));
+        } else if let Some(results) = &results {
+            let line = crate::merge::result_line(&run_info, seed, &scenario, &outcome, None);
+            results.lock().expect("no writer panics").write(&line);
         }
         (scenario, outcome)
     });
@@ -211,21 +265,16 @@ pub fn run(args: &SwarmArgs) -> Result<(), Failure> {
             }
         }
     }
-    if let Some(path) = &args.results {
-        let run = crate::merge::RunInfo {
-            range: (args.first, last),
-            shard: (k, n),
-            commit: env!("PRESENCE_BUILD_COMMIT").to_owned(),
-        };
-        let written = std::fs::File::create(path).and_then(|file| {
-            let mut file = std::io::BufWriter::new(file);
-            for (&seed, (scenario, outcome)) in seeds.iter().zip(&outcomes) {
-                let line = crate::merge::result_line(&run, seed, scenario, outcome, signatures.get(&seed));
-                writeln!(file, "{line}")?;
+    if let (Some(path), Some(results)) = (&args.results, results) {
+        let mut results = results.into_inner().expect("no writer panics");
+        for (&seed, (scenario, outcome)) in seeds.iter().zip(&outcomes) {
+            if outcome.failure().is_some() {
+                let line =
+                    crate::merge::result_line(&run_info, seed, scenario, outcome, signatures.get(&seed));
+                results.write(&line);
             }
-            file.flush()
-        });
-        if let Err(error) = written {
+        }
+        if let Err(error) = results.finish() {
             eprintln!("error: cannot write {}: {error}", path.display());
             return Err(Failure::Io);
         }

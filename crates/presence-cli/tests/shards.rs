@@ -225,3 +225,62 @@ fn merged_failures_are_grouped_by_invariant_and_signature() {
     assert!(String::from_utf8_lossy(&merged.stderr).contains("r.jsonl:1"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A shard stopped part-way (a preempted node) keeps every seed it
+/// finished: lines are written as seeds end, not all at the end. The merge
+/// counts the rest as missing (exit 5), and a last line cut short in the
+/// middle of writing is a missing seed, not a broken file.
+#[test]
+// The test waits for a child process with a deadline: wall time is its
+// subject, not an input to code under test.
+#[allow(clippy::disallowed_types)]
+fn a_stopped_shard_keeps_what_it_ran() {
+    let dir = dir().join("stopped");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stopped.jsonl");
+    let mut child = presence()
+        .args([
+            "swarm",
+            "--first",
+            "0",
+            "--seeds",
+            "100000",
+            "--threads",
+            "1",
+            "--results",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = |file: &Path| std::fs::read_to_string(file).map_or(0, |text| text.lines().count());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while lines(&file) < 5 {
+        assert!(std::time::Instant::now() < deadline, "no line written in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = outcomes(&file);
+    assert!(
+        kept.len() >= 5 && kept.len() < 100_000,
+        "{} seeds kept",
+        kept.len()
+    );
+    let merged = merge(&[&file]);
+    let text = String::from_utf8_lossy(&merged.stdout);
+    assert_eq!(merged.status.code(), Some(5), "{text}");
+    assert!(text.contains("missing seeds:"), "{text}");
+    // The same file with its last line torn in two.
+    let whole = std::fs::read_to_string(&file).unwrap();
+    let torn = &whole[..whole.len() - 20];
+    std::fs::write(&file, torn).unwrap();
+    let merged = merge(&[&file]);
+    assert_eq!(merged.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&merged.stderr).contains("cut short"));
+    // A broken line that is not the last is still an error.
+    std::fs::write(&file, format!("{{\"seed\":\n{whole}")).unwrap();
+    assert_eq!(merge(&[&file]).status.code(), Some(64));
+    let _ = std::fs::remove_dir_all(dir);
+}
