@@ -653,6 +653,17 @@ mod tests {
             refused,
             Err(MessageError::Decode(DecodeError::TooLarge { .. }))
         ));
+        // The limit is inclusive: a message of exactly `max_bytes` is read
+        // (mutation testing found `>` replaceable by `>=` unnoticed).
+        let bytes = br#"{"type":"graceful_permdown","from":"a@1"}"#;
+        let exact = DecodeLimits {
+            max_bytes: bytes.len(),
+        };
+        assert!(Message::from_json_with(bytes, exact).is_ok());
+        let short = DecodeLimits {
+            max_bytes: bytes.len() - 1,
+        };
+        assert!(Message::from_json_with(bytes, short).is_err());
     }
 
     #[test]

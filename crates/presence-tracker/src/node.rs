@@ -996,6 +996,19 @@ mod tests {
         pairs.iter().map(|&(id, clock)| (id.clone(), clock)).collect()
     }
 
+    /// A node is stopped after its shutdown and not before: the server and
+    /// `presence node` read this to know a shutdown has been carried out
+    /// (mutation testing found it replaceable by `false` unnoticed).
+    #[test]
+    fn a_node_is_stopped_only_after_its_shutdown() {
+        let mut node = Node::new(ReplicaId::new("a", 1), Config::default(), 0).expect("a valid config");
+        assert!(!node.is_stopped());
+        node.handle(Input::Tick, 1_500).expect("a tick");
+        assert!(!node.is_stopped());
+        node.handle(Input::Shutdown, 2_000).expect("a shutdown");
+        assert!(node.is_stopped());
+    }
+
     /// Peers ahead on different replicas are each asked; a peer another
     /// dominates is skipped; of two alike, the least is asked. (Mutation
     /// testing found `dominates` replaceable by `true` or `false` with no
