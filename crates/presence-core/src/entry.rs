@@ -220,6 +220,16 @@ mod tests {
             Err(EntryError::MetaTooDeep)
         );
         assert_eq!(check_meta_depth(&json!({"a": {"b": [1, 2]}})), Ok(()));
+        // Objects alike, and mixed (mutation testing found the object
+        // branch's `&&` replaceable by `||`: only arrays nested deep here).
+        let objects = |depth: usize| (0..depth).fold(json!(1), |value, _| json!({ "a": value }));
+        assert_eq!(check_meta_depth(&objects(MAX_META_DEPTH)), Ok(()));
+        assert_eq!(
+            check_meta_depth(&objects(MAX_META_DEPTH + 1)),
+            Err(EntryError::MetaTooDeep)
+        );
+        let mixed = json!({ "list": nested(MAX_META_DEPTH) });
+        assert_eq!(check_meta_depth(&mixed), Err(EntryError::MetaTooDeep));
     }
 
     #[test]
