@@ -646,3 +646,23 @@ fn metas_with_escaped_strings_round_trip() {
     let entry = decoded.joins().values().next().expect("one join");
     assert_eq!(entry.meta, meta);
 }
+
+#[test]
+fn retired_keys_are_bare_base_names() {
+    // Mutation testing found the check's `||` replaceable by `&&`
+    // unnoticed: `a@0` names incarnation 0, so it would pass as a second
+    // spelling of base `a`, and one key would overwrite the other.
+    let with_retired = |key: &str| {
+        format!(r#"{{"replica":"b@1","context":{{}},"clouds":{{}},"values":[],"retired":{{"{key}":3}}}}"#)
+    };
+    assert!(Snapshot::from_json(with_retired("a").as_bytes()).is_ok());
+    for key in ["a@0", "a@1", "a@7"] {
+        assert!(
+            matches!(
+                state_error(&with_retired(key)),
+                DecodeError::InvalidReplica { problem, .. } if problem.contains("base names")
+            ),
+            "{key} is refused as a retired key"
+        );
+    }
+}
