@@ -1009,6 +1009,42 @@ mod tests {
         assert!(node.is_stopped());
     }
 
+    /// A reincarnated peer retires only its own older incarnations: a peer
+    /// of another base with a lower incarnation is left alone. (Mutation
+    /// testing found `is_older`'s `&&` replaceable by `||` unnoticed: every
+    /// peer of a lower incarnation, whatever its base, was then forgotten
+    /// and reported permdown.)
+    #[test]
+    fn a_reincarnation_retires_only_its_own_base() {
+        let heartbeat = |from: ReplicaId| {
+            Input::Receive(Message::Heartbeat {
+                from,
+                clocks: Clocks::new(),
+                delta: None,
+                uptime_ms: 0,
+            })
+        };
+        let (b, c1, c2) = (
+            ReplicaId::new("b", 1),
+            ReplicaId::new("c", 1),
+            ReplicaId::new("c", 2),
+        );
+        let mut node = Node::new(ReplicaId::new("a", 1), Config::default(), 0).expect("a valid config");
+        node.handle(heartbeat(b.clone()), 100).expect("b is heard");
+        node.handle(heartbeat(c1.clone()), 200).expect("c@1 is heard");
+        let out = node.handle(heartbeat(c2.clone()), 300).expect("c@2 is heard");
+        assert!(node.peers().contains_key(&b), "{:?}", node.peers().keys());
+        assert!(!node.peers().contains_key(&c1));
+        let permdowns: Vec<&ReplicaId> = out
+            .iter()
+            .filter_map(|output| match output {
+                Output::Event(ReplicaEvent::Permdown(id)) => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(permdowns, vec![&c1]);
+    }
+
     /// Peers ahead on different replicas are each asked; a peer another
     /// dominates is skipped; of two alike, the least is asked. (Mutation
     /// testing found `dominates` replaceable by `true` or `false` with no
