@@ -78,8 +78,9 @@ fn failure_named(name: &str) -> Option<Failure> {
 }
 
 /// A failure's signature: its invariant, then what was found with every
-/// run of digits blanked to `#` (where and when are left out). One defect says the same thing in every run
-/// that meets it, with different times, nodes, incarnations and counts:
+/// run of digits blanked to `#` (where and when are left out). One defect
+/// says the same thing in every run that meets it, with different times,
+/// nodes, incarnations and counts:
 /// "I10 ... n#@# has not broadcast for # ms of true time, past # ms". The
 /// run's shape (node count, fault kinds) was the signature before, and
 /// split one clock defect into three groups by how far each run shrank.

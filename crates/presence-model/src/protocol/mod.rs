@@ -97,18 +97,27 @@ impl Synchrony {
             // asynchronous configurations' to explore, and a node that
             // never returns is what forgetting is for.
             ActorModelAction::Recover(_) => false,
-            ActorModelAction::Deliver { src, dst, msg } => {
-                let Some(max_age) = self.max_age_rounds else {
-                    return true;
-                };
-                rounds
-                    .sent
-                    .get(&(usize::from(*src), usize::from(*dst), msg.digest))
-                    .is_none_or(|&sent| rounds.round - sent <= max_age)
-            }
+            ActorModelAction::Deliver { src, dst, msg } => self.in_time(rounds, *src, *dst, msg),
             _ => true,
         }
     }
+
+    /// Whether the message `packet` from `src` to `dst` is still within its
+    /// age, if there is a bound.
+    fn in_time(&self, rounds: &Rounds, src: Id, dst: Id, packet: &Packet) -> bool {
+        let Some(max_age) = self.max_age_rounds else {
+            return true;
+        };
+        rounds
+            .sent
+            .get(&envelope_key(src, dst, packet))
+            .is_none_or(|&sent| rounds.round - sent <= max_age)
+    }
+}
+
+/// How [`Rounds::sent`] names a message in flight.
+fn envelope_key(src: Id, dst: Id, packet: &Packet) -> (usize, usize, u64) {
+    (usize::from(src), usize::from(dst), packet.digest)
 }
 
 impl Rounds {
@@ -122,11 +131,7 @@ impl Rounds {
         }
         for envelope in inner.network.iter_all() {
             self.sent
-                .entry((
-                    usize::from(envelope.src),
-                    usize::from(envelope.dst),
-                    envelope.msg.digest,
-                ))
+                .entry(envelope_key(envelope.src, envelope.dst, envelope.msg))
                 .or_insert(self.round);
         }
         let waiting = (0..inner.actor_states.len()).any(|node| {
@@ -154,11 +159,8 @@ impl Rounds {
         }
         if let Network::UnorderedDuplicating(envelopes, _) = &mut Arc::make_mut(inner).network {
             envelopes.retain(|envelope| {
-                self.sent.contains_key(&(
-                    usize::from(envelope.src),
-                    usize::from(envelope.dst),
-                    envelope.msg.digest,
-                ))
+                self.sent
+                    .contains_key(&envelope_key(envelope.src, envelope.dst, &envelope.msg))
             });
         }
     }
@@ -743,14 +745,7 @@ impl ProtocolModel {
         let (Some(synchrony), Some(rounds)) = (self.cfg.synchrony, &state.rounds) else {
             return true;
         };
-        synchrony.allows(
-            rounds,
-            &ActorModelAction::Deliver {
-                src: envelope.src,
-                dst: envelope.dst,
-                msg: envelope.msg.clone(),
-            },
-        )
+        synchrony.in_time(rounds, envelope.src, envelope.dst, envelope.msg)
     }
 }
 
