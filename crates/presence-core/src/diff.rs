@@ -130,11 +130,11 @@ fn push_meta(state: &mut PresenceState, presence: &Presence) {
 /// object is wrapped as `{"meta": <value>, "phx_ref": ...}` so the client
 /// always gets an object it can tag.
 pub fn render_meta(presence: &Presence) -> Value {
-    let mut object = match &presence.entry.meta {
-        Value::Object(fields) => fields.clone(),
+    let mut object = match presence.entry.meta.to_value() {
+        Value::Object(fields) => fields,
         other => {
             let mut wrapped = Map::new();
-            wrapped.insert("meta".to_owned(), other.clone());
+            wrapped.insert("meta".to_owned(), other);
             wrapped
         }
     };
@@ -146,29 +146,72 @@ pub fn render_meta(presence: &Presence) -> Value {
 
 /// Whether `meta` is what [`render_meta`] makes of `presence`, judged
 /// without making it: the simulator asks this of every meta of a busy topic
-/// after every step, where a rendering would copy each meta object.
+/// after every step, where a rendering would parse each meta's text.
 pub fn is_rendering_of(meta: &Value, presence: &Presence) -> bool {
     let Value::Object(fields) = meta else {
         return false;
     };
-    let base = match &presence.entry.meta {
-        Value::Object(base) => base,
-        // Rare: compare with the wrapped rendering itself.
-        _ => return *meta == render_meta(presence),
-    };
-    // The rendering has the base's fields and the added ones, an added
-    // field replacing a base field of its name.
-    let new_names = Added::NAMES
-        .iter()
-        .filter(|name| Added::is_added(presence, name) && !base.contains_key(**name))
-        .count();
-    fields.len() == base.len() + new_names
-        && fields
-            .iter()
-            .all(|(name, value)| match Added::matches(presence, name, value) {
-                Some(matches) => matches,
-                None => base.get(name) == Some(value),
-            })
+    let base = &presence.entry.meta;
+    // Rare: a meta that is not an object, or whose text may hold a field
+    // the rendering replaces (this also matches a string that merely
+    // contains the name, which only costs the slow path): compare with the
+    // rendering itself.
+    if !base.is_object() || base.as_str().contains("\"phx_ref") {
+        return *meta == render_meta(presence);
+    }
+    // The rendering is the base's fields and the added ones, none of the
+    // base's named like an added one.
+    let mut added = 0;
+    for (name, value) in fields {
+        match Added::matches(presence, name, value) {
+            Some(true) => added += 1,
+            Some(false) => return false,
+            None => {}
+        }
+    }
+    added == Added::count(presence) && writes_as(&BaseFields { fields, presence }, base.as_str())
+}
+
+/// A rendering's fields other than the added ones: what should write as
+/// the base meta's text.
+struct BaseFields<'a> {
+    fields: &'a Map<String, Value>,
+    presence: &'a Presence,
+}
+
+impl Serialize for BaseFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.fields {
+            if !Added::is_added(self.presence, name) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Whether `value` writes as exactly `text` in compact JSON, compared as it
+/// is written (nothing is allocated; the first difference stops it).
+fn writes_as(value: &impl Serialize, text: &str) -> bool {
+    struct Compare<'a>(&'a [u8]);
+    impl std::io::Write for Compare<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            match self.0.strip_prefix(bytes) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(bytes.len())
+                }
+                None => Err(std::io::ErrorKind::InvalidData.into()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut compare = Compare(text.as_bytes());
+    serde_json::to_writer(&mut compare, value).is_ok() && compare.0.is_empty()
 }
 
 /// The fields a rendering adds to the meta: `phx_ref`, and `phx_ref_prev`
@@ -189,9 +232,6 @@ impl Added {
         }
     }
 
-    /// The names of the fields a rendering may add.
-    const NAMES: [&'static str; 2] = ["phx_ref", "phx_ref_prev"];
-
     /// Whether the rendering of `presence` adds the field `name`.
     fn is_added(presence: &Presence, name: &str) -> bool {
         match name {
@@ -199,6 +239,11 @@ impl Added {
             "phx_ref_prev" => presence.entry.replaces.is_some(),
             _ => false,
         }
+    }
+
+    /// How many fields the rendering of `presence` adds.
+    fn count(presence: &Presence) -> usize {
+        1 + usize::from(presence.entry.replaces.is_some())
     }
 
     /// For a field the rendering of `presence` adds, whether `value` is

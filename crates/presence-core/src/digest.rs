@@ -51,7 +51,7 @@ impl Entry {
     /// Feeds `hasher` the entry's topic, key, pid, meta and what it replaces.
     pub fn hash_canonical<H: Hasher>(&self, hasher: &mut H) {
         (&*self.topic, &*self.key, &*self.pid, self.replaces).hash(hasher);
-        hash_json(&self.meta, hasher);
+        hash_json(&self.meta.to_value(), hasher);
     }
 }
 

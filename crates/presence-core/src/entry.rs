@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use serde::ser::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::replica::{ReplicaId, Tag};
@@ -25,7 +27,7 @@ pub struct Entry {
     /// The connection of that key.
     pub pid: Arc<str>,
     /// Arbitrary JSON metadata, at most [`MAX_META_DEPTH`] levels deep.
-    pub meta: Value,
+    pub meta: Meta,
     /// For an entry made by an update: the clock of the entry it replaced, an
     /// entry of the same replica. It renders as `phx_ref_prev`.
     pub replaces: Option<u64>,
@@ -95,7 +97,7 @@ impl Entry {
         check_name("topic", topic)?;
         check_name("key", key)?;
         check_name("pid", pid)?;
-        check_meta_depth(&meta)?;
+        let meta = Meta::new(&meta)?;
         let topic = match shared {
             Some(shared) if **shared == *topic => Arc::clone(shared),
             _ => Arc::from(topic),
@@ -114,7 +116,7 @@ impl Entry {
         topic: Arc<str>,
         key: Arc<str>,
         pid: Arc<str>,
-        meta: Value,
+        meta: Meta,
         replaces: Option<u64>,
     ) -> Self {
         let hashes = NameHashes {
@@ -130,6 +132,82 @@ impl Entry {
             replaces,
             hashes,
         }
+    }
+}
+
+/// A presence's metadata: any JSON value at most [`MAX_META_DEPTH`] levels
+/// deep, held as its canonical compact text (object fields in name order, no
+/// spaces, numbers as serde_json writes them). Equality, hashing and the
+/// wire all use that text, so two metas are equal exactly when their JSON
+/// values are (except that `0.0` and `-0.0` differ, as their texts do).
+///
+/// Text, not a parsed [`Value`]: a parsed object is a B-tree whose first
+/// node has room for eleven fields, about 650 bytes for `{"n":1}`, which
+/// made a decoded state of small metas nine times its payload. The text
+/// costs its own length and is written to the wire as it is.
+#[derive(Clone)]
+pub struct Meta(Box<RawValue>);
+
+impl Meta {
+    /// The meta of `value`, if it nests no deeper than [`MAX_META_DEPTH`].
+    pub fn new(value: &Value) -> Result<Self, EntryError> {
+        check_meta_depth(value)?;
+        Ok(Self::from_checked(value))
+    }
+
+    /// The meta of a value already checked against the depth limit.
+    pub(crate) fn from_checked(value: &Value) -> Self {
+        // Writing a `Value` cannot fail: its keys are strings and its
+        // numbers finite.
+        Self(serde_json::value::to_raw_value(value).expect("a JSON value always serializes"))
+    }
+
+    /// The canonical JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The meta as a JSON value (parsed from its text: a copy).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.as_str()).expect("a meta's text is JSON it wrote itself")
+    }
+
+    /// Whether the meta is a JSON object.
+    pub fn is_object(&self) -> bool {
+        self.as_str().starts_with('{')
+    }
+}
+
+impl PartialEq for Meta {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Meta {}
+
+impl std::hash::Hash for Meta {
+    fn hash<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        self.as_str().hash(hasher);
+    }
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Meta {
+    /// As the JSON it holds, not as a string of it.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 

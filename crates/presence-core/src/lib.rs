@@ -98,7 +98,7 @@ pub use delta::{Delta, DeltaError};
 pub use diff::{
     is_rendering_of, presence_state, render_meta, Diff, PresenceDiff, PresenceMetas, PresenceState,
 };
-pub use entry::{Entry, EntryError, Presence, MAX_META_DEPTH, MAX_NAME_LEN};
+pub use entry::{Entry, EntryError, Meta, Presence, MAX_META_DEPTH, MAX_NAME_LEN};
 pub use log::ReplicaLog;
 pub use merge::Snapshot;
 pub use mirror::ClientMirror;

@@ -180,7 +180,7 @@ struct EntryOut<'a> {
     topic: &'a str,
     key: &'a str,
     pid: &'a str,
-    meta: &'a Value,
+    meta: &'a crate::entry::Meta,
     #[serde(skip_serializing_if = "Option::is_none")]
     replaces: Option<u64>,
 }
@@ -354,7 +354,7 @@ impl Delta {
     /// Decodes and validates a delta.
     pub fn from_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
         check_size(bytes, limits)?;
-        let wire: DeltaIn<'_> = serde_json::from_slice(bytes)?;
+        let wire: DeltaIn = serde_json::from_slice(bytes)?;
         wire.validate()
     }
 }
@@ -647,14 +647,59 @@ struct JoinIn<'a> {
     entry: EntryIn<'a>,
 }
 
+/// A delta's joins, each made into its entry as soon as it is parsed (as
+/// [`ValuesIn`] does for a state's values): holding every parsed join,
+/// metas and all, until the array ended was most of a delta's decoding
+/// peak. Problems are reported afterwards, join by join in order.
+struct JoinsIn(Vec<JoinMade>);
+
+/// One join, with its entry made, or why it could not be.
+struct JoinMade {
+    clock: WireInt,
+    entry: Result<Arc<Entry>, EntryFault>,
+}
+
+impl<'de> Deserialize<'de> for JoinsIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct JoinsVisitor;
+
+        impl<'de> Visitor<'de> for JoinsVisitor {
+            type Value = JoinsIn;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an array of joins")
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<JoinsIn, A::Error> {
+                let mut names = Names::default();
+                let mut made = Vec::new();
+                while let Some(join) = seq.next_element::<JoinIn<'de>>()? {
+                    // A clock out of range is reported (as the join's)
+                    // before the entry, which is then not judged.
+                    let entry = match clock("joins", join.clock, true) {
+                        Ok(own_clock) => join.entry.make(own_clock, &mut names).map(Arc::new),
+                        Err(_) => Err(EntryFault::Unjudged(join.clock.saturating_i64())),
+                    };
+                    made.push(JoinMade {
+                        clock: join.clock,
+                        entry,
+                    });
+                }
+                Ok(JoinsIn(made))
+            }
+        }
+
+        deserializer.deserialize_seq(JoinsVisitor)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeltaIn<'a> {
+struct DeltaIn {
     replica: String,
     from: WireInt,
     to: WireInt,
-    #[serde(borrow)]
-    joins: Vec<JoinIn<'a>>,
+    joins: JoinsIn,
     leaves: Vec<WireInt>,
 }
 
@@ -769,15 +814,6 @@ impl Names {
 }
 
 impl EntryIn<'_> {
-    fn validate(
-        self,
-        tag: impl Fn() -> String,
-        own_clock: u64,
-        names: &mut Names,
-    ) -> Result<Entry, DecodeError> {
-        self.make(own_clock, names).map_err(|fault| fault.into_error(tag))
-    }
-
     /// The entry of a value whose own clock is `own_clock`, checked against
     /// every limit.
     fn make(self, own_clock: u64, names: &mut Names) -> Result<Entry, EntryFault> {
@@ -802,7 +838,7 @@ impl EntryIn<'_> {
             names.get(&self.topic),
             Arc::from(&*self.key),
             Arc::from(&*self.pid),
-            self.meta.value,
+            crate::entry::Meta::from_checked(&self.meta.value),
             replaces,
         ))
     }
@@ -930,18 +966,17 @@ impl DecodedValues {
     }
 }
 
-impl DeltaIn<'_> {
+impl DeltaIn {
     fn validate(self) -> Result<Delta, DecodeError> {
         let id = replica(&self.replica)?;
         let from = clock("from", self.from, false)?;
         let to = clock("to", self.to, false)?;
-        let mut names = Names::default();
         let mut joins = BTreeMap::new();
-        for join in self.joins {
+        for join in self.joins.0 {
             let join_clock = clock("joins", join.clock, true)?;
             let tag_text = || format!("{id}:{join_clock}");
-            let entry = join.entry.validate(tag_text, join_clock, &mut names)?;
-            if joins.insert(join_clock, Arc::new(entry)).is_some() {
+            let entry = join.entry.map_err(|fault| fault.into_error(tag_text))?;
+            if joins.insert(join_clock, entry).is_some() {
                 return Err(DecodeError::DuplicateTag { tag: tag_text() });
             }
         }

@@ -329,7 +329,7 @@ fn update_delta_carries_the_removal_half() {
     cluster.step(1, Record::Nothing, |state| state.merge_delta(&delta).unwrap());
     let seen = cluster.nodes[1].state.get_by_key(LOBBY, "alice");
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].entry.meta, json!({"v": 2}));
+    assert_eq!(seen[0].entry.meta.to_value(), json!({"v": 2}));
 }
 
 #[test]

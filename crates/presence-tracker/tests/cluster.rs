@@ -25,7 +25,11 @@ fn two_nodes_converge_after_tracks_untracks_and_updates() {
     bus.check_converged();
     assert_eq!(bus.keys(1, LOBBY), ["alice", "carol"]);
     let alice = bus.members[1].node.state().get_by_key(LOBBY, "alice");
-    assert_eq!(alice[0].entry.meta["version"], 2, "the update reached the peer");
+    assert_eq!(
+        alice[0].entry.meta.to_value()["version"],
+        2,
+        "the update reached the peer"
+    );
 }
 
 #[test]
