@@ -32,7 +32,7 @@ impl State {
     /// Whether the entry of `tag` is held here (visible or hidden).
     pub fn holds(&self, tag: &Tag) -> bool {
         self.log(&tag.replica)
-            .is_some_and(|log| log.values.contains_key(&tag.clock))
+            .is_some_and(|log| log.values().contains_key(&tag.clock))
     }
 
     /// The per-topic counts the state keeps: how many topics it counts, and

@@ -100,7 +100,7 @@ pub use diff::{
 };
 pub use entry::{Entry, EntryError, Meta, Presence, MAX_META_DEPTH, MAX_NAME_LEN};
 pub use log::ReplicaLog;
-pub use merge::Snapshot;
+pub use merge::{ReplicaLogs, Snapshot};
 pub use mirror::ClientMirror;
 pub use replica::{ReplicaId, Tag};
 pub use state::{LocalError, RetireError, State, Status};

@@ -28,7 +28,88 @@ use crate::state::State;
 pub struct Snapshot {
     pub(crate) replica: ReplicaId,
     pub(crate) retired: BTreeMap<Arc<str>, u64>,
-    pub(crate) logs: BTreeMap<ReplicaId, ReplicaLog>,
+    pub(crate) logs: ReplicaLogs,
+}
+
+/// Logs by replica, in replica order, held as one sorted list.
+///
+/// A list, not a `BTreeMap`: a decoded payload's logs arrive in order, and a
+/// B-tree filled in order leaves its nodes half empty, which made a payload
+/// naming many replicas (a context and nothing else) take ten times its
+/// size. The list is exactly as long as the replicas named; lookups are
+/// binary searches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaLogs(Vec<(ReplicaId, ReplicaLog)>);
+
+impl ReplicaLogs {
+    /// Logs from a list sorted by replica, each replica once.
+    pub(crate) fn from_sorted(list: Vec<(ReplicaId, ReplicaLog)>) -> Self {
+        debug_assert!(list.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        Self(list)
+    }
+
+    /// How many replicas have a log.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no replica has a log.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The logs, in replica order.
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&ReplicaId, &ReplicaLog)> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(id, log)| (id, log))
+    }
+
+    /// The replicas, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &ReplicaId> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(id, _)| id)
+    }
+
+    /// The logs alone, in replica order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &ReplicaLog> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(_, log)| log)
+    }
+
+    /// The log of `replica`.
+    pub fn get(&self, replica: &ReplicaId) -> Option<&ReplicaLog> {
+        let at = self.0.binary_search_by(|(id, _)| id.cmp(replica)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    /// Whether `replica` has a log.
+    pub fn contains_key(&self, replica: &ReplicaId) -> bool {
+        self.get(replica).is_some()
+    }
+}
+
+impl<'a> IntoIterator for &'a ReplicaLogs {
+    type Item = (&'a ReplicaId, &'a ReplicaLog);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (ReplicaId, ReplicaLog)>,
+        fn(&'a (ReplicaId, ReplicaLog)) -> (&'a ReplicaId, &'a ReplicaLog),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(id, log)| (id, log))
+    }
+}
+
+impl FromIterator<(ReplicaId, ReplicaLog)> for ReplicaLogs {
+    /// As a map would: in replica order, a replica given twice keeping its
+    /// last log.
+    fn from_iter<I: IntoIterator<Item = (ReplicaId, ReplicaLog)>>(items: I) -> Self {
+        let list: Vec<_> = items.into_iter().collect();
+        if list.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Self(list);
+        }
+        let map: BTreeMap<ReplicaId, ReplicaLog> = list.into_iter().collect();
+        Self(map.into_iter().collect())
+    }
 }
 
 impl Snapshot {
@@ -43,18 +124,18 @@ impl Snapshot {
     }
 
     /// Per replica, what the producer knows of its joins.
-    pub fn logs(&self) -> &BTreeMap<ReplicaId, ReplicaLog> {
+    pub fn logs(&self) -> &ReplicaLogs {
         &self.logs
     }
 
     /// How many entries it carries.
     pub fn len(&self) -> usize {
-        self.logs.values().map(|log| log.values.len()).sum()
+        self.logs.values().map(|log| log.values().len()).sum()
     }
 
     /// Whether it carries no entry.
     pub fn is_empty(&self) -> bool {
-        self.logs.values().all(|log| log.values.is_empty())
+        self.logs.values().all(|log| log.values().is_empty())
     }
 
     /// The same snapshot with only the logs of replicas `keep` accepts.
@@ -140,16 +221,16 @@ impl State {
         // the local context is observed, so start above it.
         let local = &self.known(slot).log;
         let local_context = local.context;
-        if local.values.is_empty() && local.cloud.is_empty() {
+        if local.values().is_empty() && local.cloud().is_empty() {
             // First sight of this replica's entries (a new peer, or a full
             // transfer): every remote clock above the context is unobserved
             // here, so take them as a whole, with the peer's indexes if they
             // cover exactly what is taken.
             let (values, indexes) = match remote_indexes {
-                Some(indexes) if local_context == 0 => (remote.values.clone(), indexes.clone()),
+                Some(indexes) if local_context == 0 => (remote.values().clone(), indexes.clone()),
                 _ => {
                     let values: BTreeMap<u64, Arc<Entry>> = remote
-                        .values
+                        .values()
                         .range(above(local_context))
                         .map(|(&clock, entry)| (clock, Arc::clone(entry)))
                         .collect();
@@ -175,16 +256,16 @@ impl State {
             known.fingerprint = values.keys().fold(0, |fingerprint, &clock| {
                 fingerprint.wrapping_add(tag_fingerprint(known.id_hash, clock))
             });
-            known.log.values = values;
+            *known.log.values_mut() = values;
             known.indexes = indexes;
         } else {
-            let incoming = remote.values.range(above(local_context)).count();
+            let incoming = remote.values().range(above(local_context)).count();
             self.known_mut(slot).indexes.reserve(incoming);
             if visible {
                 diff.joins.reserve(incoming);
             }
-            for (&clock, entry) in remote.values.range(above(local_context)) {
-                if self.known(slot).log.cloud.contains(&clock) {
+            for (&clock, entry) in remote.values().range(above(local_context)) {
+                if self.known(slot).log.cloud().contains(&clock) {
                     continue;
                 }
                 self.insert_value(Dot { slot, clock }, entry);
@@ -196,7 +277,9 @@ impl State {
 
         let log = &mut self.known_mut(slot).log;
         log.context = log.context.max(remote.context);
-        log.cloud.extend(remote.cloud.iter().copied());
+        if !remote.cloud().is_empty() {
+            log.cloud_mut().extend(remote.cloud().iter().copied());
+        }
         log.compact();
     }
 
@@ -230,7 +313,7 @@ impl State {
         let log = &known.log;
         let mut removed: Vec<u64> = delta.leaves.iter().copied().collect();
         removed.extend(
-            log.values
+            log.values()
                 .range(span(delta.from, delta.to))
                 .map(|(&clock, _)| clock)
                 .filter(|clock| !delta.joins.contains_key(clock)),
@@ -240,7 +323,7 @@ impl State {
             // independent reads, so their cache misses overlap.
             let hashes: Vec<NameHashes> = removed
                 .iter()
-                .filter_map(|clock| log.values.get(clock).map(|entry| entry.hashes))
+                .filter_map(|clock| log.values().get(clock).map(|entry| entry.hashes))
                 .chain(delta.joins.values().map(|entry| entry.hashes))
                 .collect();
             std::hint::black_box(known.indexes.warm(&hashes));
@@ -283,7 +366,7 @@ impl State {
     /// concern it not are left out too: a node that has forgotten a departed
     /// base is not taught it again by a peer that has not yet.
     pub fn extract(&self, for_replica: &ReplicaId, remote_clocks: &BTreeMap<ReplicaId, u64>) -> Snapshot {
-        let mut logs = BTreeMap::new();
+        let mut logs = Vec::new();
         for (id, &slot) in &self.slot_of {
             if id == for_replica {
                 continue;
@@ -294,9 +377,9 @@ impl State {
             }
             let log = &self.known(slot).log;
             let receiver_has_all =
-                remote_context.is_some_and(|&context| context >= log.context) && log.cloud.is_empty();
+                remote_context.is_some_and(|&context| context >= log.context) && log.cloud().is_empty();
             if !receiver_has_all {
-                logs.insert(id.clone(), log.clone());
+                logs.push((id.clone(), log.clone()));
             }
         }
         let retired = self
@@ -313,7 +396,8 @@ impl State {
         Snapshot {
             replica: self.replica.clone(),
             retired,
-            logs,
+            // `slot_of` is in replica order.
+            logs: ReplicaLogs::from_sorted(logs),
         }
     }
 
@@ -340,19 +424,19 @@ impl State {
 fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
     if sabotage::active(Sabotage::RemovedWithoutObserving) {
         return local
-            .values
+            .values()
             .keys()
-            .filter(|clock| !remote.values.contains_key(clock))
+            .filter(|clock| !remote.values().contains_key(clock))
             .copied()
             .collect();
     }
     let mut removed = Vec::new();
     let mut remote_clocks = remote
-        .values
+        .values()
         .range(..=remote.context)
         .map(|(&clock, _)| clock)
         .peekable();
-    for (&clock, _) in local.values.range(..=remote.context) {
+    for (&clock, _) in local.values().range(..=remote.context) {
         while remote_clocks
             .next_if(|&remote_clock| remote_clock < clock)
             .is_some()
@@ -361,8 +445,10 @@ fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
             removed.push(clock);
         }
     }
-    for &clock in &remote.cloud {
-        if clock > remote.context && local.values.contains_key(&clock) && !remote.values.contains_key(&clock)
+    for &clock in remote.cloud() {
+        if clock > remote.context
+            && local.values().contains_key(&clock)
+            && !remote.values().contains_key(&clock)
         {
             removed.push(clock);
         }

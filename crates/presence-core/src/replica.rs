@@ -214,7 +214,7 @@ pub fn parse_phx_ref(text: &str) -> Option<(&str, u64, u64)> {
 }
 
 /// `text` as a number, if it is the number's only decimal spelling.
-fn canonical_decimal(text: &str) -> Option<u64> {
+pub(crate) fn canonical_decimal(text: &str) -> Option<u64> {
     let bytes = text.as_bytes();
     let canonical =
         !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) && (bytes.len() == 1 || bytes[0] != b'0');

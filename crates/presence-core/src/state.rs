@@ -203,7 +203,7 @@ impl State {
             let known = self.known(slot);
             for clock in known.indexes.by_pid(pid) {
                 let matches =
-                    known.log.values.get(&clock).is_some_and(|entry| {
+                    known.log.values().get(&clock).is_some_and(|entry| {
                         &*entry.pid == pid && &*entry.topic == topic && &*entry.key == key
                     });
                 if matches {
@@ -230,7 +230,12 @@ impl State {
         let mut clocks: Vec<u64> = own
             .indexes
             .by_pid(pid)
-            .filter(|clock| own.log.values.get(clock).is_some_and(|entry| &*entry.pid == pid))
+            .filter(|clock| {
+                own.log
+                    .values()
+                    .get(clock)
+                    .is_some_and(|entry| &*entry.pid == pid)
+            })
             .collect();
         clocks.sort_unstable();
         self.remove_own(&clocks)
@@ -271,7 +276,7 @@ impl State {
         let clock = self.next_clock()?;
         let own = self.own;
         let log = &mut self.known_mut(own).log;
-        log.cloud.insert(clock);
+        log.cloud_mut().insert(clock);
         log.compact();
         Ok(clock)
     }
@@ -326,7 +331,7 @@ impl State {
     /// Removes a held value and its index entries; returns it as a presence.
     pub(crate) fn remove_value(&mut self, dot: Dot) -> Option<Presence> {
         let known = self.slots[dot.slot as usize].as_mut()?;
-        let entry = known.log.values.remove(&dot.clock)?;
+        let entry = known.log.values_mut().remove(&dot.clock)?;
         known.indexes.remove(dot.clock, &entry);
         known.fingerprint = known
             .fingerprint
@@ -351,7 +356,7 @@ impl State {
             drop(diff);
         }
         let known = self.known_mut(dot.slot);
-        known.log.values.insert(dot.clock, Arc::clone(entry));
+        known.log.values_mut().insert(dot.clock, Arc::clone(entry));
         known.indexes.insert(dot.clock, entry);
         known.fingerprint = known
             .fingerprint
@@ -366,7 +371,7 @@ impl State {
     }
 
     fn own_dot(&self, pid: &str, topic: &str, key: &str) -> Option<Dot> {
-        let values = &self.known(self.own).log.values;
+        let values = &self.known(self.own).log.values();
         self.own_index
             .find(topic, key, pid, |clock| {
                 values
@@ -428,7 +433,7 @@ impl State {
                 .indexes
                 .by_pid(pid)
                 .filter_map(|clock| {
-                    let entry = known.log.values.get(&clock).expect("indexed clock is held");
+                    let entry = known.log.values().get(&clock).expect("indexed clock is held");
                     (&*entry.pid == pid).then(|| (clock, Arc::clone(entry)))
                 })
                 .collect()
@@ -484,7 +489,7 @@ impl State {
             presences.extend(
                 known
                     .log
-                    .values
+                    .values()
                     .iter()
                     .map(|(&clock, entry)| Presence::new(&known.id, clock, entry)),
             );
@@ -543,7 +548,7 @@ impl State {
         known.indexes.count_into(&mut self.census, change);
         let presences = known
             .log
-            .values
+            .values()
             .iter()
             .map(|(&clock, entry)| Presence::new(&known.id, clock, entry))
             .collect();
@@ -600,12 +605,12 @@ impl State {
         self.slot_of.remove(&known.id);
         self.free_slots.push(slot);
         // The replica's indexes go with it: no per-entry index work.
-        self.held -= known.log.values.len();
+        self.held -= known.log.values().len();
         let mut leaves = Vec::new();
         if known.status == Status::Up {
             known.indexes.count_into(&mut self.census, Change::Remove);
-            leaves.reserve(known.log.values.len());
-            for (&clock, entry) in &known.log.values {
+            leaves.reserve(known.log.values().len());
+            for (&clock, entry) in known.log.values() {
                 leaves.push(Presence::new(&known.id, clock, entry));
             }
         }
@@ -670,7 +675,7 @@ impl State {
             });
         }
         let old_slot = self.own;
-        let old = self.known(old_slot).log.values.clone();
+        let old = self.known(old_slot).log.values().clone();
         let new_id = self.replica.with_incarnation(incarnation);
         let mut diff = Diff::default();
         for &clock in old.keys() {
@@ -820,7 +825,7 @@ mod tests {
         // beryl #23 (B9): a clock parked in the own cloud must not be reissued.
         let mut state = State::new(ReplicaId::new("a", 1));
         let own = state.own;
-        state.known_mut(own).log.cloud.insert(5);
+        state.known_mut(own).log.cloud_mut().insert(5);
         let diff = state.join("p", "t", "k", json!({})).unwrap();
         assert_eq!(diff.joins[0].tag.clock, 6);
     }

@@ -33,12 +33,13 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::delta::Delta;
 use crate::entry::{Entry, EntryError};
 use crate::log::ReplicaLog;
-use crate::merge::Snapshot;
+use crate::merge::{ReplicaLogs, Snapshot};
 use crate::replica::ReplicaId;
 use crate::state::State;
 
@@ -233,11 +234,11 @@ impl Serialize for CloudsOut<'_> {
             .0
              .0
             .iter()
-            .filter(|(_, log)| !log.cloud.is_empty())
+            .filter(|(_, log)| !log.cloud().is_empty())
             .collect();
         let mut map = serializer.serialize_map(Some(clouds.len()))?;
         for (id, log) in clouds {
-            map.serialize_entry(id, &log.cloud)?;
+            map.serialize_entry(id, &log.cloud())?;
         }
         map.end()
     }
@@ -247,7 +248,7 @@ impl Serialize for ValuesOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let names: Vec<String> = self.0 .0.iter().map(|(replica, _)| replica.to_string()).collect();
         serializer.collect_seq(self.0 .0.iter().zip(&names).flat_map(|(&(_, log), replica)| {
-            log.values.iter().map(move |(&clock, entry)| ValueOut {
+            log.values().iter().map(move |(&clock, entry)| ValueOut {
                 tag: TagOut { replica, clock },
                 entry: EntryOut::from(&**entry),
             })
@@ -273,7 +274,7 @@ fn encode_state(replica: &ReplicaId, retired: &BTreeMap<Arc<str>, u64>, logs: &L
         retired,
     };
     // About 160 bytes a value: one allocation instead of a doubling series.
-    let values: usize = logs.0.iter().map(|(_, log)| log.values.len()).sum();
+    let values: usize = logs.0.iter().map(|(_, log)| log.values().len()).sum();
     let mut bytes = Vec::with_capacity(256 + values * 160);
     serde_json::to_writer(&mut bytes, &out).expect("states always serialize: string keys, finite numbers");
     bytes
@@ -303,7 +304,8 @@ impl Snapshot {
     pub fn from_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
         check_size(bytes, limits)?;
         let wire: StateIn<'_> = serde_json::from_slice(bytes)?;
-        wire.validate()
+        let context = ContextRows::read(wire.context, bytes)?;
+        wire.validate(context)
     }
 }
 
@@ -553,7 +555,9 @@ struct ValueIn<'a> {
 #[serde(deny_unknown_fields)]
 struct StateIn<'a> {
     replica: String,
-    context: UniqueMap<WireInt>,
+    /// Read in two passes by [`ContextRows::read`]: it counts first.
+    #[serde(borrow)]
+    context: &'a RawValue,
     clouds: UniqueMap<Vec<WireInt>>,
     #[serde(borrow)]
     values: ValuesIn<'a>,
@@ -845,7 +849,7 @@ impl EntryIn<'_> {
 }
 
 impl StateIn<'_> {
-    fn validate(self) -> Result<Snapshot, DecodeError> {
+    fn validate(self, context: ContextRows) -> Result<Snapshot, DecodeError> {
         let producer = replica(&self.replica)?;
         let mut retired = BTreeMap::new();
         for (base, incarnation) in self.retired.map(|map| map.0).unwrap_or_default() {
@@ -864,13 +868,14 @@ impl StateIn<'_> {
                 .is_some_and(|&mark| id.incarnation() <= mark)
         };
 
-        let mut logs: BTreeMap<ReplicaId, ReplicaLog> = BTreeMap::new();
-        let contexts = self
-            .context
-            .by_replica(|context| clock("context", context, false))?;
-        for (id, context) in contexts {
-            logs.entry(id).or_default().context = context;
+        if let Some(fault) = context.fault {
+            return Err(fault);
         }
+        // The context's logs, in replica order; replicas with a cloud and no
+        // context go to `extra`, also in order (the clouds' map is). A value
+        // can name no other replica: its tag would not be observed.
+        let mut logs = context.rows;
+        let mut extra: Vec<(ReplicaId, ReplicaLog)> = Vec::new();
         let clouds = self.clouds.by_replica(|cloud| {
             cloud
                 .into_iter()
@@ -878,29 +883,40 @@ impl StateIn<'_> {
                 .collect::<Result<BTreeSet<u64>, _>>()
         })?;
         for (id, cloud) in clouds {
-            logs.entry(id).or_default().cloud = cloud;
+            let log = match find(&logs, &id) {
+                Some(at) => &mut logs[at].1,
+                None => {
+                    extra.push((id, ReplicaLog::default()));
+                    &mut extra.last_mut().expect("just pushed").1
+                }
+            };
+            if !cloud.is_empty() {
+                *log.cloud_mut() = cloud;
+            }
         }
-        // The logs that hold values are taken out while they fill, found by
-        // the replica's text, or by its id when another text names it too
-        // (`a@1` and `a@01` are one replica).
+        // The logs that receive values, found by the replica's text, or by
+        // its id when another text names it too (`a@1` and `a@01` are one
+        // replica).
         let mut texts: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
         let mut ids: BTreeMap<ReplicaId, usize> = BTreeMap::new();
-        let mut filling: Vec<(ReplicaId, ReplicaLog, DecodedValues)> = Vec::new();
+        let mut filling: Vec<(Place, ReplicaId, DecodedValues)> = Vec::new();
+        let unknown = ReplicaLog::default();
         for value in self.values.0 {
             let at = match texts.get(&value.replica) {
                 Some(&at) => at,
                 None => {
                     let id = replica(&value.replica)?;
                     let at = *ids.entry(id.clone()).or_insert_with(|| {
-                        let log = logs.remove(&id).unwrap_or_default();
-                        filling.push((id, log, DecodedValues::default()));
+                        let place = Place::of(&logs, &extra, &id);
+                        filling.push((place, id, DecodedValues::default()));
                         filling.len() - 1
                     });
                     texts.insert(value.replica, at);
                     at
                 }
             };
-            let (id, log, values) = &mut filling[at];
+            let (place, id, values) = &mut filling[at];
+            let log = place.log(&logs, &extra).unwrap_or(&unknown);
             let tag_clock = clock("tag", value.clock, true)?;
             let tag_text = || format!("{id}:{tag_clock}");
             if !log.observed(tag_clock) {
@@ -911,9 +927,16 @@ impl StateIn<'_> {
                 return Err(DecodeError::DuplicateTag { tag: tag_text() });
             }
         }
-        for (id, mut log, values) in filling {
-            log.values = values.into_map();
-            logs.insert(id, log);
+        for (place, _, values) in filling {
+            if let Some(log) = place.log_mut(&mut logs, &mut extra) {
+                *log.values_mut() = values.into_map();
+            }
+        }
+        if !extra.is_empty() {
+            // Exactly the room needed: no doubling of a list this long.
+            logs.reserve_exact(extra.len());
+            logs.append(&mut extra);
+            logs.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         }
         for (id, log) in &mut logs {
             if is_retired(id) {
@@ -927,8 +950,260 @@ impl StateIn<'_> {
         Ok(Snapshot {
             replica: producer,
             retired,
-            logs,
+            logs: ReplicaLogs::from_sorted(logs),
         })
+    }
+}
+
+/// Where in a payload's sorted logs `id` is.
+fn find(logs: &[(ReplicaId, ReplicaLog)], id: &ReplicaId) -> Option<usize> {
+    logs.binary_search_by(|(other, _)| other.cmp(id)).ok()
+}
+
+/// Which list holds a log that receives values.
+#[derive(Clone, Copy)]
+enum Place {
+    Context(usize),
+    Extra(usize),
+    /// Neither: the replica is not observed, which its first value reports.
+    Nowhere,
+}
+
+impl Place {
+    fn of(logs: &[(ReplicaId, ReplicaLog)], extra: &[(ReplicaId, ReplicaLog)], id: &ReplicaId) -> Self {
+        match (find(logs, id), find(extra, id)) {
+            (Some(at), _) => Self::Context(at),
+            (None, Some(at)) => Self::Extra(at),
+            (None, None) => Self::Nowhere,
+        }
+    }
+
+    fn log<'l>(
+        self,
+        logs: &'l [(ReplicaId, ReplicaLog)],
+        extra: &'l [(ReplicaId, ReplicaLog)],
+    ) -> Option<&'l ReplicaLog> {
+        match self {
+            Self::Context(at) => Some(&logs[at].1),
+            Self::Extra(at) => Some(&extra[at].1),
+            Self::Nowhere => None,
+        }
+    }
+
+    fn log_mut<'l>(
+        self,
+        logs: &'l mut [(ReplicaId, ReplicaLog)],
+        extra: &'l mut [(ReplicaId, ReplicaLog)],
+    ) -> Option<&'l mut ReplicaLog> {
+        match self {
+            Self::Context(at) => Some(&mut logs[at].1),
+            Self::Extra(at) => Some(&mut extra[at].1),
+            Self::Nowhere => None,
+        }
+    }
+}
+
+/// A state's context, read into logs in replica order.
+///
+/// Read in two passes over the context's text: the first counts its keys,
+/// allocating nothing, so that the list is allocated once at its size. A
+/// list grown by doubling is up to twice its length, and for a payload that
+/// names many replicas and nothing else (each 17 bytes of JSON, 64 bytes
+/// held) that slack alone broke the bound on decoding memory.
+struct ContextRows {
+    rows: Vec<(ReplicaId, ReplicaLog)>,
+    /// The first key or clock that is not allowed, in payload order, or two
+    /// spellings of one replica: reported after the producer and the
+    /// watermarks, as every validation error is.
+    fault: Option<DecodeError>,
+}
+
+impl ContextRows {
+    /// Reads the context `raw`, a part of `payload`. A JSON error in it
+    /// (a value that is not an integer, a key given twice) names its place
+    /// in the whole payload.
+    fn read(raw: &RawValue, payload: &[u8]) -> Result<Self, DecodeError> {
+        let text = raw.get();
+        let at_error = |error: serde_json::Error| json_error_within(error, payload, text);
+        let count = serde_json::from_str::<CountKeys>(text).map_err(at_error)?.0;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut read = de::DeserializeSeed::deserialize(RowsSeed { capacity: count }, &mut deserializer)
+            .map_err(at_error)?;
+        // Two keys naming one replica: one key given twice is malformed
+        // JSON, two spellings of one replica (`a@1` and `a@01`, `a` and
+        // `a@0`) are refused by name. Telling them apart takes the texts,
+        // read again here, only for that replica: this never happens in a
+        // payload this crate wrote.
+        if let Some(at) = read.rows.windows(2).position(|pair| pair[0].0 == pair[1].0) {
+            let seed = SpellingsOf(&read.rows[at].0);
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let mut texts = de::DeserializeSeed::deserialize(seed, &mut deserializer).map_err(at_error)?;
+            texts.sort();
+            read.fault.get_or_insert(DecodeError::InvalidReplica {
+                text: cut(texts.last().map_or("", String::as_str), 64),
+                problem: "another key names the same replica",
+            });
+        }
+        Ok(read)
+    }
+}
+
+/// The keys of a context that name one replica, as they are spelt; a key
+/// given twice is an error at its second place.
+struct SpellingsOf<'r>(&'r ReplicaId);
+
+impl<'de> de::DeserializeSeed<'de> for SpellingsOf<'_> {
+    type Value = Vec<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<String>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpellingsOf<'_> {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+        let mut texts: Vec<String> = Vec::new();
+        while let Some((KeyText(text), de::IgnoredAny)) = map.next_entry()? {
+            if ReplicaId::parse(&text).ok().as_ref() == Some(self.0) {
+                if texts.iter().any(|seen| *seen == text) {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key {:?}",
+                        cut(&text, 64)
+                    )));
+                }
+                texts.push(text.into_owned());
+            }
+        }
+        Ok(texts)
+    }
+}
+
+/// A serde_json error found in `part`, a slice of `payload`, placed in the
+/// payload: its line and column, and the message's own "at line .. column
+/// ..", are moved by where `part` starts.
+fn json_error_within(error: serde_json::Error, payload: &[u8], part: &str) -> DecodeError {
+    let offset = (part.as_ptr() as usize).saturating_sub(payload.as_ptr() as usize);
+    let before = &payload[..offset.min(payload.len())];
+    let start_line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
+    let start_column = 1 + before.iter().rev().take_while(|&&byte| byte != b'\n').count();
+    let (line, column) = match error.line() {
+        0 => (0, 0),
+        1 => (start_line, start_column + error.column().saturating_sub(1)),
+        line => (start_line + line - 1, error.column()),
+    };
+    let message = error.to_string();
+    let message = match message.rsplit_once(" at line ") {
+        Some((what, _)) if line > 0 => format!("{what} at line {line} column {column}"),
+        _ => message,
+    };
+    DecodeError::Json {
+        line,
+        column,
+        message: cut(&message, 200),
+    }
+}
+
+/// How many keys a JSON object has (its values are skipped unread).
+struct CountKeys(usize);
+
+impl<'de> Deserialize<'de> for CountKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl<'de> Visitor<'de> for CountVisitor {
+            type Value = CountKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CountKeys, A::Error> {
+                let mut count = 0;
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                Ok(CountKeys(count))
+            }
+        }
+        deserializer.deserialize_map(CountVisitor)
+    }
+}
+
+/// A key as it is in the payload: borrowed when it has no escapes.
+struct KeyText<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads a context's keys into a list of `capacity` logs.
+struct RowsSeed {
+    capacity: usize,
+}
+
+impl<'de> de::DeserializeSeed<'de> for RowsSeed {
+    type Value = ContextRows;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ContextRows, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed {
+    type Value = ContextRows;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of clocks by replica")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContextRows, A::Error> {
+        let mut rows: Vec<(ReplicaId, ReplicaLog)> = Vec::with_capacity(self.capacity);
+        let mut fault = None;
+        while let Some(KeyText(text)) = map.next_key()? {
+            let value: WireInt = map.next_value()?;
+            let read = replica(&text).and_then(|id| Ok((id, clock("context", value, false)?)));
+            match read {
+                Ok((id, context)) => {
+                    // Incarnations of one base come one after another (the
+                    // encoder writes replica order): they share its name.
+                    let id = match rows.last() {
+                        Some((previous, _)) if previous.base() == id.base() => {
+                            previous.with_incarnation(id.incarnation())
+                        }
+                        _ => id,
+                    };
+                    rows.push((id, ReplicaLog::with_context(context)));
+                }
+                Err(error) => {
+                    fault.get_or_insert(error);
+                }
+            }
+        }
+        if !rows.is_sorted_by(|(a, _), (b, _)| a <= b) {
+            rows.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        }
+        Ok(ContextRows { rows, fault })
     }
 }
 
