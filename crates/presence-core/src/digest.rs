@@ -7,8 +7,6 @@
 
 use std::hash::{Hash, Hasher};
 
-use serde_json::Value;
-
 use crate::delta::Delta;
 use crate::entry::Entry;
 use crate::merge::Snapshot;
@@ -51,34 +49,8 @@ impl Entry {
     /// Feeds `hasher` the entry's topic, key, pid, meta and what it replaces.
     pub fn hash_canonical<H: Hasher>(&self, hasher: &mut H) {
         (&*self.topic, &*self.key, &*self.pid, self.replaces).hash(hasher);
-        hash_json(&self.meta.to_value(), hasher);
-    }
-}
-
-/// Hashes a JSON value by its structure (objects in key order, as
-/// `serde_json` keeps them). Metas are at most `MAX_META_DEPTH` deep, which
-/// bounds the recursion.
-fn hash_json<H: Hasher>(value: &Value, hasher: &mut H) {
-    match value {
-        Value::Null => 0u8.hash(hasher),
-        Value::Bool(flag) => (1u8, flag).hash(hasher),
-        Value::Number(number) => {
-            2u8.hash(hasher);
-            // Display is exact and canonical for serde_json numbers.
-            number.to_string().hash(hasher);
-        }
-        Value::String(text) => (3u8, text).hash(hasher),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(hasher);
-            items.iter().for_each(|item| hash_json(item, hasher));
-        }
-        Value::Object(fields) => {
-            (5u8, fields.len()).hash(hasher);
-            for (name, field) in fields {
-                name.hash(hasher);
-                hash_json(field, hasher);
-            }
-        }
+        // The canonical text: equal exactly when the metas are.
+        self.meta.hash(hasher);
     }
 }
 
