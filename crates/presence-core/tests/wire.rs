@@ -676,3 +676,29 @@ fn retired_keys_are_bare_base_names() {
         );
     }
 }
+
+/// The context is read apart from the rest of the payload (counted, then
+/// read), yet its JSON errors name their place in the whole payload, as
+/// every other part's do.
+#[test]
+fn a_json_error_in_the_context_names_its_place_in_the_payload() {
+    let payload = "{\"replica\":\"a@1\",\n  \"clouds\":{},\n  \"context\":{\"a@1\":2,\n    \"b@1\":\"x\"},\n  \"values\":[]}";
+    let DecodeError::Json {
+        line,
+        column,
+        message,
+    } = state_error(payload)
+    else {
+        panic!("a JSON error");
+    };
+    // Line 4 is `    "b@1":"x"},`: the string value ends at column 13.
+    assert_eq!((line, column), (4, 13), "{message}");
+    assert!(message.ends_with("at line 4 column 13"), "{message}");
+    // And on the first line of the context.
+    let one_line = r#"{"replica":"a@1","clouds":{},"context":{"a@1":-1.5},"values":[]}"#;
+    let DecodeError::Json { line, column, .. } = state_error(one_line) else {
+        panic!("a JSON error");
+    };
+    assert_eq!(line, 1);
+    assert_eq!(&one_line[column - 4..column], "-1.5", "column {column}");
+}
