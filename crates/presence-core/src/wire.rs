@@ -871,9 +871,9 @@ impl StateIn<'_> {
         if let Some(fault) = context.fault {
             return Err(fault);
         }
-        // The context's logs, in replica order; replicas with a cloud and no
-        // context go to `extra`, also in order (the clouds' map is). A value
-        // can name no other replica: its tag would not be observed.
+        // The context's logs, in replica order, joined by the replicas that
+        // have a cloud and no context. A value can name no other replica:
+        // its tag would not be observed.
         let mut logs = context.rows;
         let mut extra: Vec<(ReplicaId, ReplicaLog)> = Vec::new();
         let clouds = self.clouds.by_replica(|cloud| {
@@ -894,12 +894,19 @@ impl StateIn<'_> {
                 *log.cloud_mut() = cloud;
             }
         }
+        if !extra.is_empty() {
+            // Exactly the room needed: no doubling of a list this long.
+            logs.reserve_exact(extra.len());
+            logs.append(&mut extra);
+            logs.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        }
         // The logs that receive values, found by the replica's text, or by
         // its id when another text names it too (`a@1` and `a@01` are one
-        // replica).
+        // replica); `None` for a replica the payload does not observe,
+        // which its first value reports.
         let mut texts: BTreeMap<Cow<'_, str>, usize> = BTreeMap::new();
         let mut ids: BTreeMap<ReplicaId, usize> = BTreeMap::new();
-        let mut filling: Vec<(Place, ReplicaId, DecodedValues)> = Vec::new();
+        let mut filling: Vec<(Option<usize>, ReplicaId, DecodedValues)> = Vec::new();
         let unknown = ReplicaLog::default();
         for value in self.values.0 {
             let at = match texts.get(&value.replica) {
@@ -907,8 +914,7 @@ impl StateIn<'_> {
                 None => {
                     let id = replica(&value.replica)?;
                     let at = *ids.entry(id.clone()).or_insert_with(|| {
-                        let place = Place::of(&logs, &extra, &id);
-                        filling.push((place, id, DecodedValues::default()));
+                        filling.push((find(&logs, &id), id, DecodedValues::default()));
                         filling.len() - 1
                     });
                     texts.insert(value.replica, at);
@@ -916,7 +922,7 @@ impl StateIn<'_> {
                 }
             };
             let (place, id, values) = &mut filling[at];
-            let log = place.log(&logs, &extra).unwrap_or(&unknown);
+            let log = place.map_or(&unknown, |at| &logs[at].1);
             let tag_clock = clock("tag", value.clock, true)?;
             let tag_text = || format!("{id}:{tag_clock}");
             if !log.observed(tag_clock) {
@@ -928,15 +934,9 @@ impl StateIn<'_> {
             }
         }
         for (place, _, values) in filling {
-            if let Some(log) = place.log_mut(&mut logs, &mut extra) {
-                *log.values_mut() = values.into_map();
+            if let Some(at) = place {
+                *logs[at].1.values_mut() = values.into_map();
             }
-        }
-        if !extra.is_empty() {
-            // Exactly the room needed: no doubling of a list this long.
-            logs.reserve_exact(extra.len());
-            logs.append(&mut extra);
-            logs.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         }
         for (id, log) in &mut logs {
             if is_retired(id) {
@@ -958,49 +958,6 @@ impl StateIn<'_> {
 /// Where in a payload's sorted logs `id` is.
 fn find(logs: &[(ReplicaId, ReplicaLog)], id: &ReplicaId) -> Option<usize> {
     logs.binary_search_by(|(other, _)| other.cmp(id)).ok()
-}
-
-/// Which list holds a log that receives values.
-#[derive(Clone, Copy)]
-enum Place {
-    Context(usize),
-    Extra(usize),
-    /// Neither: the replica is not observed, which its first value reports.
-    Nowhere,
-}
-
-impl Place {
-    fn of(logs: &[(ReplicaId, ReplicaLog)], extra: &[(ReplicaId, ReplicaLog)], id: &ReplicaId) -> Self {
-        match (find(logs, id), find(extra, id)) {
-            (Some(at), _) => Self::Context(at),
-            (None, Some(at)) => Self::Extra(at),
-            (None, None) => Self::Nowhere,
-        }
-    }
-
-    fn log<'l>(
-        self,
-        logs: &'l [(ReplicaId, ReplicaLog)],
-        extra: &'l [(ReplicaId, ReplicaLog)],
-    ) -> Option<&'l ReplicaLog> {
-        match self {
-            Self::Context(at) => Some(&logs[at].1),
-            Self::Extra(at) => Some(&extra[at].1),
-            Self::Nowhere => None,
-        }
-    }
-
-    fn log_mut<'l>(
-        self,
-        logs: &'l mut [(ReplicaId, ReplicaLog)],
-        extra: &'l mut [(ReplicaId, ReplicaLog)],
-    ) -> Option<&'l mut ReplicaLog> {
-        match self {
-            Self::Context(at) => Some(&mut logs[at].1),
-            Self::Extra(at) => Some(&mut extra[at].1),
-            Self::Nowhere => None,
-        }
-    }
 }
 
 /// A state's context, read into logs in replica order.
