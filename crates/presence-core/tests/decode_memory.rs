@@ -12,6 +12,8 @@
 //!
 //! The file has its own `main` (`harness = false` in Cargo.toml): the child
 //! is not a test of its own that would pass, doing nothing, in a normal run.
+//! It answers a runner's `--list` as libtest does, so `cargo nextest` (and
+//! cargo-mutants on nextest) can list it and run its one test by name.
 //!
 //! Every shape peaks within 4x of its payload but one: a context naming
 //! replicas by the shortest names there can be (`"abc":1`, 8 bytes of JSON
@@ -212,10 +214,47 @@ fn measure_in_child(payload: &[u8], decoder: Decoder, index: usize) -> (usize, u
     }
 }
 
+/// The one test this binary runs, by the name a runner lists and filters.
+const TEST: &str = "decoding_peaks_at_a_small_multiple_of_the_payload";
+
 fn main() {
     if let Ok(spec) = std::env::var(CHILD) {
         let (decoder, path) = spec.split_once(' ').expect("decoder and path");
         measure(Decoder::parse(decoder), Path::new(path));
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ignored = args.iter().any(|a| a == "--ignored");
+    if args.iter().any(|a| a == "--list") {
+        // libtest's terse listing: nothing here is ignored.
+        if !ignored {
+            println!("{TEST}: test");
+        }
+        return;
+    }
+    // A name filter that is not this test's, a `--skip` of it, or a run of
+    // ignored tests only runs nothing, as libtest would.
+    let mut filters = Vec::new();
+    let mut skipped = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--skip" => skipped |= rest.next().is_some_and(|s| TEST.contains(s.as_str())),
+            "--format" | "--test-threads" | "--color" | "--logfile" | "--shuffle-seed" | "-Z" => {
+                rest.next();
+            }
+            option if option.starts_with('-') => {}
+            filter => filters.push(filter),
+        }
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    // Several filters choose what any of them matches.
+    let chosen = filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| if exact { *f == TEST } else { TEST.contains(f) });
+    if ignored || skipped || !chosen {
+        println!("running 0 tests");
         return;
     }
     let mut report = Vec::new();
@@ -247,5 +286,5 @@ fn main() {
         over.join("\n"),
         report.join("\n")
     );
-    println!("test decoding_peaks_at_a_small_multiple_of_the_payload ... ok");
+    println!("test {TEST} ... ok");
 }
