@@ -131,7 +131,9 @@ fn violation(invariant: Invariant, detail: impl Into<String>) -> Result<(), Viol
 /// still live, and the highest clock each replica issued.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    joined: BTreeMap<Tag, Arc<Entry>>,
+    /// Per replica, clock -> entry: a check looks a replica up once, then
+    /// its clocks.
+    joined: BTreeMap<ReplicaId, BTreeMap<u64, Arc<Entry>>>,
     live: BTreeSet<Tag>,
     issued: BTreeMap<ReplicaId, u64>,
     dead_replicas: BTreeSet<ReplicaId>,
@@ -154,11 +156,7 @@ impl History {
                     format!("local operation of {replica} joined foreign tag {}", presence.tag),
                 );
             }
-            if self
-                .joined
-                .insert(presence.tag.clone(), Arc::clone(&presence.entry))
-                .is_some()
-            {
+            if self.join(&presence.tag, &presence.entry).is_some() {
                 return violation(
                     Invariant::CausalSanity,
                     format!("clock reused: tag {} joined twice", presence.tag),
@@ -194,7 +192,7 @@ impl History {
         };
         for (&clock, entry) in log.values() {
             let tag = Tag::new(replica.clone(), clock);
-            if self.joined.insert(tag.clone(), Arc::clone(entry)).is_some() {
+            if self.join(&tag, entry).is_some() {
                 return violation(
                     Invariant::CausalSanity,
                     format!("clock reused: tag {tag} joined twice"),
@@ -211,8 +209,8 @@ impl History {
     /// history of their own operations. A tag joined in both must name the
     /// same entry, or clocks were reused (I6).
     pub fn absorb(&mut self, other: &History) -> Result<(), Violation> {
-        for (tag, entry) in &other.joined {
-            if let Some(known) = self.joined.insert(tag.clone(), Arc::clone(entry)) {
+        for (tag, entry) in other.joined() {
+            if let Some(known) = self.join(&tag, entry) {
                 if known != *entry {
                     return violation(
                         Invariant::CausalSanity,
@@ -237,24 +235,51 @@ impl History {
     /// checkers that remember verdicts judged against a history.
     pub fn hash_canonical<H: std::hash::Hasher>(&self, hasher: &mut H) {
         use std::hash::Hash;
-        self.joined.len().hash(hasher);
-        for (tag, entry) in &self.joined {
+        self.joined
+            .values()
+            .map(BTreeMap::len)
+            .sum::<usize>()
+            .hash(hasher);
+        for (tag, entry) in self.joined() {
             tag.hash(hasher);
             entry.hash_canonical(hasher);
         }
         (&self.live, &self.issued, &self.dead_replicas).hash(hasher);
     }
 
-    /// Every tag ever joined.
-    pub fn joined(&self) -> impl Iterator<Item = (&Tag, &Arc<Entry>)> {
-        self.joined.iter()
+    /// Records that `tag` joined `entry`; what it joined before, if it did.
+    fn join(&mut self, tag: &Tag, entry: &Arc<Entry>) -> Option<Arc<Entry>> {
+        let clocks = match self.joined.get_mut(&tag.replica) {
+            Some(clocks) => clocks,
+            None => self.joined.entry(tag.replica.clone()).or_default(),
+        };
+        clocks.insert(tag.clock, Arc::clone(entry))
+    }
+
+    /// The entry `tag` joined, if it joined one.
+    fn joined_as(&self, tag: &Tag) -> Option<&Arc<Entry>> {
+        self.joined.get(&tag.replica)?.get(&tag.clock)
+    }
+
+    /// Every tag ever joined, in tag order.
+    pub fn joined(&self) -> impl Iterator<Item = (Tag, &Arc<Entry>)> {
+        self.joined.iter().flat_map(|(replica, clocks)| {
+            clocks
+                .iter()
+                .map(move |(&clock, entry)| (Tag::new(replica.clone(), clock), entry))
+        })
     }
 
     /// The ground truth of I2: presences joined by live replicas and not left.
     pub fn live_view(&self) -> View {
         self.live
             .iter()
-            .map(|tag| (tag.clone(), Arc::clone(&self.joined[tag])))
+            .map(|tag| {
+                (
+                    tag.clone(),
+                    Arc::clone(self.joined_as(tag).expect("a live tag was joined")),
+                )
+            })
             .collect()
     }
 
@@ -371,6 +396,35 @@ pub fn check_mirror_matches_topic(
             state.replica(),
             actual.get(key).map_or(0, |metas| metas.metas.len()),
             expected.get(key).map_or(0, |metas| metas.metas.len()),
+        ),
+    )
+}
+
+/// I1 on one key of one topic: the mirror's metas of `key` on `topic` are
+/// exactly the renderings of its visible presences. A diff touches keys,
+/// and a mirror changes only by diffs: where the view as a whole is known
+/// to match the diffs (its fingerprint, [`check_view_fingerprint`]), the
+/// simulator compares only the keys the diffs since the last comparison
+/// named, a cost independent of the topic's size (a hot topic holds
+/// thousands of keys). On a mismatch the violation is the topic's.
+pub fn check_mirror_matches_key(
+    mirror: &ClientMirror,
+    state: &State,
+    topic: &str,
+    key: &str,
+) -> Result<(), Violation> {
+    let presences = state.get_by_key(topic, key);
+    let mirrored = mirror.key_metas(topic, key).map(|metas| (key, metas));
+    if mirrors(mirrored.into_iter(), &presences) {
+        return Ok(());
+    }
+    check_mirror_matches_topic(mirror, state, topic)?;
+    // The topic as a whole compares alike only if this key did.
+    violation(
+        Invariant::DiffExactness,
+        format!(
+            "mirror of {} differs from its view on topic {topic:?}, key {key:?}",
+            state.replica()
         ),
     )
 }
@@ -530,9 +584,22 @@ pub fn exchange_full_states(
 /// state and pass it to every [`check_no_resurrection`] of that state.
 #[derive(Clone, Debug, Default)]
 pub struct ResurrectionWatch {
-    held: BTreeSet<Tag>,
-    observed: BTreeMap<ReplicaId, (u64, BTreeSet<u64>)>,
+    /// Per replica the state knew at the last check: what it had observed
+    /// and the clocks it held. Kept in place between checks, so a check of
+    /// a state that changed little allocates nothing.
+    seen: BTreeMap<ReplicaId, Seen>,
     retired: BTreeMap<Arc<str>, u64>,
+}
+
+/// What a state had observed and held of one replica.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    context: u64,
+    cloud: BTreeSet<u64>,
+    /// Held clocks, ascending.
+    held: Vec<u64>,
+    /// The check that last found this replica in the state.
+    visited: u64,
 }
 
 impl ResurrectionWatch {
@@ -557,16 +624,10 @@ impl ResurrectionWatch {
         &self.retired
     }
 
-    fn had_observed(&self, tag: &Tag) -> bool {
-        let retired = self
-            .retired
-            .get(tag.replica.base())
-            .is_some_and(|&watermark| tag.replica.incarnation() <= watermark);
-        retired
-            || self
-                .observed
-                .get(&tag.replica)
-                .is_some_and(|(context, cloud)| tag.clock <= *context || cloud.contains(&tag.clock))
+    fn retires(&self, replica: &ReplicaId) -> bool {
+        self.retired
+            .get(replica.base())
+            .is_some_and(|&watermark| replica.incarnation() <= watermark)
     }
 }
 
@@ -577,23 +638,32 @@ impl ResurrectionWatch {
 /// watermark is forgotten; and (b) nothing observed of a replica that is
 /// not retired is forgotten (contexts and clouds only grow), without which
 /// a removal could be undone later. Costs O(state + bases ever retired),
-/// not O(history).
+/// not O(history), and allocates only for what changed.
 pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Result<(), Violation> {
     let who = state.replica();
-    let mut held = BTreeSet::new();
+    // (a) Clocks held now and not at the last check were not observed then.
     for (replica, log, _) in state.replicas() {
+        let seen = watch.seen.get(replica);
+        let held_before: &[u64] = seen.map_or(&[], |seen| &seen.held);
+        let mut before = held_before.iter().peekable();
         for &clock in log.values().keys() {
-            let tag = Tag::new(replica.clone(), clock);
-            if !watch.held.contains(&tag) && watch.had_observed(&tag) {
+            while before.next_if(|&&earlier| earlier < clock).is_some() {}
+            if before.next_if_eq(&&clock).is_some() {
+                continue;
+            }
+            let observed = watch.retires(replica)
+                || seen.is_some_and(|seen| clock <= seen.context || seen.cloud.contains(&clock));
+            if observed {
+                let tag = Tag::new(replica.clone(), clock);
                 return violation(
                     Invariant::NoResurrection,
                     format!("{who} holds {tag} again, though it had already observed it"),
                 );
             }
-            held.insert(tag);
         }
     }
-    for (replica, (context, cloud)) in &watch.observed {
+    // (b) Nothing observed of a replica that is not retired is forgotten.
+    for (replica, seen) in &watch.seen {
         if state.is_retired_id(replica) {
             continue;
         }
@@ -603,7 +673,7 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
                 format!("{who} forgot what it observed of {replica}"),
             );
         };
-        let forgotten = log.context() < *context || cloud.iter().any(|&clock| !log.observed(clock));
+        let forgotten = log.context() < seen.context || seen.cloud.iter().any(|&clock| !log.observed(clock));
         if forgotten {
             return violation(
                 Invariant::NoResurrection,
@@ -611,17 +681,42 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
             );
         }
     }
-    watch.held = held;
-    watch.observed = state
-        .replicas()
-        .map(|(replica, log, _)| (replica.clone(), (log.context(), log.cloud().clone())))
-        .collect();
+    // What this check saw is what the next one compares with.
+    let visit = watch
+        .seen
+        .values()
+        .next()
+        .map_or(1, |seen| seen.visited.wrapping_add(1));
+    let mut visited = 0;
+    for (replica, log, _) in state.replicas() {
+        visited += 1;
+        let seen = match watch.seen.get_mut(replica) {
+            Some(seen) => seen,
+            None => watch.seen.entry(replica.clone()).or_default(),
+        };
+        seen.visited = visit;
+        seen.context = log.context();
+        if seen.cloud != *log.cloud() {
+            seen.cloud.clone_from(log.cloud());
+        }
+        if !seen.held.iter().eq(log.values().keys()) {
+            seen.held.clear();
+            seen.held.extend(log.values().keys());
+        }
+    }
+    if watch.seen.len() > visited {
+        watch.seen.retain(|_, seen| seen.visited == visit);
+    }
     // Watermarks are remembered here even after the state forgets one (its
     // node may, once nothing of the base can arrive): a tag of a forgotten
     // incarnation held again is still a resurrection.
     for (base, &watermark) in state.retired() {
-        let remembered = watch.retired.entry(Arc::clone(base)).or_insert(watermark);
-        *remembered = (*remembered).max(watermark);
+        match watch.retired.get_mut(base) {
+            Some(remembered) => *remembered = (*remembered).max(watermark),
+            None => {
+                watch.retired.insert(Arc::clone(base), watermark);
+            }
+        }
     }
     Ok(())
 }
@@ -632,19 +727,27 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
 /// entry, and none is held alongside the entry that replaced it.
 pub fn check_provenance(history: &History, state: &State) -> Result<(), Violation> {
     for (replica, log, _) in state.replicas() {
+        let joined = history.joined.get(replica);
         for (&clock, entry) in log.values() {
-            let tag = Tag::new(replica.clone(), clock);
-            match history.joined.get(&tag) {
+            match joined.and_then(|clocks| clocks.get(&clock)) {
                 None => {
                     return violation(
                         Invariant::Provenance,
-                        format!("{} holds {tag}, never joined", state.replica()),
+                        format!(
+                            "{} holds {}, never joined",
+                            state.replica(),
+                            Tag::new(replica.clone(), clock)
+                        ),
                     )
                 }
-                Some(joined) if **joined != **entry => {
+                Some(joined) if !Arc::ptr_eq(joined, entry) && **joined != **entry => {
                     return violation(
                         Invariant::Provenance,
-                        format!("{} holds {tag} with another entry", state.replica()),
+                        format!(
+                            "{} holds {} with another entry",
+                            state.replica(),
+                            Tag::new(replica.clone(), clock)
+                        ),
                     )
                 }
                 Some(_) => {}
@@ -654,8 +757,9 @@ pub fn check_provenance(history: &History, state: &State) -> Result<(), Violatio
                     return violation(
                         Invariant::Provenance,
                         format!(
-                            "{} holds {tag} and {replica}:{previous}, which it replaced",
-                            state.replica()
+                            "{} holds {} and {replica}:{previous}, which it replaced",
+                            state.replica(),
+                            Tag::new(replica.clone(), clock)
                         ),
                     );
                 }
@@ -674,10 +778,11 @@ pub fn check_own_authority(history: &History, state: &State) -> Result<(), Viola
         .log(own)
         .map(|log| log.values().keys().copied().collect())
         .unwrap_or_default();
+    // Tags order by replica first: the own replica's live tags are one run.
     let live: BTreeSet<u64> = history
         .live
-        .iter()
-        .filter(|tag| tag.replica == *own)
+        .range(Tag::new(own.clone(), 0)..)
+        .take_while(|tag| tag.replica == *own)
         .map(|tag| tag.clock)
         .collect();
     if let Some(clock) = held.difference(&live).next() {
@@ -1137,11 +1242,28 @@ mod tests {
         extra.insert("carol".into(), carol);
         let mut empty_key = mirror.topic("t");
         empty_key.insert("carol".into(), Default::default());
-        for wrong in [missing, changed, extra, empty_key, PresenceState::new()] {
+        // Per key, only the key that differs is refused.
+        let cases = [
+            (missing, "alice"),
+            (changed, "bob"),
+            (extra, "carol"),
+            (empty_key, "carol"),
+            (PresenceState::new(), "alice"),
+        ];
+        for (wrong, differs) in cases {
             let mut other = ClientMirror::new();
             other.sync_state("t", &wrong);
             let refused = check_mirror_matches_topic(&other, &state, "t").unwrap_err();
             assert_eq!(refused.invariant, Invariant::DiffExactness);
+            for key in ["alice", "bob", "carol"] {
+                let judged = check_mirror_matches_key(&other, &state, "t", key);
+                let alike = wrong.get(key) == mirror.topic("t").get(key);
+                if key == differs {
+                    assert_eq!(judged.unwrap_err().invariant, Invariant::DiffExactness);
+                } else if alike {
+                    judged.unwrap_or_else(|v| panic!("{key} matches, yet: {}", v.detail));
+                }
+            }
         }
     }
 

@@ -157,6 +157,7 @@ impl State {
     /// Merges another replica's full state; returns the exact diff of this
     /// replica's view.
     pub fn merge(&mut self, remote: &State) -> Diff {
+        self.revise();
         let logs = remote.slot_of.values().map(|&slot| {
             let known = remote.known(slot);
             (&known.id, &known.log, Some(&known.indexes))
@@ -166,6 +167,7 @@ impl State {
 
     /// Merges a snapshot (an extract or a decoded payload).
     pub fn merge_snapshot(&mut self, remote: &Snapshot) -> Diff {
+        self.revise();
         self.merge_parts(
             &remote.retired,
             remote.logs.iter().map(|(id, log)| (id, log, None)),
@@ -289,6 +291,7 @@ impl State {
     /// is refused whole with [`DeltaError::Gap`] and changes nothing. Deltas of
     /// this replica and of retired replicas are ignored (empty diff).
     pub fn merge_delta(&mut self, delta: &Delta) -> Result<Diff, DeltaError> {
+        self.revise();
         let retired = self.is_retired_id(&delta.replica) && !sabotage::active(Sabotage::ZombiesAccepted);
         if delta.replica == self.replica || retired {
             return Ok(Diff::default());

@@ -205,6 +205,19 @@ impl ClientMirror {
             .map(|(key, metas)| (key.as_str(), metas.order.values()))
     }
 
+    /// The metas of `key` on `topic`, in the order the client shows them,
+    /// or `None` when the key is absent.
+    pub fn key_metas<'a>(
+        &'a self,
+        topic: &str,
+        key: &str,
+    ) -> Option<impl ExactSizeIterator<Item = &'a Value> + 'a> {
+        self.topics
+            .get(topic)
+            .and_then(|keys| keys.get(key))
+            .map(|metas| metas.order.values())
+    }
+
     /// Topics with at least one presence, sorted.
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.topics.keys().map(String::as_str)

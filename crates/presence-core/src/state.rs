@@ -127,6 +127,9 @@ pub struct State {
     pub(crate) own_index: OwnIndex,
     /// Visible presences and keys per topic.
     pub(crate) census: Census,
+    /// Counts the calls that may have changed this state; see
+    /// [`State::revision`].
+    pub(crate) revision: u64,
 }
 
 impl State {
@@ -148,9 +151,28 @@ impl State {
             held: 0,
             own_index: OwnIndex::default(),
             census: Census::default(),
+            revision: 0,
         };
         state.own = state.intern(&replica);
         state
+    }
+
+    /// A number that every call able to change this state moves on, before
+    /// it does anything else, whether or not it then changes anything: two
+    /// readings that are equal mean no such call came between them, so what
+    /// the state holds and shows (its logs, watermarks, view, indexes and
+    /// counts) is exactly as it was. Only [`State::take_delta`], which
+    /// changes nothing of that, leaves it alone. A checker that judged the state at one
+    /// revision may skip judging it again at the same revision. Clones keep
+    /// the revision of their source; a decoded or new state starts at 0.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Moves [`State::revision`] on: the first thing every `pub` method that
+    /// takes `&mut self` does.
+    pub(crate) fn revise(&mut self) {
+        self.revision = self.revision.wrapping_add(1);
     }
 
     /// This replica's id.
@@ -162,6 +184,7 @@ impl State {
 
     /// Joins `pid` of `key` on `topic` with `meta`, under the next own clock.
     pub fn join(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
+        self.revise();
         let shared_topic = self.known(self.own).indexes.topic_name(topic);
         let entry = Entry::with_topic(topic, shared_topic, key, pid, meta)?;
         if self.own_dot(pid, topic, key).is_some() {
@@ -181,6 +204,7 @@ impl State {
     /// advances the context, and a peer that missed it can tell by clocks
     /// alone that it lacks something (anti-entropy then repairs it).
     pub fn leave(&mut self, pid: &str, topic: &str, key: &str) -> Diff {
+        self.revise();
         let mut diff = match self.own_dot(pid, topic, key) {
             Some(dot) => self.remove_own(&[dot.clock]),
             None => Diff::default(),
@@ -226,6 +250,7 @@ impl State {
 
     /// Removes every presence of `pid` this replica owns.
     pub fn leave_by_pid(&mut self, pid: &str) -> Diff {
+        self.revise();
         let own = self.known(self.own);
         let mut clocks: Vec<u64> = own
             .indexes
@@ -245,6 +270,7 @@ impl State {
     /// atomic leave and join whose diff, and delta, carry both halves (bug
     /// class B7). The new presence's `phx_ref_prev` names the old one.
     pub fn update(&mut self, pid: &str, topic: &str, key: &str, meta: Value) -> Result<Diff, LocalError> {
+        self.revise();
         let old = self.own_dot(pid, topic, key).ok_or(LocalError::NotTracked)?;
         let shared_topic = self.known(self.own).indexes.topic_name(topic);
         let mut entry = Entry::with_topic(topic, shared_topic, key, pid, meta)?;
@@ -521,12 +547,14 @@ impl State {
     /// Marking self, a retired replica, or an already-down replica down changes
     /// nothing. An unknown replica becomes known, down.
     pub fn replica_down(&mut self, replica: &ReplicaId) -> Diff {
+        self.revise();
         self.set_status(replica, Status::Down)
     }
 
     /// Marks `replica` up: its entries are shown again and returned as joins.
     /// An unknown replica becomes known (so extracts for peers include it).
     pub fn replica_up(&mut self, replica: &ReplicaId) -> Diff {
+        self.revise();
         self.set_status(replica, Status::Up)
     }
 
@@ -574,6 +602,7 @@ impl State {
     /// they were visible; every structure that names it is cleared; the
     /// retirement watermark keeps a lagging peer from bringing them back.
     pub fn remove_down_replica(&mut self, replica: &ReplicaId) -> Result<Diff, RetireError> {
+        self.revise();
         if replica.base() == self.replica.base() && replica.incarnation() >= self.replica.incarnation() {
             return Err(RetireError::OwnReplica);
         }
@@ -649,6 +678,7 @@ impl State {
     /// decides (see `presence_tracker::Node`), and a replica of `base`
     /// heard afterwards is judged by the node's age check instead.
     pub fn forget_retirement(&mut self, base: &str) -> Option<u64> {
+        self.revise();
         if base == self.replica.base() {
             return None;
         }
@@ -667,6 +697,7 @@ impl State {
     /// incarnation is retired. The diff has the old tags as leaves and the new
     /// ones as joins; the outgoing delta starts afresh for the new replica.
     pub fn reincarnate(&mut self, incarnation: u64) -> Result<Diff, RetireError> {
+        self.revise();
         let minimum = self.next_incarnation();
         if incarnation < minimum {
             return Err(RetireError::StaleIncarnation {
@@ -736,6 +767,9 @@ impl State {
 
     /// Takes the local changes since the delta was last taken (for a
     /// heartbeat); the next delta starts where this one ends.
+    ///
+    /// It leaves [`State::revision`] as it is: the outgoing delta is the
+    /// one part of a state that no check of what it holds or shows reads.
     pub fn take_delta(&mut self) -> Delta {
         let at = self.delta.to;
         std::mem::replace(&mut self.delta, Delta::empty(self.replica.clone(), at))
@@ -818,6 +852,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A checker skips judging a state again while its revision stands
+    /// still, so every call that can change what it holds or shows must move
+    /// it, even a call that then changes nothing; reads and taking the
+    /// outgoing delta must not.
+    #[test]
+    fn every_call_that_may_change_the_state_moves_its_revision() {
+        let b = ReplicaId::new("b", 1);
+        let mut peer = State::new(b.clone());
+        peer.join("p", "t", "k", json!({})).unwrap();
+        let delta = peer.take_delta();
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let moved = |what: &str, state: &mut State, call: &dyn Fn(&mut State)| {
+            let before = state.revision();
+            call(state);
+            assert_ne!(state.revision(), before, "{what} left the revision as it was");
+        };
+        moved("join", &mut state, &|s| {
+            drop(s.join("p", "t", "k", json!({"n": 1})))
+        });
+        moved("update", &mut state, &|s| {
+            drop(s.update("p", "t", "k", json!({"n": 2})))
+        });
+        moved("leave", &mut state, &|s| drop(s.leave("p", "t", "k")));
+        moved("leave_by_pid", &mut state, &|s| drop(s.leave_by_pid("nobody")));
+        moved("merge_delta", &mut state, &|s| drop(s.merge_delta(&delta)));
+        moved("merge", &mut state, &|s| drop(s.merge(&peer)));
+        moved("merge_snapshot", &mut state, &|s| {
+            drop(s.merge_snapshot(&peer.snapshot()))
+        });
+        moved("replica_down", &mut state, &|s| drop(s.replica_down(&b)));
+        moved("replica_up", &mut state, &|s| drop(s.replica_up(&b)));
+        moved("remove_down_replica", &mut state, &|s| {
+            s.replica_down(&b);
+            drop(s.remove_down_replica(&b));
+        });
+        moved("forget_retirement", &mut state, &|s| {
+            let _ = s.forget_retirement("b");
+        });
+        moved("reincarnate", &mut state, &|s| drop(s.reincarnate(7)));
+        let before = state.revision();
+        let _ = state.take_delta();
+        let _ = (state.online_list(), state.snapshot(), state.get_by_topic("t"));
+        assert_eq!(
+            state.revision(),
+            before,
+            "reads and take_delta moved the revision"
+        );
     }
 
     #[test]

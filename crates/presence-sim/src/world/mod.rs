@@ -69,6 +69,12 @@ struct SimNode {
     /// True time it last broadcast, started or resumed (I10: a running
     /// node is heard).
     last_spoke_ms: u64,
+    /// The state's revision when its checks last ran and passed, and the
+    /// (topic, key) pairs of the diffs that reached the mirror since: with
+    /// the same revision and no diff, state and mirror are what those
+    /// checks judged.
+    checked_revision: Option<u64>,
+    diffed_keys: BTreeSet<(Arc<str>, Arc<str>)>,
 }
 
 /// A node's clock, as far off the true time as the scenario's clock
@@ -114,6 +120,8 @@ impl SimNode {
             departed_at_ms: None,
             clock: NodeClock::default(),
             last_spoke_ms: 0,
+            checked_revision: None,
+            diffed_keys: BTreeSet::new(),
         }
     }
 
@@ -407,6 +415,11 @@ impl World {
                         .diffs_fingerprint
                         .wrapping_add(diff.fingerprint());
                     self.nodes[index].mirror.apply(&diff);
+                    let keys = &mut self.nodes[index].diffed_keys;
+                    for presence in diff.joins.iter().chain(&diff.leaves) {
+                        let entry = &presence.entry;
+                        keys.insert((Arc::clone(&entry.topic), Arc::clone(&entry.key)));
+                    }
                     self.trace.record_diff(now_ms, index, &diff);
                     if local {
                         let state = self.nodes[index].node.as_ref().expect("running").state();
