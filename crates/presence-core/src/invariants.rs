@@ -20,6 +20,7 @@ use crate::mirror::{phx_ref, ClientMirror};
 use crate::replica::parse_phx_ref;
 use crate::replica::{ReplicaId, Tag};
 use crate::state::State;
+use crate::state::Status;
 
 /// A replica's view: its visible presences by tag.
 pub type View = BTreeMap<Tag, Arc<Entry>>;
@@ -774,24 +775,47 @@ pub fn check_provenance(history: &History, state: &State) -> Result<(), Violatio
 /// I5: `state`'s own entries are exactly the live joins of its replica.
 pub fn check_own_authority(history: &History, state: &State) -> Result<(), Violation> {
     let own = state.replica();
-    let held: BTreeSet<u64> = state
+    let mut held = state
         .log(own)
-        .map(|log| log.values().keys().copied().collect())
-        .unwrap_or_default();
+        .into_iter()
+        .flat_map(|log| log.values().keys().copied())
+        .peekable();
     // Tags order by replica first: the own replica's live tags are one run.
-    let live: BTreeSet<u64> = history
+    let mut live = history
         .live
         .range(Tag::new(own.clone(), 0)..)
         .take_while(|tag| tag.replica == *own)
         .map(|tag| tag.clock)
-        .collect();
-    if let Some(clock) = held.difference(&live).next() {
+        .peekable();
+    // Both ascending: walk them together, noting the first clock in one only.
+    let (mut extra, mut lost) = (None, None);
+    loop {
+        match (held.peek().copied(), live.peek().copied()) {
+            (None, None) => break,
+            (Some(clock), other) if other.is_none_or(|live| clock < live) => {
+                extra = extra.or(Some(clock));
+                held.next();
+            }
+            (held_clock, Some(clock)) if held_clock.is_none_or(|held| clock < held) => {
+                lost = lost.or(Some(clock));
+                live.next();
+            }
+            _ => {
+                held.next();
+                live.next();
+            }
+        }
+        if extra.is_some() {
+            break;
+        }
+    }
+    if let Some(clock) = extra {
         return violation(
             Invariant::OwnAuthority,
             format!("{own} holds own clock {clock}, not a live join of its own"),
         );
     }
-    if let Some(clock) = live.difference(&held).next() {
+    if let Some(clock) = lost {
         return violation(
             Invariant::OwnAuthority,
             format!("{own} lost its own live clock {clock}"),
@@ -909,39 +933,80 @@ pub fn check_bounded_memory(state: &State, bounds: MemoryBounds) -> Result<(), V
 }
 
 /// The counts a state keeps per topic equal those of its view, counted
-/// afresh: presences, and distinct keys.
+/// afresh: presences, and distinct keys. Counted from the visible logs'
+/// entries sorted by the hashes of their topic and key: an entry whose
+/// hashes equal its neighbour's must have the same names (compared, unless
+/// they are one allocation), and if two names ever share a hash the count
+/// starts over by the names themselves.
 fn check_census(state: &State) -> Result<(), Violation> {
-    let mut counted: BTreeMap<&str, (usize, BTreeSet<&str>)> = BTreeMap::new();
-    let view = state.online_list();
-    for presence in &view {
-        let topic = counted.entry(&presence.entry.topic).or_default();
-        topic.0 += 1;
-        topic.1.insert(&presence.entry.key);
+    let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+    let mut names: Vec<(u64, u64, &Arc<str>, &Arc<str>)> = state
+        .replicas()
+        .filter(|(_, _, status)| *status == Status::Up)
+        .flat_map(|(_, log, _)| log.values().values())
+        .map(|entry| (entry.hashes.topic, entry.hashes.key, &entry.topic, &entry.key))
+        .collect();
+    names.sort_unstable_by_key(|name| (name.0, name.1));
+    // Per topic: name, presences, distinct keys.
+    let mut counted: Vec<(&str, usize, usize)> = Vec::new();
+    let mut collided = false;
+    for (index, name) in names.iter().enumerate() {
+        let previous = index.checked_sub(1).map(|before| &names[before]);
+        let same_topic = previous.is_some_and(|seen| seen.0 == name.0);
+        let same_key = same_topic && previous.is_some_and(|seen| seen.1 == name.1);
+        if same_topic && !same(previous.expect("same topic").2, name.2)
+            || same_key && !same(previous.expect("same key").3, name.3)
+        {
+            collided = true;
+            break;
+        }
+        if !same_topic {
+            counted.push((name.2, 0, 0));
+        }
+        let last = counted.last_mut().expect("pushed above");
+        last.1 += 1;
+        if !same_key {
+            last.2 += 1;
+        }
     }
+    if collided {
+        // Two names share a hash (or hashes split one name): count by name.
+        let mut by_name: BTreeMap<&str, (usize, BTreeSet<&str>)> = BTreeMap::new();
+        for name in &names {
+            let topic = by_name.entry(name.2).or_default();
+            topic.0 += 1;
+            topic.1.insert(name.3);
+        }
+        counted = by_name
+            .into_iter()
+            .map(|(topic, (presences, keys))| (topic, presences, keys.len()))
+            .collect();
+    }
+    // Judged in topic order, as a reader would look.
+    counted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let (kept_topics, kept_total) = state.census_totals();
-    if kept_topics != counted.len() || kept_total != view.len() {
+    if kept_topics != counted.len() || kept_total != names.len() {
         return violation(
             Invariant::BoundedMemory,
             format!(
                 "{} counts {} presences on {kept_topics} topics, but its view has {} on {}",
                 state.replica(),
                 kept_total,
-                view.len(),
+                names.len(),
                 counted.len()
             ),
         );
     }
-    for (topic, (presences, keys)) in &counted {
+    for &(topic, presences, keys) in &counted {
         let kept = (state.count_presences(topic), state.count_keys(topic));
-        if kept != (*presences, keys.len()) {
+        if kept != (presences, keys) {
             return violation(
                 Invariant::BoundedMemory,
                 format!(
-                    "{} counts {} presences and {} keys on {topic:?}, but its view has {presences} and {}",
+                    "{} counts {} presences and {} keys on {topic:?}, but its view has {presences} and {keys}",
                     state.replica(),
                     kept.0,
                     kept.1,
-                    keys.len()
                 ),
             );
         }
@@ -1335,6 +1400,39 @@ mod tests {
         stale.own_index.remove(1, &entry);
         let caught = check_bounded_memory(&stale, MemoryBounds::default()).unwrap_err();
         assert!(caught.detail.contains("own index"), "{}", caught.detail);
+    }
+
+    #[test]
+    fn own_authority_names_a_clock_held_unjoined_before_one_lost() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let mut truth = History::new();
+        for pid in ["p1", "p2", "p3"] {
+            let join = state.join(pid, "t", "alice", serde_json::json!({})).unwrap();
+            truth.record_local(&state, &join).unwrap();
+        }
+        assert_eq!(check_own_authority(&truth, &state), Ok(()));
+        // Another replica's live joins are not this one's.
+        let mut other = State::new(ReplicaId::new("b", 1));
+        let join = other.join("p1", "t", "bob", serde_json::json!({})).unwrap();
+        truth.record_local(&other, &join).unwrap();
+        assert_eq!(check_own_authority(&truth, &state), Ok(()));
+
+        // Clock 2 left in the truth but still held; clock 1 held by truth
+        // only (it left here): the held one is named, though it is later.
+        let mut lagging = truth.clone();
+        lagging.live.remove(&Tag::new(state.replica().clone(), 2));
+        let caught = check_own_authority(&lagging, &state).unwrap_err();
+        assert!(caught.detail.contains("holds own clock 2"), "{}", caught.detail);
+        let mut left = state.clone();
+        left.leave("p1", "t", "alice");
+        let caught = check_own_authority(&truth, &left).unwrap_err();
+        assert!(
+            caught.detail.contains("lost its own live clock 1"),
+            "{}",
+            caught.detail
+        );
+        let caught = check_own_authority(&lagging, &left).unwrap_err();
+        assert!(caught.detail.contains("holds own clock 2"), "{}", caught.detail);
     }
 
     #[test]
