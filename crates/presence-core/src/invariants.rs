@@ -401,31 +401,61 @@ pub fn check_mirror_matches_topic(
     )
 }
 
-/// I1 on one key of one topic: the mirror's metas of `key` on `topic` are
-/// exactly the renderings of its visible presences. A diff touches keys,
-/// and a mirror changes only by diffs: where the view as a whole is known
-/// to match the diffs (its fingerprint, [`check_view_fingerprint`]), the
-/// simulator compares only the keys the diffs since the last comparison
-/// named, a cost independent of the topic's size (a hot topic holds
-/// thousands of keys). On a mismatch the violation is the topic's.
-pub fn check_mirror_matches_key(
+/// I1 on one presence a diff named: wherever the diff put it (`named`'s
+/// topic and key) and wherever the view holds its tag, the mirror carries
+/// the tag's `phx_ref` exactly once, rendering the view's entry, if the
+/// view shows the tag there, and not at all otherwise. A mirror changes
+/// only by the refs its diffs name, and an entry never changes under its
+/// tag: where the view as a whole is known to match the diffs (its
+/// fingerprint, [`check_view_fingerprint`]), comparing the presences the
+/// diffs since the last comparison named costs O(log) each, whatever the
+/// size of the topic or of a hot key. On a mismatch the violation is the
+/// topic's, with details.
+pub fn check_mirror_matches_tag(
     mirror: &ClientMirror,
     state: &State,
-    topic: &str,
-    key: &str,
+    named: &Presence,
 ) -> Result<(), Violation> {
-    let presences = state.get_by_key(topic, key);
-    let mirrored = mirror.key_metas(topic, key).map(|metas| (key, metas));
-    if mirrors(mirrored.into_iter(), &presences) {
+    let tag = &named.tag;
+    let shown = state.slot_of.get(&tag.replica).and_then(|&slot| {
+        let known = state.known(slot);
+        let entry = known.log.values().get(&tag.clock)?;
+        (known.status == Status::Up).then(|| Presence::new(&tag.replica, tag.clock, entry))
+    });
+    let reference = tag.phx_ref();
+    let alike_at = |topic: &str, key: &str| {
+        // A key the client keeps has metas (phoenix.js drops an empty one).
+        if mirror.key_metas(topic, key).is_some_and(|metas| metas.len() == 0) {
+            return false;
+        }
+        let mut metas = mirror.metas_with_ref(topic, key, &reference);
+        let expected = shown
+            .as_ref()
+            .filter(|shown| *shown.entry.topic == *topic && *shown.entry.key == *key);
+        match (metas.next(), expected) {
+            (None, None) => true,
+            (Some(meta), Some(shown)) => metas.next().is_none() && is_rendering_of(meta, shown),
+            _ => false,
+        }
+    };
+    let mut alike = alike_at(&named.entry.topic, &named.entry.key);
+    if let Some(shown) = &shown {
+        alike = alike && alike_at(&shown.entry.topic, &shown.entry.key);
+    }
+    if alike {
         return Ok(());
     }
-    check_mirror_matches_topic(mirror, state, topic)?;
-    // The topic as a whole compares alike only if this key did.
+    check_mirror_matches_topic(mirror, state, &named.entry.topic)?;
+    if let Some(shown) = &shown {
+        check_mirror_matches_topic(mirror, state, &shown.entry.topic)?;
+    }
     violation(
         Invariant::DiffExactness,
         format!(
-            "mirror of {} differs from its view on topic {topic:?}, key {key:?}",
-            state.replica()
+            "mirror of {} differs from its view on {tag} (topic {:?}, key {:?})",
+            state.replica(),
+            named.entry.topic,
+            named.entry.key
         ),
     )
 }
@@ -1307,28 +1337,38 @@ mod tests {
         extra.insert("carol".into(), carol);
         let mut empty_key = mirror.topic("t");
         empty_key.insert("carol".into(), Default::default());
-        // Per key, only the key that differs is refused.
+        // Per presence a diff named, only where the mirror differs.
+        let bob = state.get_by_key("t", "bob").remove(0);
+        let carol = Presence {
+            tag: bob.tag.clone(),
+            entry: Arc::new(Entry::new("t", "carol", "p3", json!({"n": "p3"})).unwrap()),
+        };
+        let alice = state.get_by_key("t", "alice");
+        let popped = {
+            let metas = &missing["alice"].metas;
+            alice
+                .iter()
+                .find(|presence| !metas.iter().any(|meta| is_rendering_of(meta, presence)))
+                .expect("one alice meta popped")
+                .clone()
+        };
         let cases = [
-            (missing, "alice"),
-            (changed, "bob"),
-            (extra, "carol"),
-            (empty_key, "carol"),
-            (PresenceState::new(), "alice"),
+            (missing, &popped),
+            (changed, &bob),
+            (extra, &carol),
+            (empty_key, &carol),
+            (PresenceState::new(), &alice[0]),
         ];
         for (wrong, differs) in cases {
             let mut other = ClientMirror::new();
             other.sync_state("t", &wrong);
             let refused = check_mirror_matches_topic(&other, &state, "t").unwrap_err();
             assert_eq!(refused.invariant, Invariant::DiffExactness);
-            for key in ["alice", "bob", "carol"] {
-                let judged = check_mirror_matches_key(&other, &state, "t", key);
-                let alike = wrong.get(key) == mirror.topic("t").get(key);
-                if key == differs {
-                    assert_eq!(judged.unwrap_err().invariant, Invariant::DiffExactness);
-                } else if alike {
-                    judged.unwrap_or_else(|v| panic!("{key} matches, yet: {}", v.detail));
-                }
-            }
+            let judged = check_mirror_matches_tag(&other, &state, differs);
+            assert_eq!(judged.unwrap_err().invariant, Invariant::DiffExactness);
+        }
+        for presence in state.online_list() {
+            check_mirror_matches_tag(&mirror, &state, &presence).expect("fed every diff");
         }
     }
 

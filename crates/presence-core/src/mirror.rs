@@ -218,6 +218,27 @@ impl ClientMirror {
             .map(|metas| metas.order.values())
     }
 
+    /// The metas of `key` on `topic` that carry `reference` as their
+    /// `phx_ref` (one, unless a server sent the same ref twice).
+    pub fn metas_with_ref<'a>(
+        &'a self,
+        topic: &str,
+        key: &str,
+        reference: &str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let metas = self.topics.get(topic).and_then(|keys| keys.get(key));
+        let sequences = metas.and_then(|metas| {
+            metas
+                .by_ref
+                .find(name_hash(reference), |(filed, _)| filed == reference)
+                .map(|(_, sequences)| sequences)
+        });
+        sequences
+            .into_iter()
+            .flatten()
+            .filter_map(move |sequence| metas.and_then(|metas| metas.order.get(sequence)))
+    }
+
     /// Topics with at least one presence, sorted.
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.topics.keys().map(String::as_str)

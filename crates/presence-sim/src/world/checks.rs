@@ -2,7 +2,7 @@
 //! judges convergence (I2) once everything heals.
 
 use presence_core::invariants::{
-    check_clouds_empty, check_convergence, check_mirror_matches, check_mirror_matches_key, check_safety,
+    check_clouds_empty, check_convergence, check_mirror_matches, check_mirror_matches_tag, check_safety,
     check_view_fingerprint, Invariant, MemoryBounds, SafetyInputs, Violation,
 };
 use presence_tracker::checks::{check_node_forgets, check_timeliness};
@@ -19,11 +19,12 @@ impl World {
     ///
     /// The detailed checks judge what changed since they last passed:
     ///
-    /// - The mirror is compared on the keys of the diffs it applied since
-    ///   (every topic when the fingerprint differs, or at a node's first
-    ///   check). It changes only by those diffs, and the view of any other
-    ///   key is unchanged because the fingerprint of the whole view still
-    ///   equals the sum of the diffs'.
+    /// - The mirror is compared on the presences the diffs it applied since
+    ///   named (every topic when the fingerprint differs, or at a node's
+    ///   first check). It changes only by those diffs' refs, and the view
+    ///   shows no other tag differently because the fingerprint of the
+    ///   whole view still equals the sum of the diffs' (and an entry never
+    ///   changes under its tag).
     /// - I3-I7 are skipped, as already passed, when the state's revision is
     ///   the one they passed at and no diff came since (most steps: a tick
     ///   that sends nothing, a heartbeat taken in without touching the
@@ -52,16 +53,17 @@ impl World {
         let first = sim_node.checked_revision.is_none();
         let unchanged = fingerprint.is_ok()
             && sim_node.checked_revision == Some(state.revision())
-            && sim_node.diffed_keys.is_empty();
+            && sim_node.diffed.is_empty();
         let mut result = Ok(());
         if !unchanged {
             // The mirror comparison names the topic and key that differ.
             result = if fingerprint.is_err() || first {
                 check_mirror_matches(&sim_node.mirror, state)
             } else {
-                sim_node.diffed_keys.iter().try_for_each(|(topic, key)| {
-                    check_mirror_matches_key(&sim_node.mirror, state, topic, key)
-                })
+                sim_node
+                    .diffed
+                    .values()
+                    .try_for_each(|named| check_mirror_matches_tag(&sim_node.mirror, state, named))
             };
             let mut inputs = SafetyInputs {
                 diffs_fingerprint: sim_node.diffs_fingerprint,
@@ -73,7 +75,7 @@ impl World {
             result = result.and_then(|()| check_safety(state, &mut inputs));
             if result.is_ok() {
                 sim_node.checked_revision = Some(state.revision());
-                sim_node.diffed_keys.clear();
+                sim_node.diffed.clear();
             }
         }
         result = result.and_then(|()| check_node_forgets(node));

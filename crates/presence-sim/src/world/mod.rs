@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use presence_core::invariants::{History, ResurrectionWatch};
-use presence_core::{ClientMirror, ReplicaId};
+use presence_core::{ClientMirror, Presence, ReplicaId, Tag};
 use presence_tracker::checks::{asker_of, check_output_sanity};
 use presence_tracker::{Config, Input, Node, Output, ReplicaEvent, Sealer, Secret};
 
@@ -70,11 +70,11 @@ struct SimNode {
     /// node is heard).
     last_spoke_ms: u64,
     /// The state's revision when its checks last ran and passed, and the
-    /// (topic, key) pairs of the diffs that reached the mirror since: with
-    /// the same revision and no diff, state and mirror are what those
-    /// checks judged.
+    /// presences the diffs that reached the mirror since named (by tag,
+    /// topic and key): with the same revision and no diff, state and
+    /// mirror are what those checks judged.
     checked_revision: Option<u64>,
-    diffed_keys: BTreeSet<(Arc<str>, Arc<str>)>,
+    diffed: BTreeMap<(Tag, Arc<str>, Arc<str>), Presence>,
 }
 
 /// A node's clock, as far off the true time as the scenario's clock
@@ -121,7 +121,7 @@ impl SimNode {
             clock: NodeClock::default(),
             last_spoke_ms: 0,
             checked_revision: None,
-            diffed_keys: BTreeSet::new(),
+            diffed: BTreeMap::new(),
         }
     }
 
@@ -415,10 +415,15 @@ impl World {
                         .diffs_fingerprint
                         .wrapping_add(diff.fingerprint());
                     self.nodes[index].mirror.apply(&diff);
-                    let keys = &mut self.nodes[index].diffed_keys;
+                    let diffed = &mut self.nodes[index].diffed;
                     for presence in diff.joins.iter().chain(&diff.leaves) {
                         let entry = &presence.entry;
-                        keys.insert((Arc::clone(&entry.topic), Arc::clone(&entry.key)));
+                        let named = (
+                            presence.tag.clone(),
+                            Arc::clone(&entry.topic),
+                            Arc::clone(&entry.key),
+                        );
+                        diffed.entry(named).or_insert_with(|| presence.clone());
                     }
                     self.trace.record_diff(now_ms, index, &diff);
                     if local {
