@@ -369,8 +369,9 @@ pub fn check_mirror_matches(mirror: &ClientMirror, state: &State) -> Result<(), 
 }
 
 /// I1 on one topic: the mirror's presences of `topic` are exactly the
-/// visible ones. The simulator checks the topics a step touched after every
-/// step, and every topic periodically, when states are large.
+/// visible ones. The simulator compares per presence a diff named
+/// ([`check_mirror_matches_tag`]) and every topic at a node's first check
+/// or when the fingerprint differs; this one gives the details.
 pub fn check_mirror_matches_topic(
     mirror: &ClientMirror,
     state: &State,

@@ -244,8 +244,10 @@ pub struct ClockFaults {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Checks {
-    /// Run the whole-state checks (I1 on every topic, I3-I7) every this many
-    /// steps of a node; topics a step touched are checked after every step.
+    /// Run the detailed checks (the mirror against the view on what the
+    /// diffs since named, I3-I7 over the whole state) every this many steps
+    /// of a node; I1 by fingerprint runs after every step. Either way a
+    /// check whose inputs have not changed since it passed is not repeated.
     pub full_every_steps: u64,
 }
 
