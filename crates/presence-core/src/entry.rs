@@ -290,6 +290,18 @@ mod tests {
         value
     }
 
+    /// The topic a state already holds is shared only when it is the same
+    /// name: the index finds it by hash, and two names can share a hash.
+    #[test]
+    fn an_entry_shares_a_held_topic_only_of_the_same_name() {
+        let held: Arc<str> = Arc::from("room:1");
+        let same = Entry::with_topic("room:1", Some(&held), "k", "p", json!({})).unwrap();
+        assert!(Arc::ptr_eq(&same.topic, &held));
+        let other = Entry::with_topic("room:2", Some(&held), "k", "p", json!({})).unwrap();
+        assert_eq!(&*other.topic, "room:2");
+        assert!(!Arc::ptr_eq(&other.topic, &held));
+    }
+
     #[test]
     fn meta_depth_limit_is_inclusive() {
         assert_eq!(check_meta_depth(&nested(MAX_META_DEPTH)), Ok(()));

@@ -282,6 +282,10 @@ mod tests {
         assert!(ReplicaId::parse("a@b@1").is_err());
         assert!(ReplicaId::parse("a@99999999999999999999999").is_err());
         assert!(ReplicaId::parse(&"x".repeat(MAX_BASE_LEN + 1)).is_err());
+        // The limit itself is allowed.
+        let longest = "x".repeat(MAX_BASE_LEN);
+        assert_eq!(ReplicaId::checked(&longest, 1).unwrap().base(), longest);
+        assert!(ReplicaId::checked(&format!("{longest}x"), 1).is_err());
     }
 
     /// Only decimal digits: `u64::from_str` alone would also take `+5`, a

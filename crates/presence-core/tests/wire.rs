@@ -119,6 +119,16 @@ fn malformed_json_is_a_typed_error() {
     assert!(matches!(state_error("[]"), DecodeError::Json { .. }));
 }
 
+/// A field of the wrong type is named in the error by what was expected.
+#[test]
+fn values_that_are_not_an_array_say_so() {
+    let refused = state_error(r#"{"replica":"a@1","context":{},"clouds":{},"values":5}"#);
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains("an array of values")),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn missing_and_unknown_fields_are_refused() {
     let missing = state_error(r#"{"replica":"a@1","context":{},"values":[]}"#);

@@ -125,3 +125,46 @@ fn a_step_back_of_the_clock_keeps_the_period_under_way() {
     assert!(!broadcasts(&mut node, 499));
     assert!(broadcasts(&mut node, 500), "the period ended on time");
 }
+
+/// A transfer asked for stays asked for until `transfer_timeout_ms` has
+/// passed, so a node that keeps hearing a peer it lags on does not ask
+/// again at every tick; once the timeout passes it may ask again.
+#[test]
+fn a_transfer_asked_for_is_pending_until_its_timeout() {
+    let config = bus::test_config();
+    let timeout = config.transfer_timeout_ms;
+    let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 0).unwrap();
+    let mut b = Node::new(ReplicaId::new("b", 1), config.clone(), 0).unwrap();
+    // a misses b's first heartbeat and hears only the second, whose delta
+    // does not connect: a asks b for a transfer.
+    track(&mut b, "p1", "bob", 0);
+    let _missed = heartbeat_of(&mut b, 0);
+    track(&mut b, "p2", "bob", 10);
+    let second = heartbeat_of(&mut b, config.broadcast_period_ms);
+    let outputs = a.handle(Input::Receive(second), 1_000).unwrap();
+    let asked = |outputs: &[Output]| {
+        outputs.iter().any(|output| {
+            matches!(
+                output,
+                Output::Send {
+                    message: Message::TransferRequest { .. },
+                    ..
+                }
+            )
+        })
+    };
+    assert!(asked(&outputs), "a gap is repaired by a transfer: {outputs:?}");
+    let b_id = ReplicaId::new("b", 1);
+    let pending = |node: &Node| node.pending_transfers().any(|id| *id == b_id);
+    assert!(pending(&a));
+    let outputs = a.handle(Input::Tick, 1_000 + timeout / 2).unwrap();
+    assert!(pending(&a), "the request was dropped before its timeout");
+    assert!(!asked(&outputs), "asked again before the timeout: {outputs:?}");
+    // Past the timeout the request is dropped; a node still lagging asks
+    // again at once.
+    let outputs = a.handle(Input::Tick, 1_000 + timeout + 1).unwrap();
+    assert!(
+        asked(&outputs) || !pending(&a),
+        "the request outlived its timeout"
+    );
+}
