@@ -80,6 +80,22 @@ fn seed_format_without_retired_or_incarnations_decodes() {
     assert_eq!(snapshot.len(), 1);
 }
 
+/// A snapshot counts the entries of every replica it carries.
+#[test]
+fn a_snapshot_counts_every_entry_it_carries() {
+    let mut a = State::new(ReplicaId::new("a", 1));
+    let mut b = State::new(ReplicaId::new("b", 1));
+    for (pid, key) in [("p1", "alice"), ("p2", "bob")] {
+        a.join(pid, "t", key, json!({})).unwrap();
+    }
+    b.join("p3", "t", "carol", json!({})).unwrap();
+    assert!(State::new(ReplicaId::new("c", 1)).snapshot().is_empty());
+    a.merge(&b);
+    let snapshot = a.snapshot();
+    assert_eq!((snapshot.len(), snapshot.is_empty()), (3, false));
+    assert_eq!(Snapshot::from_json(&snapshot.to_json()).unwrap().len(), 3);
+}
+
 #[test]
 fn delta_round_trips_through_json() {
     let mut state = State::new(ReplicaId::new("node-a", 1));
