@@ -598,10 +598,17 @@ mod tests {
                 "{extra}"
             );
         }
-        assert!(matches!(
-            refused(r#"{"type":"graceful_permdown","from":"a@1","full":true}"#),
-            MessageError::Shape { .. }
-        ));
+        // Each field a permdown must not carry is refused on its own.
+        for extra in [
+            r#""clocks":{}"#,
+            r#""delta":{"replica":"a@1","from":0,"to":0,"joins":[],"leaves":[]}"#,
+            r#""state":{}"#,
+            r#""full":true"#,
+            r#""uptime_ms":1"#,
+        ] {
+            let text = format!(r#"{{"type":"graceful_permdown","from":"a@1",{extra}}}"#);
+            assert!(matches!(refused(&text), MessageError::Shape { .. }), "{extra}");
+        }
         assert!(matches!(
             refused(r#"{"type":"transfer_ack","from":"a@1"}"#),
             MessageError::Shape {
