@@ -271,6 +271,23 @@ mod tests {
         }
     }
 
+    /// Mirrors are equal when they show the same metas in the same order.
+    #[test]
+    fn mirrors_differ_by_metas_and_by_their_order() {
+        let mut a = ClientMirror::new();
+        a.sync_diff("t", &diff(&[("k", &["1", "2"])], &[]));
+        let mut same = ClientMirror::new();
+        same.sync_diff("t", &diff(&[("k", &["1"])], &[]));
+        same.sync_diff("t", &diff(&[("k", &["2"])], &[]));
+        assert_eq!(a, same);
+        let mut other = ClientMirror::new();
+        other.sync_diff("t", &diff(&[("k", &["1", "3"])], &[]));
+        assert_ne!(a, other);
+        let mut reordered = ClientMirror::new();
+        reordered.sync_diff("t", &diff(&[("k", &["2", "1"])], &[]));
+        assert_ne!(a, reordered);
+    }
+
     #[test]
     fn join_on_existing_key_adds_metas_and_leave_drops_empty_key() {
         let mut mirror = ClientMirror::new();

@@ -605,6 +605,23 @@ fn two_keys_naming_one_replica_are_refused() {
     assert!(Snapshot::from_json(distinct.as_bytes()).is_ok());
 }
 
+/// A payload's clouds arrive whole, on replicas the context names and on
+/// replicas only a cloud names, and are written back as they came.
+#[test]
+fn clouds_read_back_whole() {
+    let text =
+        r#"{"replica":"a@1","context":{"a@1":2,"b@1":1},"clouds":{"b@1":[3,5],"c@1":[4]},"values":[]}"#;
+    let snapshot = Snapshot::from_json(text.as_bytes()).unwrap();
+    let cloud = |id: &str| -> Vec<u64> {
+        let log = snapshot.logs().get(&ReplicaId::parse(id).unwrap()).expect(id);
+        log.cloud().iter().copied().collect()
+    };
+    assert_eq!(cloud("b@1"), [3, 5]);
+    assert_eq!(cloud("c@1"), [4]);
+    assert!(cloud("a@1").is_empty());
+    assert_eq!(Snapshot::from_json(&snapshot.to_json()), Ok(snapshot));
+}
+
 /// The retirement watermark a forged heartbeat once left (u64::MAX - 1):
 /// the encoder wrote it and the decoder refused it ("expected i64"), so
 /// every state the node sent from then on failed to decode at its peers.
