@@ -31,8 +31,13 @@ fn heartbeat(from: &ReplicaId, clocks: &[(&ReplicaId, u64)], uptime_ms: u64) -> 
 /// second until `until_ms`, with `b_names_c` saying whether b's clocks still
 /// name `c@1`. The node ticks every second.
 fn run_with_c_silent(until_ms: u64, b_names_c: bool) -> Node {
+    run_as_with_c_silent(ReplicaId::new("a", 1), until_ms, b_names_c)
+}
+
+/// As [`run_with_c_silent`], the node being `own`.
+fn run_as_with_c_silent(own: ReplicaId, until_ms: u64, b_names_c: bool) -> Node {
     let (b, c) = (ReplicaId::new("b", 1), ReplicaId::new("c", 1));
-    let mut node = Node::new(ReplicaId::new("a", 1), config(), 0).unwrap();
+    let mut node = Node::new(own, config(), 0).unwrap();
     node.handle(heartbeat(&c, &[(&c, 0)], 0), 0).unwrap();
     let mut now = 0;
     while now <= until_ms {
@@ -61,6 +66,19 @@ fn a_departed_base_is_forgotten_after_the_memory_once_no_peer_names_it() {
     let forgotten = run_with_c_silent(60_000 + MEMORY_MS + 2_000, false);
     assert_eq!(forgotten.state().retired().get("c"), None);
     assert_eq!(forgotten.footprint().retired_bases, 1);
+}
+
+/// A node of incarnation 0 holds no watermark of its own base; the
+/// departed base's memory must still start when its watermark appears.
+#[test]
+fn a_first_incarnation_forgets_a_departed_base_too() {
+    let own = ReplicaId::new("a", 0);
+    let held = run_as_with_c_silent(own.clone(), 60_000 + MEMORY_MS - 2_000, false);
+    assert_eq!(held.state().retired().get("c"), Some(&1));
+    assert_eq!(held.footprint().retired_bases, 1);
+    let forgotten = run_as_with_c_silent(own, 60_000 + MEMORY_MS + 2_000, false);
+    assert_eq!(forgotten.state().retired().get("c"), None);
+    assert_eq!(forgotten.footprint().retired_bases, 0);
 }
 
 #[test]
