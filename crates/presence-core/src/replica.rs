@@ -270,6 +270,7 @@ mod tests {
         let tag = Tag::new(id, 7);
         assert_eq!(tag.to_string(), "node-a@3:7");
         assert_eq!(tag.to_string(), tag.phx_ref());
+        assert_eq!(format!("{tag:?}"), "node-a@3:7");
     }
 
     #[test]

@@ -145,6 +145,17 @@ fn values_that_are_not_an_array_say_so() {
     );
 }
 
+/// The same for a delta's joins.
+#[test]
+fn joins_that_are_not_an_array_say_so() {
+    let text = br#"{"replica":"a@1","from":0,"to":1,"joins":5,"leaves":[]}"#;
+    let refused = Delta::from_json(text).expect_err("joins must be an array");
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains("an array of joins")),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn missing_and_unknown_fields_are_refused() {
     let missing = state_error(r#"{"replica":"a@1","context":{},"values":[]}"#);

@@ -168,3 +168,18 @@ fn a_transfer_asked_for_is_pending_until_its_timeout() {
         "the request outlived its timeout"
     );
 }
+
+/// What a node refuses says what went wrong, for the caller's logs.
+#[test]
+fn node_errors_read_as_what_went_wrong() {
+    use presence_tracker::NodeError;
+    let texts = [
+        (NodeError::AlreadyTracked, "presence already tracked"),
+        (NodeError::NotTracked, "presence not tracked"),
+        (NodeError::ClocksExhausted, "clocks exhausted; restart the node"),
+        (NodeError::Stopped, "node is shut down"),
+    ];
+    for (error, text) in texts {
+        assert_eq!(error.to_string(), text);
+    }
+}
