@@ -547,6 +547,21 @@ mod tests {
         Message::from_json(text.as_bytes()).expect_err("message must be refused")
     }
 
+    /// A refusal reads as what was wrong, for the logs.
+    #[test]
+    fn refusals_read_as_what_was_wrong() {
+        assert_eq!(
+            refused(r#"{"type":"gossip","from":"a@1"}"#).to_string(),
+            r#"unknown message type "gossip""#
+        );
+        let shape = refused(r#"{"type":"graceful_permdown","from":"a@1","full":true}"#);
+        assert_eq!(
+            shape.to_string(),
+            "bad graceful_permdown message: nothing may follow from"
+        );
+        assert!(refused("{").to_string().starts_with("bad message: "));
+    }
+
     #[test]
     fn bad_messages_are_typed_errors() {
         assert!(matches!(
