@@ -183,3 +183,48 @@ fn node_errors_read_as_what_went_wrong() {
         assert_eq!(error.to_string(), text);
     }
 }
+
+/// Anti-entropy (asking a peer that is ahead for a transfer) runs every
+/// `clock_sample_periods` broadcast periods, not every period.
+#[test]
+fn anti_entropy_runs_every_clock_sample_periods() {
+    let config = Config {
+        clock_sample_periods: 3,
+        transfer_timeout_ms: 1,
+        ..bus::test_config()
+    };
+    let period = config.broadcast_period_ms;
+    let mut a = Node::new(ReplicaId::new("a", 1), config.clone(), 0).unwrap();
+    let b = ReplicaId::new("b", 1);
+    let mut asked_at = Vec::new();
+    for tick in 0..12 {
+        let now = tick * period;
+        // b stays up and claims clock 5 of its own, with no delta.
+        let heartbeat = Message::Heartbeat {
+            from: b.clone(),
+            clocks: [(b.clone(), 5)].into_iter().collect(),
+            delta: None,
+            uptime_ms: now,
+        };
+        a.handle(Input::Receive(heartbeat), now).unwrap();
+        let outputs = a.handle(Input::Tick, now).unwrap();
+        let asked = outputs.iter().any(|output| {
+            matches!(
+                output,
+                Output::Send {
+                    message: Message::TransferRequest { .. },
+                    ..
+                }
+            )
+        });
+        if asked {
+            asked_at.push(tick);
+        }
+    }
+    // Once b is a known peer that is ahead, every third period asks.
+    assert!(asked_at.len() >= 3, "{asked_at:?}");
+    assert!(
+        asked_at.windows(2).all(|pair| pair[1] - pair[0] == 3),
+        "{asked_at:?}"
+    );
+}
