@@ -419,9 +419,10 @@ pub fn check_mirror_matches_tag(
 ) -> Result<(), Violation> {
     let tag = &named.tag;
     let shown = state.slot_of.get(&tag.replica).and_then(|&slot| {
-        let known = state.known(slot);
-        let entry = known.log.values().get(&tag.clock)?;
-        (known.status == Status::Up).then(|| Presence::new(&tag.replica, tag.clock, entry))
+        let entry = state.known(slot).log.values().get(&tag.clock)?;
+        state
+            .is_visible(slot)
+            .then(|| Presence::new(&tag.replica, tag.clock, entry))
     });
     let reference = tag.phx_ref();
     let alike_at = |topic: &str, key: &str| {
@@ -630,8 +631,6 @@ struct Seen {
     cloud: BTreeSet<u64>,
     /// Held clocks, ascending.
     held: Vec<u64>,
-    /// The check that last found this replica in the state.
-    visited: u64,
 }
 
 impl ResurrectionWatch {
@@ -714,19 +713,13 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
         }
     }
     // What this check saw is what the next one compares with.
-    let visit = watch
-        .seen
-        .values()
-        .next()
-        .map_or(1, |seen| seen.visited.wrapping_add(1));
-    let mut visited = 0;
+    let mut known = 0;
     for (replica, log, _) in state.replicas() {
-        visited += 1;
+        known += 1;
         let seen = match watch.seen.get_mut(replica) {
             Some(seen) => seen,
             None => watch.seen.entry(replica.clone()).or_default(),
         };
-        seen.visited = visit;
         seen.context = log.context();
         if seen.cloud != *log.cloud() {
             seen.cloud.clone_from(log.cloud());
@@ -736,8 +729,9 @@ pub fn check_no_resurrection(watch: &mut ResurrectionWatch, state: &State) -> Re
             seen.held.extend(log.values().keys());
         }
     }
-    if watch.seen.len() > visited {
-        watch.seen.retain(|_, seen| seen.visited == visit);
+    // Replicas the state no longer knows go (only when there are any).
+    if watch.seen.len() > known {
+        watch.seen.retain(|replica, _| state.log(replica).is_some());
     }
     // Watermarks are remembered here even after the state forgets one (its
     // node may, once nothing of the base can arrive): a tag of a forgotten

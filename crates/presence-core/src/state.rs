@@ -162,9 +162,10 @@ impl State {
     /// readings that are equal mean no such call came between them, so what
     /// the state holds and shows (its logs, watermarks, view, indexes and
     /// counts) is exactly as it was. Only [`State::take_delta`], which
-    /// changes nothing of that, leaves it alone. A checker that judged the state at one
-    /// revision may skip judging it again at the same revision. Clones keep
-    /// the revision of their source; a decoded or new state starts at 0.
+    /// changes nothing of that, leaves it alone. A checker that judged the
+    /// state at one revision may skip judging it again at the same
+    /// revision. Clones keep the revision of their source; a decoded or new
+    /// state starts at 0.
     pub fn revision(&self) -> u64 {
         self.revision
     }
