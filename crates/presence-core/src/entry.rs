@@ -290,6 +290,21 @@ mod tests {
         value
     }
 
+    /// A meta is an object by its text, and two metas are equal when their
+    /// texts are.
+    #[test]
+    fn metas_compare_and_classify_by_their_text() {
+        let meta = |value: Value| Meta::new(&value).unwrap();
+        assert!(meta(json!({})).is_object());
+        assert!(meta(json!({"a": [1]})).is_object());
+        for other in [json!([{}]), json!("{"), json!(1), json!(null)] {
+            assert!(!meta(other.clone()).is_object(), "{other}");
+        }
+        assert_eq!(meta(json!({"a": 1})), meta(json!({"a": 1})));
+        assert_ne!(meta(json!({"a": 1})), meta(json!({"a": 2})));
+        assert_ne!(meta(json!({"a": 1})), meta(json!([1])));
+    }
+
     /// The topic a state already holds is shared only when it is the same
     /// name: the index finds it by hash, and two names can share a hash.
     #[test]

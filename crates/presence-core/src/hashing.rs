@@ -108,4 +108,12 @@ mod tests {
         assert_ne!(triple_hash(1, 2, 3), triple_hash(2, 1, 3));
         assert_ne!(triple_hash(1, 2, 3), triple_hash(1, 3, 2));
     }
+
+    #[test]
+    fn a_refused_secret_says_why() {
+        assert_eq!(
+            SecretAlreadySet.to_string(),
+            "the name-hash secret was already fixed for this process"
+        );
+    }
 }

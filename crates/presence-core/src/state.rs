@@ -855,6 +855,68 @@ mod tests {
         }
     }
 
+    /// A hot topic holds one copy of its name, however many presences it
+    /// has: each own join or update on a topic already held shares it.
+    #[test]
+    fn presences_on_one_topic_share_its_name() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        let first = state.join("p1", "room", "k1", json!({})).unwrap();
+        let second = state.join("p2", "room", "k2", json!({})).unwrap();
+        let updated = state.update("p1", "room", "k1", json!({"n": 1})).unwrap();
+        let name = &first.joins[0].entry.topic;
+        assert!(Arc::ptr_eq(name, &second.joins[0].entry.topic));
+        assert!(Arc::ptr_eq(name, &updated.joins[0].entry.topic));
+        let elsewhere = state.join("p1", "hall", "k1", json!({})).unwrap();
+        assert_eq!(&*elsewhere.joins[0].entry.topic, "hall");
+    }
+
+    /// A state is empty exactly when it holds no entry, own or a peer's.
+    #[test]
+    fn a_state_is_empty_exactly_when_it_holds_nothing() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        assert!(state.is_empty());
+        state.join("p", "t", "k", json!({})).unwrap();
+        assert!(!state.is_empty());
+        state.leave("p", "t", "k");
+        assert!(state.is_empty());
+        let mut peer = State::new(ReplicaId::new("b", 1));
+        peer.join("q", "t", "k", json!({})).unwrap();
+        state.merge_delta(&peer.take_delta()).unwrap();
+        assert!(!state.is_empty());
+    }
+
+    /// A refused permdown or reincarnation says what was wrong.
+    #[test]
+    fn retire_refusals_read_as_what_was_wrong() {
+        let a = ReplicaId::new("a", 1);
+        let mut state = State::new(a.clone());
+        let own = state.remove_down_replica(&a).unwrap_err();
+        assert_eq!(own.to_string(), "a replica cannot permdown itself");
+        let stale = RetireError::StaleIncarnation {
+            offered: 1,
+            minimum: 2,
+        };
+        assert_eq!(stale.to_string(), "incarnation 1 is stale; use 2 or more");
+    }
+
+    /// A refused local call says what was wrong: the server hands this text
+    /// to the client that asked.
+    #[test]
+    fn local_refusals_read_as_what_was_wrong() {
+        let mut state = State::new(ReplicaId::new("a", 1));
+        state.join("p", "t", "k", json!({})).unwrap();
+        let again = state.join("p", "t", "k", json!({})).unwrap_err();
+        assert_eq!(again.to_string(), "presence already tracked");
+        let stranger = state.update("q", "t", "k", json!({})).unwrap_err();
+        assert_eq!(stranger.to_string(), "presence not tracked");
+        let empty = state.join("p", "", "k", json!({})).unwrap_err();
+        assert_eq!(empty.to_string(), "invalid presence: topic is empty");
+        assert_eq!(
+            LocalError::ClocksExhausted.to_string(),
+            "replica clocks exhausted"
+        );
+    }
+
     /// A checker skips judging a state again while its revision stands
     /// still, so every call that can change what it holds or shows must move
     /// it, even a call that then changes nothing; reads and taking the

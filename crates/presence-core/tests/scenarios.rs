@@ -281,6 +281,28 @@ fn extract_is_limited_to_replicas_the_receiver_knows() {
     assert!(!extract.logs().contains_key(&cluster.id(1)));
 }
 
+/// An extract carries a departed base's watermark to a receiver that still
+/// names one of its retired incarnations, or that is itself a later
+/// incarnation of that base; to any other receiver it is news of nothing it
+/// knows, and is left out.
+#[test]
+fn extract_carries_the_retirements_that_concern_the_receiver() {
+    let mut sender = State::new(ReplicaId::new("n0", 1));
+    let gone = ReplicaId::new("x", 1);
+    sender.remove_down_replica(&gone).unwrap();
+    let carries = |receiver: ReplicaId, names: &[ReplicaId]| {
+        let clocks = names.iter().map(|id| (id.clone(), 0)).collect();
+        sender.extract(&receiver, &clocks).retired().contains_key("x")
+    };
+    assert!(carries(ReplicaId::new("r", 1), std::slice::from_ref(&gone)));
+    assert!(carries(ReplicaId::new("x", 2), &[]));
+    assert!(!carries(ReplicaId::new("r", 1), &[]));
+    assert!(!carries(
+        ReplicaId::new("r", 1),
+        &[ReplicaId::new("x", 2), ReplicaId::new("y", 1)]
+    ));
+}
+
 #[test]
 fn merging_deltas_with_removes_add_wins() {
     // n0 removes alice's first presence and re-adds her under a new tag; a

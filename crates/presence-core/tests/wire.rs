@@ -145,6 +145,16 @@ fn values_that_are_not_an_array_say_so() {
     );
 }
 
+/// A context that is not an object says what was expected.
+#[test]
+fn a_context_that_is_not_a_map_says_so() {
+    let refused = state_error(r#"{"replica":"a@1","context":5,"clouds":{},"values":[]}"#);
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains("expected a map")),
+        "{refused:?}"
+    );
+}
+
 /// The same for a delta's joins.
 #[test]
 fn joins_that_are_not_an_array_say_so() {

@@ -146,6 +146,11 @@ mod tests {
         for round in 0..10 {
             let delta = joins(&mut state, round * 2, 2);
             generations.record(&delta);
+            // The 3-slot generation holds the newest delta alone; the
+            // 6-slot one grows by two until it would pass six, then starts
+            // again from the newest.
+            let expected = 2 + 2 * (round % 3 + 1);
+            assert_eq!(generations.len(), expected, "round {round}");
             assert!(generations.len() <= 9);
         }
         let pending = state.delta().clone();

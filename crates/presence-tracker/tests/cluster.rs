@@ -307,9 +307,23 @@ fn discovery_says_hello_before_the_next_broadcast() {
 
 #[test]
 fn a_peer_lagging_only_on_one_node_gets_a_delta_not_the_state() {
-    let mut bus = Bus::new(2);
+    lagging_only_on_one_node_gets_a_delta(2);
+}
+
+/// The same with a third node that both sides are level on: the asker is
+/// not behind on it, so the delta still serves.
+#[test]
+fn a_peer_level_on_a_third_node_and_lagging_on_one_gets_a_delta() {
+    lagging_only_on_one_node_gets_a_delta(3);
+}
+
+fn lagging_only_on_one_node_gets_a_delta(nodes: usize) {
+    let mut bus = Bus::new(nodes);
     for i in 0..50 {
         bus.track(0, &format!("p{i}"), LOBBY, &format!("user{i}"));
+    }
+    for node in 2..nodes {
+        bus.track(node, &format!("q{node}"), LOBBY, &format!("other{node}"));
     }
     bus.run_for(3_000);
     bus.check_converged();

@@ -81,6 +81,33 @@ fn a_first_incarnation_forgets_a_departed_base_too() {
     assert_eq!(forgotten.footprint().retired_bases, 0);
 }
 
+/// Each departed base is remembered from when its own watermark appeared:
+/// a later departure does not start an earlier one's memory again.
+#[test]
+fn each_departed_base_is_remembered_from_its_own_departure() {
+    let (b, c, d) = (
+        ReplicaId::new("b", 1),
+        ReplicaId::new("c", 1),
+        ReplicaId::new("d", 1),
+    );
+    let mut node = Node::new(ReplicaId::new("a", 1), config(), 0).unwrap();
+    node.handle(heartbeat(&c, &[(&c, 0)], 0), 0).unwrap();
+    // c falls silent at once and d 30 s later: each is permdowned 60 s
+    // after its last heartbeat.
+    let until = 60_000 + MEMORY_MS + 2_000;
+    let mut now = 0;
+    while now <= until {
+        node.handle(heartbeat(&b, &[(&b, 0)], now), now).unwrap();
+        if now <= 30_000 {
+            node.handle(heartbeat(&d, &[(&d, 0)], now), now).unwrap();
+        }
+        node.handle(Input::Tick, now).unwrap();
+        now += 1_000;
+    }
+    assert_eq!(node.state().retired().get("c"), None, "c's memory has run out");
+    assert_eq!(node.state().retired().get("d"), Some(&1), "d's has not");
+}
+
 #[test]
 fn a_watermark_stays_while_a_peer_still_names_the_base() {
     let node = run_with_c_silent(60_000 + 3 * MEMORY_MS, true);
