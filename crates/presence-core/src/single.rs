@@ -165,6 +165,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_entry_is_made_of_its_metas() {
+        let metas = vec![make_meta("p1", "{}"), make_meta("p2", "[]")];
+        let entry = make_entry(metas.clone());
+        assert_eq!(entry_metas(&entry), metas.as_slice());
+        assert_eq!(entry_count(&entry), 2);
+    }
+
+    #[test]
     fn multi_device_adds_a_second_meta() {
         let mut state = new_state();
         state.track_state("room:lobby", "alice", "p1", r#"{"device":"phone"}"#);

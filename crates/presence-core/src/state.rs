@@ -853,6 +853,14 @@ mod tests {
                 }
             }
         }
+        // The prefix is what spares the sort reading the strings: keys that
+        // differ in their first 16 bytes (other than by trailing NULs) must
+        // differ in it.
+        assert_eq!(key_prefix(""), 0);
+        assert_eq!(key_prefix("a"), u128::from(b'a') << 120);
+        assert!(key_prefix("a") < key_prefix("ab"));
+        assert!(key_prefix("user:10") < key_prefix("user:9"));
+        assert_eq!(key_prefix("0123456789abcdefX"), key_prefix("0123456789abcdef"));
     }
 
     /// A hot topic holds one copy of its name, however many presences it

@@ -145,6 +145,39 @@ fn values_that_are_not_an_array_say_so() {
     );
 }
 
+/// Clouds that are not an object say what was expected.
+#[test]
+fn clouds_that_are_not_an_object_say_so() {
+    let refused = state_error(r#"{"replica":"a@1","context":{},"clouds":5,"values":[]}"#);
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains("an object with distinct keys")),
+        "{refused:?}"
+    );
+}
+
+/// A refused payload reads as what was wrong with it, for the log line a
+/// node writes when it drops a peer's message.
+#[test]
+fn decode_errors_read_as_what_was_wrong() {
+    let too_large =
+        Snapshot::from_json_with(with_value("1", ENTRY).as_bytes(), DecodeLimits { max_bytes: 16 })
+            .unwrap_err();
+    let len = with_value("1", ENTRY).len();
+    assert_eq!(
+        too_large.to_string(),
+        format!("payload of {len} bytes exceeds the limit of 16")
+    );
+    assert_eq!(
+        state_error("[").to_string(),
+        "malformed payload at line 1 column 1: EOF while parsing a list at line 1 column 1"
+    );
+    let empty = r#"{"topic":"","key":"k","pid":"p","meta":{}}"#;
+    assert_eq!(
+        state_error(&with_value("1", empty)).to_string(),
+        "invalid entry a@1:1: topic is empty"
+    );
+}
+
 /// A context that is not an object says what was expected.
 #[test]
 fn a_context_that_is_not_a_map_says_so() {
@@ -350,6 +383,19 @@ fn oversized_payloads_are_refused_before_parsing() {
     let limits = DecodeLimits { max_bytes: 16 };
     let refused = Snapshot::from_json_with(with_value("1", ENTRY).as_bytes(), limits);
     assert!(matches!(refused, Err(DecodeError::TooLarge { max: 16, .. })));
+    // The limit is inclusive: a payload of exactly the limit is read.
+    let payload = with_value("1", ENTRY);
+    let exact = DecodeLimits {
+        max_bytes: payload.len(),
+    };
+    assert!(Snapshot::from_json_with(payload.as_bytes(), exact).is_ok());
+    let short = DecodeLimits {
+        max_bytes: payload.len() - 1,
+    };
+    assert!(matches!(
+        Snapshot::from_json_with(payload.as_bytes(), short),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 #[test]

@@ -114,6 +114,35 @@ fn the_timeline_is_a_self_contained_svg() {
     assert!(svg.contains("node 2") && svg.contains("crash 0") && svg.contains("heal: liveness phase"));
 }
 
+/// Every BUGGIFY hook fires in the swarm's buggified runs: a hook whose
+/// place is never reached, or whose call was lost, pushes nothing onto its
+/// rare path, and the swarm would only seem to test that path.
+#[test]
+fn every_buggify_hook_fires_in_the_swarm() {
+    use presence_tracker::buggify::{fired, Hook};
+    let mut total = [0u64; Hook::ALL.len()];
+    let mut armed = 0;
+    for seed in 0..100 {
+        let scenario = swarm::draw(seed);
+        if !scenario.buggify {
+            continue;
+        }
+        armed += 1;
+        let report = run(&scenario, seed, false);
+        assert!(report.verdict.passed(), "seed {seed}: {}", report.verdict);
+        for (count, hook) in total.iter_mut().zip(Hook::ALL) {
+            *count += fired(hook);
+        }
+    }
+    assert!(armed > 0, "no seed drew buggify");
+    for (count, hook) in total.iter().zip(Hook::ALL) {
+        assert!(
+            *count > 0,
+            "{hook:?} never fired in {armed} buggified runs: {total:?}"
+        );
+    }
+}
+
 #[test]
 fn regression_swarm_seeds_7_and_76_empty_reincarnation() {
     // Found by `presence swarm`: a node permdowned while it held no presence

@@ -23,8 +23,9 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook.
     #[cfg(feature = "buggify")]
-    const ALL: [Hook; 4] = [
+    pub const ALL: [Hook; 4] = [
         Hook::SkipGenerations,
         Hook::EvictGenerations,
         Hook::ForceFullStateFallback,
@@ -35,6 +36,8 @@ impl Hook {
 #[cfg(feature = "buggify")]
 thread_local! {
     static ARMED: std::cell::Cell<Option<(u64, [bool; Hook::ALL.len()])>> = const { std::cell::Cell::new(None) };
+    /// How often each hook fired in this thread since it was last armed.
+    static FIRED: std::cell::Cell<[u64; Hook::ALL.len()]> = const { std::cell::Cell::new([0; Hook::ALL.len()]) };
 }
 
 #[cfg(feature = "buggify")]
@@ -47,9 +50,21 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// How often `hook` fired in this thread since the last [`arm`] with a
+/// seed (disarming keeps the count, so a harness can read it after a run).
+/// A hook that never fires over many armed runs is a rare path the
+/// simulation does not reach.
+#[cfg(feature = "buggify")]
+pub fn fired(hook: Hook) -> u64 {
+    FIRED.with(|cell| cell.get()[hook as usize])
+}
+
 /// Arms the hooks in this thread from `seed` (`None` disarms them).
 #[cfg(feature = "buggify")]
 pub fn arm(seed: Option<u64>) {
+    if seed.is_some() {
+        FIRED.with(|cell| cell.set([0; Hook::ALL.len()]));
+    }
     let armed = seed.map(|seed| {
         let mut state = seed ^ 0x6275_6767_6966_7921;
         let mut enabled = [false; Hook::ALL.len()];
@@ -75,6 +90,13 @@ pub(crate) fn fires(hook: Hook) -> bool {
             }
             let fire = next(&mut state) % 4 == 0;
             cell.set(Some((state, enabled)));
+            if fire {
+                FIRED.with(|fired| {
+                    let mut counts = fired.get();
+                    counts[hook as usize] += 1;
+                    fired.set(counts);
+                });
+            }
             fire
         })
     }
