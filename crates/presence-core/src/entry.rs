@@ -303,6 +303,10 @@ mod tests {
         assert_eq!(meta(json!({"a": 1})), meta(json!({"a": 1})));
         assert_ne!(meta(json!({"a": 1})), meta(json!({"a": 2})));
         assert_ne!(meta(json!({"a": 1})), meta(json!([1])));
+        // It prints as its JSON, in both forms.
+        let shown = meta(json!({"a": [1, "b"]}));
+        assert_eq!(format!("{shown}"), r#"{"a":[1,"b"]}"#);
+        assert_eq!(format!("{shown:?}"), r#"{"a":[1,"b"]}"#);
     }
 
     /// The topic a state already holds is shared only when it is the same

@@ -271,6 +271,7 @@ fn extract_is_limited_to_replicas_the_receiver_knows() {
         ["n0@1", "n1@1"],
         "n2 is unknown to the receiver; n0 is the sender"
     );
+    assert_eq!(extract.logs().len(), 2);
 
     // A receiver already up to date on n1 gets nothing for it.
     clocks.insert(
