@@ -272,6 +272,8 @@ fn extract_is_limited_to_replicas_the_receiver_knows() {
         "n2 is unknown to the receiver; n0 is the sender"
     );
     assert_eq!(extract.logs().len(), 2);
+    assert!(!extract.logs().is_empty());
+    assert!(extract.retain_replicas(|_| false).logs().is_empty());
 
     // A receiver already up to date on n1 gets nothing for it.
     clocks.insert(

@@ -389,6 +389,14 @@ mod tests {
             assert!(sealer.open(&frame[..len], 1_000).is_err(), "cut at {len}");
         }
         assert_eq!(sealer.open(&frame[..10], 1_000), Err(Refusal::Short { len: 10 }));
+        // A whole header is not short, whatever follows it: cut after the
+        // header, the tag no longer matches the (now empty) body.
+        let short = HEADER_BYTES - 1;
+        assert_eq!(
+            sealer.open(&frame[..short], 1_000),
+            Err(Refusal::Short { len: short })
+        );
+        assert_eq!(sealer.open(&frame[..HEADER_BYTES], 1_000), Err(Refusal::Mac));
     }
 
     #[test]

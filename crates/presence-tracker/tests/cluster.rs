@@ -213,6 +213,23 @@ fn rolling_restart_converges_without_a_transfer_loop() {
     assert!(requests < 60, "{requests} transfer requests for 4 restarts");
 }
 
+/// A node cut from one peer for a moment (well within the down period)
+/// still learns that peer's new presences from another that is ahead on it:
+/// the transfer it asks for carries the third node's log, which the asker
+/// knew, and not only the sender's own.
+#[test]
+fn a_transfer_carries_a_third_nodes_log_that_the_asker_knows() {
+    let (a, c) = (0, 2);
+    let mut bus = Bus::new(3);
+    bus.track(c, "pc", LOBBY, "carol");
+    bus.run_for(3_000);
+    bus.check_converged();
+    bus.split(a, c);
+    bus.track(c, "late", LOBBY, "zed");
+    bus.run_for(6_000);
+    assert_eq!(bus.keys(a, LOBBY), ["carol", "zed"]);
+}
+
 #[test]
 fn partial_connectivity_shows_only_peers_heard_directly() {
     // A-C and B-C connected, A-B cut. As in Phoenix, a node shows only the
