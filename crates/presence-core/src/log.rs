@@ -165,6 +165,22 @@ mod tests {
         assert!(emptied.held.is_none());
     }
 
+    /// A log prints as its content, the same whether or not its box is
+    /// allocated.
+    #[test]
+    fn a_log_prints_as_its_content() {
+        let mut log = ReplicaLog::with_context(2);
+        assert_eq!(
+            format!("{log:?}"),
+            "ReplicaLog { context: 2, cloud: {}, values: {} }"
+        );
+        log.cloud_mut().insert(5);
+        assert_eq!(
+            format!("{log:?}"),
+            "ReplicaLog { context: 2, cloud: {5}, values: {} }"
+        );
+    }
+
     #[test]
     fn spans_never_panic() {
         let values: BTreeMap<u64, ()> = (1..=5).map(|clock| (clock, ())).collect();
