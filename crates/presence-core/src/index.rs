@@ -559,6 +559,22 @@ mod tests {
         assert_eq!(indexes.census(), (1, 1));
     }
 
+    /// Most names file under one group (a key with a few pids, a pid on a
+    /// few topics): one name's clocks stay inline, with no table allocated,
+    /// however many there are.
+    #[test]
+    fn one_name_stays_inline() {
+        let mut groups = Groups::<u64>::default();
+        for clock in 1..=3 {
+            groups.insert(7, clock);
+        }
+        assert!(groups.single.is_some());
+        assert_eq!(groups.table.capacity(), 0);
+        groups.insert(8, 4);
+        assert!(groups.single.is_none());
+        assert_eq!(groups.table.len(), 2);
+    }
+
     #[test]
     fn groups_keep_every_pair_through_churn_and_growth() {
         // Few distinct hashes make large groups that grow, shrink back to
