@@ -306,6 +306,30 @@ fn extract_carries_the_retirements_that_concern_the_receiver() {
     ));
 }
 
+/// A diff lists its presences in tag order, even when one merge both
+/// retires a replica and removes another's entries: the retirement's
+/// leaves come first as the merge goes, and are sorted in with the rest.
+#[test]
+fn a_merge_that_retires_and_removes_lists_its_leaves_in_tag_order() {
+    let (a, z) = (ReplicaId::new("a", 1), ReplicaId::new("z", 1));
+    let mut peer_a = State::new(a.clone());
+    let mut peer_z = State::new(z.clone());
+    peer_a.join("pa", "t", "alice", json!({})).unwrap();
+    peer_z.join("pz", "t", "zoe", json!({})).unwrap();
+    let mut state = State::new(ReplicaId::new("n", 1));
+    state.merge_delta(&peer_a.take_delta()).unwrap();
+    state.merge_delta(&peer_z.take_delta()).unwrap();
+    // Another node saw alice leave and z depart for good.
+    peer_a.leave("pa", "t", "alice");
+    let mut other = State::new(ReplicaId::new("o", 1));
+    other.merge_snapshot(&peer_a.snapshot());
+    other.remove_down_replica(&z).unwrap();
+    let diff = state.merge_snapshot(&other.snapshot());
+    let leaves: Vec<String> = diff.leaves.iter().map(|p| p.tag.to_string()).collect();
+    assert_eq!(leaves, ["a@1:1", "z@1:1"]);
+    assert!(diff.joins.is_empty());
+}
+
 #[test]
 fn merging_deltas_with_removes_add_wins() {
     // n0 removes alice's first presence and re-adds her under a new tag; a
