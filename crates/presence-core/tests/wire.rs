@@ -178,6 +178,16 @@ fn decode_errors_read_as_what_was_wrong() {
     );
 }
 
+/// A clock that is not a number says what was expected.
+#[test]
+fn a_clock_that_is_not_a_number_says_so() {
+    let refused = state_error(r#"{"replica":"a@1","context":{"a@1":"2"},"clouds":{},"values":[]}"#);
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains("expected an integer")),
+        "{refused:?}"
+    );
+}
+
 /// A context that is not an object says what was expected.
 #[test]
 fn a_context_that_is_not_a_map_says_so() {
