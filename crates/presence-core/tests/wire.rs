@@ -128,6 +128,16 @@ fn with_value(tag_clock: &str, entry: &str) -> String {
 
 const ENTRY: &str = r#"{"topic":"t","key":"k","pid":"p","meta":{}}"#;
 
+/// Asserts that `payload` is refused as malformed JSON whose message holds
+/// `words` (what serde expected of the field).
+fn refused_saying(payload: &str, words: &str) {
+    let refused = state_error(payload);
+    assert!(
+        matches!(&refused, DecodeError::Json { message, .. } if message.contains(words)),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn malformed_json_is_a_typed_error() {
     assert!(matches!(state_error("{"), DecodeError::Json { .. }));
@@ -138,20 +148,18 @@ fn malformed_json_is_a_typed_error() {
 /// A field of the wrong type is named in the error by what was expected.
 #[test]
 fn values_that_are_not_an_array_say_so() {
-    let refused = state_error(r#"{"replica":"a@1","context":{},"clouds":{},"values":5}"#);
-    assert!(
-        matches!(&refused, DecodeError::Json { message, .. } if message.contains("an array of values")),
-        "{refused:?}"
+    refused_saying(
+        r#"{"replica":"a@1","context":{},"clouds":{},"values":5}"#,
+        "an array of values",
     );
 }
 
 /// Clouds that are not an object say what was expected.
 #[test]
 fn clouds_that_are_not_an_object_say_so() {
-    let refused = state_error(r#"{"replica":"a@1","context":{},"clouds":5,"values":[]}"#);
-    assert!(
-        matches!(&refused, DecodeError::Json { message, .. } if message.contains("an object with distinct keys")),
-        "{refused:?}"
+    refused_saying(
+        r#"{"replica":"a@1","context":{},"clouds":5,"values":[]}"#,
+        "an object with distinct keys",
     );
 }
 
@@ -181,20 +189,18 @@ fn decode_errors_read_as_what_was_wrong() {
 /// A clock that is not a number says what was expected.
 #[test]
 fn a_clock_that_is_not_a_number_says_so() {
-    let refused = state_error(r#"{"replica":"a@1","context":{"a@1":"2"},"clouds":{},"values":[]}"#);
-    assert!(
-        matches!(&refused, DecodeError::Json { message, .. } if message.contains("expected an integer")),
-        "{refused:?}"
+    refused_saying(
+        r#"{"replica":"a@1","context":{"a@1":"2"},"clouds":{},"values":[]}"#,
+        "expected an integer",
     );
 }
 
 /// A context that is not an object says what was expected.
 #[test]
 fn a_context_that_is_not_a_map_says_so() {
-    let refused = state_error(r#"{"replica":"a@1","context":5,"clouds":{},"values":[]}"#);
-    assert!(
-        matches!(&refused, DecodeError::Json { message, .. } if message.contains("expected a map")),
-        "{refused:?}"
+    refused_saying(
+        r#"{"replica":"a@1","context":5,"clouds":{},"values":[]}"#,
+        "expected a map",
     );
 }
 
