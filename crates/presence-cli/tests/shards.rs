@@ -14,8 +14,11 @@ fn presence() -> Command {
     Command::new(env!("CARGO_BIN_EXE_presence"))
 }
 
-fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("presence-shards-{}", std::process::id()));
+/// A directory of this test's own. The tests of this file run at once in
+/// one process, and each removes its directory at the end: a shared one
+/// would lose another test's files while it still reads them.
+fn dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("presence-shards-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -41,7 +44,7 @@ fn merge(files: &[&PathBuf]) -> Output {
 
 #[test]
 fn four_shards_merge_to_the_unsharded_run() {
-    let dir = dir();
+    let dir = dir("merge");
     let whole = dir.join("whole.jsonl");
     let status = presence()
         .args([
@@ -127,8 +130,7 @@ fn four_shards_merge_to_the_unsharded_run() {
 
 #[test]
 fn the_shard_comes_from_the_scheduler() {
-    let dir = dir().join("env");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir("env");
     let run = |vars: &[(&str, &str)], file: &Path| {
         let mut command = presence();
         command
@@ -175,8 +177,7 @@ fn the_shard_comes_from_the_scheduler() {
 
 #[test]
 fn merged_failures_are_grouped_by_invariant_and_signature() {
-    let dir = dir().join("failures");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir("failures");
     let line = |seed: u64, verdict: &str, invariant: Option<&str>, signature: Option<&str>| {
         serde_json::json!({
             "seed": seed, "range": [0, 4], "shard": [0, 1], "verdict": verdict,
@@ -235,8 +236,7 @@ fn merged_failures_are_grouped_by_invariant_and_signature() {
 // subject, not an input to code under test.
 #[allow(clippy::disallowed_types)]
 fn a_stopped_shard_keeps_what_it_ran() {
-    let dir = dir().join("stopped");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir("stopped");
     let file = dir.join("stopped.jsonl");
     let mut child = presence()
         .args([
