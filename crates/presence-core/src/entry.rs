@@ -347,6 +347,11 @@ mod tests {
             Entry::new("", "k", "p", json!({})),
             Err(EntryError::EmptyName { field: "topic" })
         );
+        let longest = "k".repeat(MAX_NAME_LEN);
+        assert!(
+            Entry::new("t", &longest, "p", json!({})).is_ok(),
+            "the limit is inclusive"
+        );
         let long = "k".repeat(MAX_NAME_LEN + 1);
         assert!(matches!(
             Entry::new("t", &long, "p", json!({})),

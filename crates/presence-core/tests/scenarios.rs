@@ -235,6 +235,32 @@ fn non_contiguous_delta_is_refused_until_the_gap_is_filled() {
     assert_eq!(keys_of(&diff.leaves), ["alice"]);
 }
 
+/// A delta extends only with a later one of its replica that starts
+/// within its range; one that starts past its end, or before its start,
+/// would leave a gap or a hole, and is refused as a gap.
+#[test]
+fn a_delta_extends_only_with_one_that_starts_within_it() {
+    let mut state = State::new(ReplicaId::new("a", 1));
+    let mut next = |pid: &str| {
+        state.join(pid, LOBBY, pid, json!({})).unwrap();
+        state.take_delta()
+    };
+    let (first, second, third) = (next("p1"), next("p2"), next("p3"));
+    let past_the_end = first.clone().extend(&third);
+    assert!(matches!(
+        past_the_end,
+        Err(DeltaError::Gap { have: 1, from: 2, .. })
+    ));
+    let before_the_start = third.clone().extend(&first);
+    assert!(matches!(
+        before_the_start,
+        Err(DeltaError::Gap { have: 3, from: 0, .. })
+    ));
+    let mut joined = first;
+    joined.extend(&second).unwrap();
+    assert_eq!(joined.range(), (0, 2));
+}
+
 #[test]
 fn composed_deltas_equal_their_parts() {
     let mut cluster = Cluster::new(3);
