@@ -110,6 +110,15 @@ mod tests {
     }
 
     #[test]
+    fn each_secret_keys_a_hash_of_its_own() {
+        // The same secret hashes alike in every process (the harness's work
+        // counts reproduce by it); another secret hashes otherwise, so names
+        // that collide under one are no use against another.
+        assert_eq!(keys_from(7).hash_one("alice"), keys_from(7).hash_one("alice"));
+        assert_ne!(keys_from(7).hash_one("alice"), keys_from(8).hash_one("alice"));
+    }
+
+    #[test]
     fn a_refused_secret_says_why() {
         assert_eq!(
             SecretAlreadySet.to_string(),

@@ -301,6 +301,8 @@ fn extract_is_limited_to_replicas_the_receiver_knows() {
     assert!(!extract.logs().is_empty());
     assert!(extract.logs().get(&cluster.id(1)).is_some());
     assert!(extract.logs().get(&cluster.id(2)).is_none());
+    assert!(extract.logs().contains_key(&cluster.id(1)));
+    assert!(!extract.logs().contains_key(&cluster.id(2)));
     assert!(extract.retain_replicas(|_| false).logs().is_empty());
 
     // A receiver already up to date on n1 gets nothing for it.
