@@ -282,6 +282,18 @@ mod tests {
     }
 
     #[test]
+    fn a_presence_diff_is_written_as_phoenix_reads_it() {
+        let diff = PresenceDiff {
+            joins: presence_state([&presence(json!({"s": 1}), None)]),
+            leaves: PresenceState::new(),
+        };
+        let text = diff.to_json();
+        assert!(text.starts_with(r#"{"joins":{"alice":{"metas":[{"#), "{text}");
+        assert!(text.ends_with(r#"]}},"leaves":{}}"#), "{text}");
+        assert_eq!(serde_json::from_str::<PresenceDiff>(&text).ok(), Some(diff));
+    }
+
+    #[test]
     fn every_kind_of_meta_is_recognised_in_its_rendering() {
         let presences = [
             presence(json!({}), None),
