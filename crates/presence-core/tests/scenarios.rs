@@ -256,6 +256,17 @@ fn a_delta_extends_only_with_one_that_starts_within_it() {
         before_the_start,
         Err(DeltaError::Gap { have: 3, from: 0, .. })
     ));
+    assert_eq!(
+        past_the_end.unwrap_err().to_string(),
+        "delta of a@1 starts after clock 2 but only 1 is observed"
+    );
+    let mut other = State::new(ReplicaId::new("b", 1));
+    other.join("q", LOBBY, "q", json!({})).unwrap();
+    let refused = first.clone().extend(&other.take_delta()).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "cannot extend a delta of a@1 with one of b@1"
+    );
     let mut joined = first;
     joined.extend(&second).unwrap();
     assert_eq!(joined.range(), (0, 2));

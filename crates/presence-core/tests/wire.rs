@@ -705,6 +705,22 @@ fn clouds_read_back_whole() {
     assert_eq!(Snapshot::from_json(&snapshot.to_json()), Ok(snapshot));
 }
 
+/// A payload may say that a replica's clock above a gap was observed and is
+/// gone: a cloud clock with no value. A receiver that never held it has
+/// nothing to remove; it only notes the clock as observed.
+#[test]
+fn a_cloud_clock_the_receiver_never_held_removes_nothing() {
+    let text = r#"{"replica":"a@1","context":{"a@1":1,"b@1":1},"clouds":{"b@1":[3]},"values":[]}"#;
+    let snapshot = Snapshot::from_json(text.as_bytes()).unwrap();
+    let mut receiver = State::new(ReplicaId::new("c", 1));
+    assert!(receiver.merge_snapshot(&snapshot).is_empty());
+    let log = receiver.log(&ReplicaId::new("b", 1)).expect("b is known now");
+    assert_eq!(
+        (log.context(), log.cloud().iter().copied().collect::<Vec<_>>()),
+        (1, vec![3])
+    );
+}
+
 /// The retirement watermark a forged heartbeat once left (u64::MAX - 1):
 /// the encoder wrote it and the decoder refused it ("expected i64"), so
 /// every state the node sent from then on failed to decode at its peers.
