@@ -265,6 +265,7 @@ mod tests {
     fn text_form_round_trips() {
         let id = ReplicaId::new("node-a", 3);
         assert_eq!(id.to_string(), "node-a@3");
+        assert_eq!(format!("{id:?}"), "node-a@3", "failures print ids short");
         assert_eq!(ReplicaId::parse("node-a@3"), Ok(id.clone()));
         // A tag reads as its phx_ref: violations name tags this way.
         let tag = Tag::new(id, 7);
