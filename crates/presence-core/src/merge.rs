@@ -458,3 +458,26 @@ fn removed_by(local: &ReplicaLog, remote: &ReplicaLog) -> Vec<u64> {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_collect_as_a_map_would() {
+        let (a, b) = (ReplicaId::new("a", 1), ReplicaId::new("b", 1));
+        let log = ReplicaLog::with_context;
+        let contexts = |logs: &ReplicaLogs| -> Vec<(String, u64)> {
+            logs.iter()
+                .map(|(id, log)| (id.to_string(), log.context()))
+                .collect()
+        };
+        let mixed: ReplicaLogs = [(b.clone(), log(1)), (a.clone(), log(2)), (a.clone(), log(3))]
+            .into_iter()
+            .collect();
+        assert_eq!(contexts(&mixed), [("a@1".to_string(), 3), ("b@1".to_string(), 1)]);
+        // One replica given twice, and nothing else: still its last log only.
+        let twice: ReplicaLogs = [(a.clone(), log(1)), (a, log(4))].into_iter().collect();
+        assert_eq!(contexts(&twice), [("a@1".to_string(), 4)]);
+    }
+}

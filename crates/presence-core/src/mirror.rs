@@ -294,6 +294,7 @@ mod tests {
         mirror.sync_diff("t", &diff(&[("alice", &["1"])], &[]));
         mirror.sync_diff("t", &diff(&[("alice", &["2"])], &[]));
         assert_eq!(mirror.topic("t")["alice"], metas(&["1", "2"]));
+        assert_eq!(mirror.topics().collect::<Vec<_>>(), ["t"]);
         mirror.sync_diff("t", &diff(&[], &[("alice", &["1"])]));
         assert_eq!(mirror.topic("t")["alice"], metas(&["2"]));
         mirror.sync_diff("t", &diff(&[], &[("alice", &["2"])]));

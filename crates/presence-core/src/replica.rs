@@ -240,6 +240,7 @@ impl fmt::Debug for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn a_phx_ref_is_recognised_only_as_written() {
@@ -272,6 +273,24 @@ mod tests {
         assert_eq!(tag.to_string(), "node-a@3:7");
         assert_eq!(tag.to_string(), tag.phx_ref());
         assert_eq!(format!("{tag:?}"), "node-a@3:7");
+    }
+
+    #[test]
+    fn tags_of_other_replicas_or_clocks_differ_in_fingerprint() {
+        // A sum of fingerprints stands for a set of tags (the simulator's
+        // step-by-step check of I1), so two tags must not share one only
+        // because they share a clock, or a replica.
+        let print = |base: &str, incarnation: u64, clock: u64| {
+            tag_fingerprint(ReplicaId::new(base, incarnation).stable_hash(), clock)
+        };
+        let prints = BTreeSet::from([
+            print("a", 1, 1),
+            print("b", 1, 1),
+            print("a", 2, 1),
+            print("a", 1, 2),
+        ]);
+        assert_eq!(prints.len(), 4, "{prints:x?}");
+        assert_eq!(print("a", 1, 1), print("a", 1, 1));
     }
 
     #[test]
