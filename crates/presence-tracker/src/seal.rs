@@ -368,6 +368,12 @@ mod tests {
             Ok(heartbeat("a")),
             "at the window's edge"
         );
+        let ahead = sealer.seal(&heartbeat("a"), 11_000);
+        assert_eq!(
+            sealer.open(&ahead, 1_000),
+            Ok(heartbeat("a")),
+            "a whole window ahead, at its other edge"
+        );
     }
 
     #[test]
