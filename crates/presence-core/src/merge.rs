@@ -476,6 +476,11 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(contexts(&mixed), [("a@1".to_string(), 3), ("b@1".to_string(), 1)]);
+        let descending: ReplicaLogs = [(b.clone(), log(1)), (a.clone(), log(2))].into_iter().collect();
+        assert_eq!(
+            contexts(&descending),
+            [("a@1".to_string(), 2), ("b@1".to_string(), 1)]
+        );
         // One replica given twice, and nothing else: still its last log only.
         let twice: ReplicaLogs = [(a.clone(), log(1)), (a, log(4))].into_iter().collect();
         assert_eq!(contexts(&twice), [("a@1".to_string(), 4)]);
