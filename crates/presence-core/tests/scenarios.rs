@@ -267,9 +267,13 @@ fn a_delta_extends_only_with_one_that_starts_within_it() {
         refused.to_string(),
         "cannot extend a delta of a@1 with one of b@1"
     );
-    let mut joined = first;
+    let mut joined = first.clone();
     joined.extend(&second).unwrap();
     assert_eq!(joined.range(), (0, 2));
+    // One that starts where this one starts is within it too.
+    let mut again = first;
+    again.extend(&joined).unwrap();
+    assert_eq!(again, joined);
 }
 
 #[test]

@@ -705,6 +705,21 @@ fn clouds_read_back_whole() {
     assert_eq!(Snapshot::from_json(&snapshot.to_json()), Ok(snapshot));
 }
 
+/// Another writer may list a context's replicas in any order: they read
+/// back as if listed in replica order.
+#[test]
+fn a_context_in_any_order_reads_as_one_in_replica_order() {
+    let read = |context: &str| {
+        let text = format!(r#"{{"replica":"a@1","context":{context},"clouds":{{}},"values":[]}}"#);
+        Snapshot::from_json(text.as_bytes()).unwrap()
+    };
+    let ordered = read(r#"{"a@1":3,"b@1":2,"c@1":1}"#);
+    assert_eq!(read(r#"{"c@1":1,"b@1":2,"a@1":3}"#), ordered);
+    assert_eq!(read(r#"{"b@1":2,"c@1":1,"a@1":3}"#), ordered);
+    let b = ordered.logs().get(&ReplicaId::new("b", 1)).expect("b is found");
+    assert_eq!(b.context(), 2);
+}
+
 /// A payload may say that a replica's clock above a gap was observed and is
 /// gone: a cloud clock with no value. A receiver that never held it has
 /// nothing to remove; it only notes the clock as observed.

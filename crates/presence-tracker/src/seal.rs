@@ -446,6 +446,10 @@ mod tests {
     #[test]
     fn secrets_have_bounded_lengths_and_never_print() {
         assert_eq!(Secret::new(vec![1; 15]).unwrap_err(), SecretError { len: 15 });
+        assert_eq!(
+            SecretError { len: 15 }.to_string(),
+            "a cluster secret must be 16 to 1024 bytes; this one is 15"
+        );
         assert!(Secret::new(vec![1; 1025]).is_err());
         let secret = secret("0123456789abcdef\n");
         assert_eq!(format!("{secret:?}"), "Secret(16 bytes)");
