@@ -276,6 +276,30 @@ fn a_delta_extends_only_with_one_that_starts_within_it() {
     assert_eq!(again, joined);
 }
 
+/// A later delta that overlaps this one and no longer holds a join of the
+/// overlap (it came and went within the later delta's range, so no leave
+/// names it) removes that join: composing overlapping deltas gives what
+/// composing them one step at a time gives.
+#[test]
+fn an_overlapping_delta_drops_the_joins_it_no_longer_holds() {
+    let mut state = State::new(ReplicaId::new("a", 1));
+    state.join("p1", LOBBY, "alice", json!({})).unwrap();
+    let first = state.take_delta();
+    state.join("p2", LOBBY, "bob", json!({})).unwrap();
+    let second = state.take_delta();
+    state.leave("p2", LOBBY, "bob");
+    let third = state.take_delta();
+    let mut later = second.clone();
+    later.extend(&third).unwrap();
+    let mut stepwise = first.clone();
+    stepwise.extend(&second).unwrap();
+    let mut overlapped = stepwise.clone();
+    stepwise.extend(&third).unwrap();
+    overlapped.extend(&later).unwrap();
+    assert_eq!(overlapped, stepwise);
+    assert_eq!(overlapped.len(), 1, "only alice's join is left");
+}
+
 #[test]
 fn composed_deltas_equal_their_parts() {
     let mut cluster = Cluster::new(3);
