@@ -459,6 +459,37 @@ mod tests {
     }
 
     #[test]
+    fn refusals_read_as_what_was_wrong_with_the_frame() {
+        let sealer = sealer();
+        let texts = [
+            sealer.open(b"short", 0),
+            sealer.open(&[0; HEADER_BYTES], 0),
+            sealer.open(&sealer.seal(&heartbeat("mallory"), 0), 0),
+            sealer.open(&sealer.seal(&heartbeat("a"), 0), 20_000),
+            sealer.open(&sealer.seal(&heartbeat("a"), 20_000), 0),
+        ]
+        .map(|opened| opened.expect_err("refused").to_string());
+        assert_eq!(
+            texts,
+            [
+                "a frame of 5 bytes is shorter than the header",
+                "not a presence frame",
+                r#""mallory" is not a member"#,
+                "sent at 0 ms, too long before 20000 ms",
+                "sent at 20000 ms, too far after 0 ms",
+            ]
+        );
+        let mut forged = sealer.seal(&heartbeat("a"), 0);
+        *forged.last_mut().expect("a body") ^= 1;
+        assert_eq!(
+            sealer.open(&forged, 0).expect_err("refused").to_string(),
+            "the tag does not verify"
+        );
+        let garbage = Refusal::Decode(Message::from_json(b"{").expect_err("not JSON"));
+        assert!(garbage.to_string().starts_with("bad message: "), "{garbage}");
+    }
+
+    #[test]
     fn refusals_are_counted_by_kind() {
         let mut refusals = Refusals::default();
         refusals.record(&Refusal::Mac);
