@@ -705,6 +705,36 @@ fn clouds_read_back_whole() {
     assert_eq!(Snapshot::from_json(&snapshot.to_json()), Ok(snapshot));
 }
 
+/// A decoded payload holds one name per topic, shared by every entry on
+/// it, and never another topic's: many topics, so that some share a
+/// table slot's hash bits.
+#[test]
+fn decoded_entries_share_their_topics_name_and_only_theirs() {
+    let mut state = State::new(ReplicaId::new("a", 1));
+    for topic in 0..300 {
+        for key in ["k1", "k2"] {
+            state
+                .join(
+                    &format!("p{topic}-{key}"),
+                    &format!("room:{topic}"),
+                    key,
+                    json!({}),
+                )
+                .unwrap();
+        }
+    }
+    let snapshot = Snapshot::from_json(&state.to_json()).unwrap();
+    assert_eq!(snapshot, state.snapshot());
+    let mut names: std::collections::BTreeMap<&str, &std::sync::Arc<str>> = Default::default();
+    for log in snapshot.logs().values() {
+        for entry in log.values().values() {
+            let name = names.entry(&*entry.topic).or_insert(&entry.topic);
+            assert!(std::sync::Arc::ptr_eq(name, &entry.topic), "{}", entry.topic);
+        }
+    }
+    assert_eq!(names.len(), 300);
+}
+
 /// Another writer may list a context's replicas in any order: they read
 /// back as if listed in replica order.
 #[test]
