@@ -137,6 +137,12 @@ mod tests {
         let all = generations.covering(0, &pending).unwrap();
         assert_eq!(all.range(), (0, 4), "only the large generation reaches back to 0");
         assert_eq!(generations.covering(4, &pending).unwrap().range(), (4, 4));
+        generations.reset();
+        assert_eq!(generations.len(), 0);
+        assert!(
+            generations.covering(2, &pending).is_none(),
+            "nothing older is kept"
+        );
     }
 
     #[test]

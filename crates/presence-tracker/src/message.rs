@@ -613,6 +613,24 @@ mod tests {
                 "{extra}"
             );
         }
+        for extra in [
+            r#""state":{}"#,
+            r#""delta":{"replica":"a@1","from":0,"to":0,"joins":[],"leaves":[]}"#,
+        ] {
+            let text = format!(
+                r#"{{"type":"transfer_request","from":"a@1","uptime_ms":0,"clocks":{{}},"full":true,{extra}}}"#
+            );
+            assert!(
+                matches!(
+                    refused(&text),
+                    MessageError::Shape {
+                        kind: "transfer_request",
+                        ..
+                    }
+                ),
+                "{extra}"
+            );
+        }
         // Each field a permdown must not carry is refused on its own.
         for extra in [
             r#""clocks":{}"#,
