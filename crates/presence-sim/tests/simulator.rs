@@ -237,6 +237,28 @@ fn the_big_room_is_big_and_hot_and_passes() {
     assert!(report.ops > 50_000 + 1_000, "churn on top: {} ops", report.ops);
 }
 
+/// The clock-jump mark counts only a real step back. Inputs at one instant
+/// are not one: counting them would meet the presets' requirement that
+/// the mark be reached without any clock fault.
+#[test]
+fn only_a_real_step_back_marks_the_clock_jump() {
+    use presence_core::ReplicaId;
+    use presence_tracker::marks::{self, Mark};
+    use presence_tracker::{Config, Input, Node};
+    let at = Mark::ALL
+        .iter()
+        .position(|&mark| mark == Mark::ClockSteppedBack)
+        .unwrap();
+    let mut node = Node::new(ReplicaId::new("a", 1), Config::default(), 1_000).unwrap();
+    marks::take();
+    for now_ms in [1_000, 1_000, 2_000, 2_000] {
+        node.handle(Input::Tick, now_ms).unwrap();
+    }
+    assert_eq!(marks::take()[at], 0, "no step back yet");
+    node.handle(Input::Tick, 1_500).unwrap();
+    assert_eq!(marks::take()[at], 1);
+}
+
 /// The scenarios written for forgetting and forging reach what they were
 /// written for: every seed forgets a departed base, every seed of the long
 /// cut meets an old stranger, and every forging seed refuses frames.

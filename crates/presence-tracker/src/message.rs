@@ -631,6 +631,21 @@ mod tests {
                 "{extra}"
             );
         }
+        for extra in [r#""clocks":{}"#, r#""full":true"#, r#""uptime_ms":1"#] {
+            let text = format!(
+                r#"{{"type":"transfer_ack","from":"a@1","delta":{{"replica":"a@1","from":0,"to":0,"joins":[],"leaves":[]}},{extra}}}"#
+            );
+            assert!(
+                matches!(
+                    refused(&text),
+                    MessageError::Shape {
+                        kind: "transfer_ack",
+                        ..
+                    }
+                ),
+                "{extra}"
+            );
+        }
         // Each field a permdown must not carry is refused on its own.
         for extra in [
             r#""clocks":{}"#,
