@@ -343,6 +343,23 @@ mod tests {
 
     #[test]
     fn names_are_bounded() {
+        let refusals = [
+            EntryError::EmptyName { field: "topic" },
+            EntryError::NameTooLong {
+                field: "key",
+                len: 2000,
+            },
+            EntryError::MetaTooDeep,
+        ]
+        .map(|error| error.to_string());
+        assert_eq!(
+            refusals,
+            [
+                "topic is empty",
+                "key is 2000 bytes, more than 1024",
+                "meta nests deeper than 64 levels",
+            ]
+        );
         assert_eq!(
             Entry::new("", "k", "p", json!({})),
             Err(EntryError::EmptyName { field: "topic" })

@@ -735,6 +735,33 @@ fn decoded_entries_share_their_topics_name_and_only_theirs() {
     assert_eq!(names.len(), 300);
 }
 
+/// Another writer may list values in any order; a tag given twice is
+/// refused wherever its second place is.
+#[test]
+fn a_tag_given_twice_out_of_order_is_refused() {
+    let value = |clock: u64| {
+        format!(
+            r#"{{"tag":{{"replica":"a@1","clock":{clock}}},"entry":{{"topic":"t","key":"k{clock}","pid":"p{clock}","meta":{{}}}}}}"#
+        )
+    };
+    let payload = |clocks: &[u64]| {
+        let values: Vec<String> = clocks.iter().map(|&clock| value(clock)).collect();
+        format!(
+            r#"{{"replica":"a@1","context":{{"a@1":4}},"clouds":{{}},"values":[{}]}}"#,
+            values.join(",")
+        )
+    };
+    let read = Snapshot::from_json(payload(&[4, 3, 2, 1]).as_bytes()).unwrap();
+    assert_eq!(
+        read,
+        Snapshot::from_json(payload(&[1, 2, 3, 4]).as_bytes()).unwrap()
+    );
+    assert!(matches!(
+        state_error(&payload(&[4, 3, 2, 1, 3])),
+        DecodeError::DuplicateTag { .. }
+    ));
+}
+
 /// Another writer may list a context's replicas in any order: they read
 /// back as if listed in replica order.
 #[test]

@@ -194,10 +194,16 @@ mod tests {
             ..base.clone()
         };
         assert_eq!(silent.validate(), Err(ConfigError::SilenceLongerThanDown));
-        let sizes = Config {
-            max_delta_sizes: vec![100, 100],
-            ..base
-        };
-        assert_eq!(sizes.validate(), Err(ConfigError::DeltaSizes));
+        for max_delta_sizes in [vec![100, 100], vec![], vec![0], vec![0, 10]] {
+            let sizes = Config {
+                max_delta_sizes: max_delta_sizes.clone(),
+                ..base.clone()
+            };
+            assert_eq!(
+                sizes.validate(),
+                Err(ConfigError::DeltaSizes),
+                "{max_delta_sizes:?}"
+            );
+        }
     }
 }
