@@ -322,6 +322,29 @@ fn discovery_says_hello_before_the_next_broadcast() {
     );
 }
 
+/// The hello goes to the discovered peer at once (the bus test above may
+/// have been served by a broadcast), and never to this node's own base.
+#[test]
+fn discovery_sends_the_peer_a_hello_and_itself_none() {
+    let mut node = presence_tracker::Node::new(
+        presence_core::ReplicaId::new("a", 1),
+        presence_tracker::Config::default(),
+        0,
+    )
+    .unwrap();
+    let peer = presence_core::ReplicaId::new("b", 1);
+    let out = node.handle(Input::Discovered(peer.clone()), 10).unwrap();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [presence_tracker::Output::Send { to, message: presence_tracker::Message::Heartbeat { .. } }] if *to == peer
+        ),
+        "{out:?}"
+    );
+    let itself = presence_core::ReplicaId::new("a", 2);
+    assert!(node.handle(Input::Discovered(itself), 20).unwrap().is_empty());
+}
+
 #[test]
 fn a_peer_lagging_only_on_one_node_gets_a_delta_not_the_state() {
     lagging_only_on_one_node_gets_a_delta(2);
