@@ -5,6 +5,8 @@ use presence_core::invariants::{replicated_data, view};
 use presence_core::{DecodeError, DecodeLimits, Delta, ReplicaId, Snapshot, State};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn sample() -> State {
     let mut peer = State::new(ReplicaId::new("node-b", 2));
@@ -725,11 +727,11 @@ fn decoded_entries_share_their_topics_name_and_only_theirs() {
     }
     let snapshot = Snapshot::from_json(&state.to_json()).unwrap();
     assert_eq!(snapshot, state.snapshot());
-    let mut names: std::collections::BTreeMap<&str, &std::sync::Arc<str>> = Default::default();
+    let mut names: BTreeMap<&str, &Arc<str>> = BTreeMap::new();
     for log in snapshot.logs().values() {
         for entry in log.values().values() {
             let name = names.entry(&*entry.topic).or_insert(&entry.topic);
-            assert!(std::sync::Arc::ptr_eq(name, &entry.topic), "{}", entry.topic);
+            assert!(Arc::ptr_eq(name, &entry.topic), "{}", entry.topic);
         }
     }
     assert_eq!(names.len(), 300);

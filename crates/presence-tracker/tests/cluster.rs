@@ -4,7 +4,8 @@
 mod bus;
 
 use bus::Bus;
-use presence_tracker::{Input, NodeError, ReplicaEvent};
+use presence_core::ReplicaId;
+use presence_tracker::{Config, Input, Message, Node, NodeError, Output, ReplicaEvent};
 use serde_json::json;
 
 const LOBBY: &str = "room:lobby";
@@ -326,22 +327,17 @@ fn discovery_says_hello_before_the_next_broadcast() {
 /// have been served by a broadcast), and never to this node's own base.
 #[test]
 fn discovery_sends_the_peer_a_hello_and_itself_none() {
-    let mut node = presence_tracker::Node::new(
-        presence_core::ReplicaId::new("a", 1),
-        presence_tracker::Config::default(),
-        0,
-    )
-    .unwrap();
-    let peer = presence_core::ReplicaId::new("b", 1);
+    let mut node = Node::new(ReplicaId::new("a", 1), Config::default(), 0).unwrap();
+    let peer = ReplicaId::new("b", 1);
     let out = node.handle(Input::Discovered(peer.clone()), 10).unwrap();
     assert!(
         matches!(
             out.as_slice(),
-            [presence_tracker::Output::Send { to, message: presence_tracker::Message::Heartbeat { .. } }] if *to == peer
+            [Output::Send { to, message: Message::Heartbeat { .. } }] if *to == peer
         ),
         "{out:?}"
     );
-    let itself = presence_core::ReplicaId::new("a", 2);
+    let itself = ReplicaId::new("a", 2);
     assert!(node.handle(Input::Discovered(itself), 20).unwrap().is_empty());
 }
 
